@@ -1,0 +1,38 @@
+"""The seed's DCGAN (vector_arithmetic_with_gan.md) on MTCNN-cropped faces.
+
+    python -m experiments.dcgan_celeba [--workdir=workdirs/dcgan_celeba] [--config.key=value ...]
+
+Data: --config.data.store=PATH, else data/celeba_store (what `python -m gan_arith.data.prepare`
+writes), else raw CelebA from $GAN_ARITH_CELEBA (prepared first), else built-in synthetic faces.
+Seed configuration (GPU/TPU): 80×80×3, latent 100, width 128, batch 128 (64 real + 64 generated
+for D, 128 latents for G), Adam 2e-4/β1 0.5, 100 epochs, samples + checkpoint every 10 epochs.
+Runtime: CPU default (scaled: 40×40, width 32, 4,000 faces, 8 epochs) about 10 minutes on 2 cores;
+the seed configuration on one H100 is not yet measured (see docs/benchmarks.md).
+Expected result: workdir/figures/samples_epochNNNN.png grids from a fixed latent batch that turn
+from noise into faces over the epochs; checkpoints in workdir/checkpoints; metrics.jsonl; rerunning
+the same command resumes from the last checkpoint.
+"""
+
+import ml_collections
+
+from gan_arith.config import base_config, run_experiment
+from gan_arith.train.loop import train
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = base_config("dcgan")
+    config.best_metric = "g_loss"  # eval generator loss on fresh samples: lower means D is fooled more
+    config.cpu = ml_collections.ConfigDict(
+        {
+            "model": {"image_size": 40, "width": 32},
+            "data": {"synthetic_faces": 4000, "max_faces": 4000},
+            "batch_size": 64,
+            "num_epochs": 8,
+            "eval_every_epochs": 2,
+        }
+    )
+    return config
+
+
+if __name__ == "__main__":
+    run_experiment(get_config, train, "dcgan_celeba")

@@ -1,0 +1,1 @@
+"""Faces data: CelebA reading, MTCNN preparation, the prepared-faces store, synthetic faces and input pipelines."""

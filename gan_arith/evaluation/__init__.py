@@ -1,0 +1,10 @@
+"""Numbers for what the seeds judged by eye.
+
+- classifier_train: train/evaluate the attribute classifier (models/classifier.py).
+- success_rate: how often arithmetic results carry the target attributes, vs random samples (Wilson CI).
+- frechet: Fréchet distance and KID in the classifier's (or a user-supplied network's) feature space.
+- sampling: batched scoring, top-fraction filtering and discriminator rejection sampling.
+- inversion: image -> latent by optimisation and/or a trained encoder; PSNR and SSIM.
+- noise_classifier: predict from z alone whether G(z) will be good; ROC AUC; sample good noise.
+Their figures (best/worst-scored faces, originals vs reconstructions) live in gan_arith.figures.
+"""

@@ -1,0 +1,218 @@
+"""Fréchet distance and kernel inception distance (KID) between two sets of image features.
+
+By default the features come from the project's own attribute classifier (no Inception weights
+can be downloaded here), so the numbers rank checkpoints and filters of this project but are NOT
+comparable to published FID/KID. A user may supply an Inception (or any) feature network as a
+serialized `jax.export` artifact; see `FeatureExtractor.from_exported`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gan_arith.evaluation.sampling import as_model_range, batched_apply
+
+ImageFeatureFn = Callable[[jax.Array], jax.Array]  # float images [B, H, W, 3] in [-1, 1] -> features [B, F]
+
+
+def _check_features(features: np.ndarray, name: str, min_rows: int = 2) -> np.ndarray:
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim != 2 or features.shape[0] < min_rows:
+        raise ValueError(f"{name} must be [N, F] with N >= {min_rows}, got shape {features.shape}")
+    if not np.all(np.isfinite(features)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return features
+
+
+def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean [F] and unbiased covariance [F, F] of features [N, F], in float64."""
+    features = _check_features(features, "features")
+    return features.mean(axis=0), np.cov(features, rowvar=False).reshape(features.shape[1], features.shape[1])
+
+
+def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
+    """Square root of a symmetric positive semi-definite matrix (tiny negative eigenvalues clipped to 0)."""
+    values, vectors = np.linalg.eigh(0.5 * (matrix + matrix.T))
+    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+
+
+def frechet_distance_from_statistics(
+    mean_a: np.ndarray, cov_a: np.ndarray, mean_b: np.ndarray, cov_b: np.ndarray
+) -> float:
+    """‖μa − μb‖² + tr(Σa + Σb − 2 (Σa Σb)^½) for two Gaussians.
+
+    tr((Σa Σb)^½) is computed as tr((Σa^½ Σb Σa^½)^½): the two matrices are similar, and the second
+    is symmetric PSD, so eigh gives real eigenvalues and no complex parts or sqrtm failures arise.
+    """
+    mean_a, mean_b = np.asarray(mean_a, np.float64), np.asarray(mean_b, np.float64)
+    cov_a, cov_b = np.asarray(cov_a, np.float64), np.asarray(cov_b, np.float64)
+    dim = mean_a.shape[0]
+    for name, value, shape in (("mean_b", mean_b, (dim,)), ("cov_a", cov_a, (dim, dim)), ("cov_b", cov_b, (dim, dim))):
+        if value.shape != shape:
+            raise ValueError(f"{name} must have shape {shape} to match mean_a, got {value.shape}")
+    root_a = _psd_sqrt(cov_a)
+    cross = root_a @ cov_b @ root_a
+    trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh(0.5 * (cross + cross.T)), 0.0, None)).sum()
+    distance = np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2.0 * trace_sqrt
+    return float(max(distance, 0.0))
+
+
+def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets [Na, F] and [Nb, F] (float64)."""
+    features_a = _check_features(features_a, "features_a")
+    features_b = _check_features(features_b, "features_b")
+    if features_a.shape[1] != features_b.shape[1]:
+        raise ValueError(f"feature dims differ: features_a has {features_a.shape[1]}, features_b has {features_b.shape[1]}")
+    return frechet_distance_from_statistics(*feature_statistics(features_a), *feature_statistics(features_b))
+
+
+class KIDResult(NamedTuple):
+    mean: float
+    std: float
+
+
+def _polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return (x @ y.T / x.shape[1] + 1.0) ** 3
+
+
+def _unbiased_mmd2(x: np.ndarray, y: np.ndarray) -> float:
+    m = x.shape[0]
+    k_xx, k_yy, k_xy = _polynomial_kernel(x, x), _polynomial_kernel(y, y), _polynomial_kernel(x, y)
+    within = (k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
+    return float(within - 2.0 * k_xy.mean())
+
+
+def kernel_inception_distance(
+    features_a: np.ndarray,
+    features_b: np.ndarray,
+    subsets: int = 100,
+    subset_size: int | None = None,
+    rng: np.random.Generator | int = 0,
+) -> KIDResult:
+    """KID (Bińkowski et al. 2018): unbiased MMD² with k(x, y) = (x·y / F + 1)³, mean and std over subsets.
+
+    Each subset draws `subset_size` rows of each set without replacement (default min(1000, Na, Nb)).
+    Unbiased means identical distributions give a mean near 0 that can be slightly negative.
+    """
+    features_a = _check_features(features_a, "features_a")
+    features_b = _check_features(features_b, "features_b")
+    if features_a.shape[1] != features_b.shape[1]:
+        raise ValueError(f"feature dims differ: features_a has {features_a.shape[1]}, features_b has {features_b.shape[1]}")
+    largest = min(features_a.shape[0], features_b.shape[0])
+    subset_size = min(1000, largest) if subset_size is None else subset_size
+    if not 2 <= subset_size <= largest:
+        raise ValueError(f"subset_size must be in [2, {largest}] (the smaller set's size), got {subset_size}")
+    if subsets < 1:
+        raise ValueError(f"subsets must be >= 1, got {subsets}")
+    rng = np.random.default_rng(rng)
+    values = [
+        _unbiased_mmd2(
+            features_a[rng.choice(features_a.shape[0], subset_size, replace=False)],
+            features_b[rng.choice(features_b.shape[0], subset_size, replace=False)],
+        )
+        for _ in range(subsets)
+    ]
+    return KIDResult(float(np.mean(values)), float(np.std(values)))
+
+
+def distribution_distances(
+    real_features: np.ndarray,
+    generated_features: np.ndarray,
+    *,
+    kid_subsets: int = 100,
+    kid_subset_size: int | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """{"frechet", "kid_mean", "kid_std"} between real and generated features: what the loop and reports log."""
+    kid = kernel_inception_distance(real_features, generated_features, kid_subsets, kid_subset_size, seed)
+    return {"frechet": frechet_distance(real_features, generated_features), "kid_mean": kid.mean, "kid_std": kid.std}
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureExtractor:
+    """A feature network for the Fréchet distance: `fn` maps float images [B, H, W, 3] in [-1, 1] to [B, F].
+
+    `fn` must be jittable. Calling the extractor runs it batched and jitted on uint8 [0, 255] or
+    float [-1, 1] images (numpy, memory-mapped or jax) and returns numpy float32 [N, F];
+    `of_generated` extracts features of G(z) batch by batch without keeping the images.
+    """
+
+    name: str
+    fn: ImageFeatureFn
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        # Built once so repeated calls reuse the compiled function.
+        object.__setattr__(self, "_extract", jax.jit(lambda images: self.fn(as_model_range(images))))
+
+    def __call__(self, images: Any) -> np.ndarray:
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"images must be [N, H, W, 3], got shape {tuple(images.shape)}")
+        return batched_apply(self._extract, images, self.batch_size)
+
+    def of_generated(self, generate: Callable[[jax.Array], jax.Array], latents: Any) -> np.ndarray:
+        """Features of generate(latents) (generate: latents [B, L] -> images in [-1, 1]), batched."""
+        return batched_apply(jax.jit(lambda z: self.fn(generate(z))), latents, self.batch_size)
+
+    @classmethod
+    def from_classifier(cls, model: Any, params: Any, batch_size: int = 256) -> "FeatureExtractor":
+        """Penultimate features of the project's `AttributeClassifier` (`model`, its params)."""
+        return cls(
+            f"classifier-{model.width}",
+            lambda images: model.apply({"params": params}, images, method=model.features),
+            batch_size,
+        )
+
+    @classmethod
+    def from_exported(cls, path: str | os.PathLike, batch_size: int = 64) -> "FeatureExtractor":
+        """Load a user-supplied feature network saved with `jax.export` (e.g. an Inception-v3 pool3 port).
+
+        The file holds `jax.export.export(jax.jit(f))(spec).serialize()` bytes where `f` takes one
+        float array NHWC [B, H, W, 3] with values in [-1, 1] (any further normalisation baked into
+        `f`) and returns features [B, F] (or [B, 1, 1, F]). H and W must be static; images of another
+        size are resized bilinearly to them. B may be symbolic (`jax.export.symbolic_shape("b, 299,
+        299, 3")`) or fixed, in which case it becomes the batch size. Nothing is ever downloaded.
+        """
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"feature network file not found: {path}")
+        with open(path, "rb") as handle:
+            exported = jax.export.deserialize(bytearray(handle.read()))
+        if len(exported.in_avals) != 1:
+            raise ValueError(f"{path}: the exported function must take exactly one input, it takes {len(exported.in_avals)}")
+        spec = exported.in_avals[0]
+        shape = tuple(spec.shape)
+        if len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]) or shape[3] != 3:
+            raise ValueError(f"{path}: the exported input must be [B, H, W, 3] with static H, W; it is {shape}")
+        batch, height, width, _ = shape
+        if isinstance(batch, int):
+            batch_size = batch
+
+        def features(images: jax.Array) -> jax.Array:
+            if images.shape[1:3] != (height, width):
+                images = jax.image.resize(images, (images.shape[0], height, width, 3), method="bilinear")
+            out = exported.call(images.astype(spec.dtype))
+            return out.reshape(out.shape[0], -1).astype(jnp.float32)
+
+        return cls(f"exported:{os.path.basename(path)}", features, batch_size)
+
+
+def load_feature_extractor(
+    network_path: str | os.PathLike | None,
+    classifier: tuple[Any, Any] | None = None,
+    batch_size: int = 256,
+) -> FeatureExtractor:
+    """The user's exported network when `network_path` is given, else the classifier (model, params)."""
+    if network_path:
+        return FeatureExtractor.from_exported(network_path, batch_size)
+    if classifier is None:
+        raise ValueError("load_feature_extractor needs network_path or classifier=(model, params)")
+    return FeatureExtractor.from_classifier(*classifier, batch_size=batch_size)

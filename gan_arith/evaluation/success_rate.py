@@ -1,0 +1,87 @@
+"""Arithmetic success rate: how often the classifier sees the target attributes in arithmetic results.
+
+The seeds judge "smiling woman − neutral woman + neutral man = smiling man" by eye. Here the
+attribute classifier's probabilities are thresholded into ±1 labels, a query in the store's
+language (`Smiling & Male`) marks successes, and the rate is set beside the same rate over random
+samples (the baseline: how often a random face already is a smiling man), each with a Wilson
+score interval.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from statistics import NormalDist
+
+import numpy as np
+
+from gan_arith.data.store import attribute_mask
+
+
+def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion: sensible at 0 %, 100 % and small `trials`."""
+    if trials < 1 or not 0 <= successes <= trials:
+        raise ValueError(f"need 0 <= successes <= trials and trials >= 1, got {successes} of {trials}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / trials
+    denominator = 1 + z**2 / trials
+    centre = (p + z**2 / (2 * trials)) / denominator
+    half_width = z * math.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / denominator
+    return max(0.0, centre - half_width), min(1.0, centre + half_width)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rate:
+    """successes / trials with its Wilson interval [low, high]."""
+
+    successes: int
+    trials: int
+    low: float
+    high: float
+
+    @property
+    def rate(self) -> float:
+        return self.successes / self.trials
+
+    def as_dict(self) -> dict[str, float]:
+        return {"rate": self.rate, "successes": self.successes, "trials": self.trials, "ci_low": self.low, "ci_high": self.high}
+
+
+def rate_of(mask: np.ndarray, confidence: float = 0.95) -> Rate:
+    """The fraction of True in a boolean mask, with its Wilson interval."""
+    mask = np.asarray(mask, dtype=bool).ravel()
+    successes = int(mask.sum())
+    return Rate(successes, mask.size, *wilson_interval(successes, mask.size, confidence))
+
+
+def attribute_success(
+    probabilities: np.ndarray, attribute_names: Sequence[str], query: str, threshold: float = 0.5
+) -> np.ndarray:
+    """Rows whose thresholded attribute probabilities [N, A] satisfy `query` (e.g. "Smiling & Male")."""
+    probabilities = np.asarray(probabilities)
+    if probabilities.ndim != 2 or probabilities.shape[1] != len(attribute_names):
+        raise ValueError(
+            f"probabilities must be [N, {len(attribute_names)}] for attributes {list(attribute_names)}, "
+            f"got shape {probabilities.shape}"
+        )
+    labels = np.where(probabilities > threshold, 1, -1).astype(np.int8)
+    return attribute_mask(query, attribute_names, labels)
+
+
+def success_vs_baseline(
+    result_probabilities: np.ndarray,
+    baseline_probabilities: np.ndarray,
+    attribute_names: Sequence[str],
+    query: str,
+    *,
+    threshold: float = 0.5,
+    confidence: float = 0.95,
+) -> dict[str, dict[str, float]]:
+    """{"result": rate, "baseline": rate} of `query` among arithmetic results and among random samples."""
+    return {
+        name: rate_of(attribute_success(probabilities, attribute_names, query, threshold), confidence).as_dict()
+        for name, probabilities in (("result", result_probabilities), ("baseline", baseline_probabilities))
+    }

@@ -1,0 +1,11 @@
+"""Latent-space toolkit: concept arithmetic, attribute directions, interpolation, distributions.
+
+- expression: parse `smiling_woman - neutral_woman + neutral_man` into {name: coefficient}; evaluate it.
+- concepts: concept definitions (hand-picked indices, attribute queries, classifier-scored samples),
+  random draws of k members, concept vectors (means) and arithmetic over draws.
+- directions: attribute directions (mean difference, logistic-regression normal), conditional
+  projection, strength sweeps.
+- interpolate: lerp, slerp and paths through several points.
+- distributions: per-dimension statistics, normality tests, histogram data (JSON-serialisable).
+- plots: the latent figures (to be merged into gan_arith.figures).
+"""

@@ -1,0 +1,77 @@
+"""A one-line progress display for long jobs: count, rate, ETA and any extra fields, on stderr."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Mapping, TextIO
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class Progress:
+    """`label [####----] done/total  rate unit/s  ETA m:ss  extra...`, redrawn at most every `interval` s.
+
+    On a terminal the line is redrawn in place; in a log file each update is a new line, so
+    `interval` keeps logs short.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        *,
+        label: str = "",
+        unit: str = "images",
+        done: int = 0,
+        interval: float = 1.0,
+        stream: TextIO | None = None,
+    ) -> None:
+        self.total, self.done, self.label, self.unit, self.interval = total, done, label, unit, interval
+        self.stream = stream or sys.stderr
+        self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._start = time.monotonic()
+        self._start_done = done
+        self._last_draw = 0.0
+        self._units = 0
+        self.extra: Mapping[str, float | str] = {}
+
+    @property
+    def rate(self) -> float:
+        """Units per second since this display was created (work done before it, e.g. resumed, not counted)."""
+        return self._units / max(time.monotonic() - self._start, 1e-9)
+
+    def update(self, steps: int = 0, units: int = 0, extra: Mapping[str, float | str] | None = None) -> None:
+        self.done += steps
+        self._units += units
+        if extra is not None:
+            self.extra = extra
+        now = time.monotonic()
+        if now - self._last_draw >= self.interval or self.done >= self.total:
+            self._last_draw = now
+            self._draw(final=False)
+
+    def line(self) -> str:
+        fraction = self.done / self.total if self.total else 1.0
+        bar = "#" * int(20 * fraction) + "-" * (20 - int(20 * fraction))
+        elapsed = time.monotonic() - self._start
+        steps_per_s = (self.done - self._start_done) / max(elapsed, 1e-9)
+        eta = (self.total - self.done) / steps_per_s if steps_per_s > 0 else float("nan")
+        eta_text = format_duration(eta) if eta == eta else "?"
+        fields = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in self.extra.items())
+        return (
+            f"{self.label} [{bar}] {self.done}/{self.total}  {self.rate:.1f} {self.unit}/s  "
+            f"elapsed {format_duration(elapsed)}  ETA {eta_text}  {fields}"
+        ).rstrip()
+
+    def _draw(self, final: bool) -> None:
+        end = "\n" if final or not self._tty else ""
+        prefix = "\r" if self._tty else ""
+        self.stream.write(prefix + self.line() + end)
+        self.stream.flush()
+
+    def close(self) -> None:
+        self._draw(final=True)

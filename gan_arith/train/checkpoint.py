@@ -1,0 +1,176 @@
+"""The one checkpoint path: orbax `CheckpointManager`s under `<workdir>/checkpoints/`.
+
+`latest/` keeps the last `keep` states (what resume reads); `best/` keeps the single state with the
+best eval metric (what the latent tools load). Orbax writes each checkpoint to a temporary folder
+and renames it when complete, so a run killed mid-save leaves the previous ones intact; a
+checkpoint that fails to restore (truncated or corrupted afterwards) is skipped for the one before.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import warnings
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+from gan_arith.train.steps import GANSteps, Steps, TrainState, VAESteps, build_steps
+
+CONFIG_FILE = "config.json"
+
+
+class Checkpoints:
+    """Save train states with their eval metrics; restore the newest one that reads back whole."""
+
+    def __init__(self, directory: str | Path, *, keep: int = 3, best_metric: str = "loss", best_mode: str = "min"):
+        if best_mode not in ("min", "max"):
+            raise ValueError(f"best_mode must be 'min' or 'max', got {best_mode!r}")
+        self.directory = Path(directory).absolute()
+        self.best_metric = best_metric
+        self.latest = ocp.CheckpointManager(
+            self.directory / "latest", options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+        )
+        self.best = ocp.CheckpointManager(
+            self.directory / "best",
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=1, best_fn=lambda metrics: float(metrics[best_metric]), best_mode=best_mode, create=True
+            ),
+        )
+
+    def save(self, state: TrainState, metrics: dict[str, float]) -> None:
+        """Save `state` at its step to `latest/`, and to `best/` when `metrics` has the best-metric value."""
+        step = int(jax.device_get(state.step))
+        metrics = {k: float(v) for k, v in metrics.items()}
+        self.latest.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True)
+        if self.best_metric in metrics:
+            self.best.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True)
+        self.wait()
+
+    def wait(self) -> None:
+        self.latest.wait_until_finished()
+        self.best.wait_until_finished()
+
+    def restore(self, abstract_state: TrainState, which: Literal["latest", "best"] = "latest") -> TrainState | None:
+        """The newest readable state in `which` (falling back past corrupt ones), or None if there is none."""
+        manager = self.latest if which == "latest" else self.best
+        for step in sorted(manager.all_steps(), reverse=True):
+            try:
+                return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+            except Exception as error:  # orbax raises many types for damaged files; any of them means "unreadable"
+                message = f"checkpoint {manager.directory}/{step} is unreadable ({type(error).__name__}: {error}); trying an older one"
+                logging.warning(message)
+                warnings.warn(message, stacklevel=2)
+        return None
+
+    def close(self) -> None:
+        self.latest.close()
+        self.best.close()
+
+
+def abstract_state(steps: Steps, image_size: int, sharding: jax.sharding.Sharding | None = None) -> TrainState:
+    """Shapes and dtypes of a fresh state (no compute), optionally with the sharding to restore into."""
+    shapes = jax.eval_shape(lambda rng: steps.init(rng, image_size), jax.random.key(0))
+    if sharding is None:
+        return shapes
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
+
+
+def save_config(workdir: Path, config: ml_collections.ConfigDict) -> None:
+    path = workdir / CONFIG_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(config.to_json(indent=2, sort_keys=True))
+    tmp.replace(path)
+
+
+def load_config(workdir: str | Path) -> ml_collections.ConfigDict:
+    path = Path(workdir) / CONFIG_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{workdir} is not a training workdir: it has no {CONFIG_FILE}")
+    return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+@dataclasses.dataclass
+class TrainedRun:
+    """A trained model loaded from a workdir, with jitted callables on images in [-1, 1]."""
+
+    config: ml_collections.ConfigDict
+    steps: Steps
+    state: TrainState
+    workdir: Path
+
+    @property
+    def kind(self) -> str:
+        return self.config.model.kind
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.model.latent_dim
+
+    @property
+    def image_size(self) -> int:
+        return self.config.model.image_size
+
+    def _require(self, kind: str, what: str) -> None:
+        if self.kind != kind:
+            raise ValueError(f"{self.workdir} holds a {self.kind!r} model, which has no {what}")
+
+    @cached_property
+    def generate(self) -> Callable[[jax.Array], jax.Array]:
+        """latents [B, latent_dim] -> images [B, S, S, 3] (GAN generator or VAE decoder)."""
+        if isinstance(self.steps, GANSteps):
+            return jax.jit(lambda z: self.steps.generate(self.state.params["generator"], z))
+        self._require("vae", "generator or decoder")
+        return self.decode
+
+    @cached_property
+    def discriminate(self) -> Callable[[jax.Array], jax.Array]:
+        """images -> real/fake logits [B] (dropout off)."""
+        self._require("dcgan", "discriminator")
+        variables = {"params": self.state.params["discriminator"]}
+        return jax.jit(lambda images: self.steps.discriminator.apply(variables, images))
+
+    @cached_property
+    def encode(self) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
+        """images -> (mean, logvar) of the VAE posterior (BatchNorm in eval mode)."""
+        self._require("vae", "encoder")
+        model = self.steps.model
+        variables = {"params": self.state.params, "batch_stats": self.state.batch_stats}
+        return jax.jit(lambda images: model.apply(variables, images, method=model.encode))
+
+    @cached_property
+    def decode(self) -> Callable[[jax.Array], jax.Array]:
+        self._require("vae", "decoder")
+        model = self.steps.model
+        variables = {"params": self.state.params, "batch_stats": self.state.batch_stats}
+        return jax.jit(lambda z: model.apply(variables, z, method=model.decode))
+
+    @cached_property
+    def reconstruct(self) -> Callable[[jax.Array], jax.Array]:
+        """images -> reconstructions: the VAE decodes the posterior mean; the autoencoder runs in eval mode."""
+        if isinstance(self.steps, VAESteps):
+            return jax.jit(lambda images: self.decode(self.encode(images)[0]))
+        self._require("ae", "reconstruction")
+        variables = {"params": self.state.params, "batch_stats": self.state.batch_stats}
+        return jax.jit(lambda images: self.steps.model.apply(variables, images))
+
+
+def load_run(workdir: str | Path, which: Literal["best", "latest"] = "best") -> TrainedRun:
+    """Load a trained model from a training workdir in one call (best checkpoint, else the latest)."""
+    workdir = Path(workdir)
+    config = load_config(workdir)
+    steps = build_steps(config)
+    checkpoints = Checkpoints(workdir / "checkpoints", best_metric=config.best_metric, best_mode=config.best_mode)
+    target = abstract_state(steps, config.model.image_size)
+    state = checkpoints.restore(target, which)
+    if state is None and which == "best":
+        state = checkpoints.restore(target, "latest")
+    checkpoints.close()
+    if state is None:
+        raise FileNotFoundError(f"{workdir}/checkpoints has no readable checkpoint")
+    return TrainedRun(config=config, steps=steps, state=state, workdir=workdir)

@@ -1,0 +1,250 @@
+"""The one training loop: GAN, VAE and autoencoder through their step functions.
+
+Side effects live here, never in the steps: data, progress, JSON-lines and TensorBoard logs, sample
+and reconstruction figures, checkpoints, resume. A run is a pure function of its config: batch
+order comes from (seed, epoch) and step randomness from fold_in(key, step), so a run resumed from a
+checkpoint continues exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import jax
+import ml_collections
+import numpy as np
+
+from gan_arith import figures
+from gan_arith.data.device import DeviceFaces, fits_on_device
+from gan_arith.data.sources import resolve_store, select_faces
+from gan_arith.data.store import FaceStore
+from gan_arith.models.layers import from_model_range, to_model_range
+from gan_arith.progress import Progress
+from gan_arith.train import parallel
+from gan_arith.train.checkpoint import CONFIG_FILE, Checkpoints, abstract_state, load_config, save_config
+from gan_arith.train.steps import GANSteps, Steps, TrainState, VAESteps, build_steps
+
+# Fields a resumed run may change; anything else would make the checkpoint mean something else.
+RESUMABLE_CHANGES = ("num_epochs", "eval_every_epochs", "keep_checkpoints", "tensorboard", "steps_per_dispatch")
+NUM_EVAL_IMAGES = 8
+
+
+class DivergenceError(RuntimeError):
+    """Raised when a training loss becomes NaN or infinite; the last good checkpoint is kept."""
+
+
+class TfDataBatches:
+    """The tf.data path behind the device path's interface: stacks of consecutive batches of one epoch."""
+
+    def __init__(self, store: FaceStore, indices: np.ndarray, *, size: int, batch_size: int, seed: int, mesh):
+        self.store, self.indices, self.size, self.batch_size, self.seed = store, indices, size, batch_size, seed
+        self.steps_per_epoch = len(indices) // batch_size
+        self._sharding = parallel.batch_sharding(mesh, leading_axes=1)
+        self._position: tuple[int, int] | None = None
+        self._iterator: Iterator[dict[str, np.ndarray]] | None = None
+
+    def stacked_batches(self, epoch: int, start_step: int, num_steps: int) -> dict[str, jax.Array]:
+        from gan_arith.data.tfdata import make_tfdata_iterator
+
+        if self._position != (epoch, start_step):
+            self._iterator = make_tfdata_iterator(
+                self.store, size=self.size, batch_size=self.batch_size, seed=self.seed, epoch=epoch,
+                indices=self.indices, start_step=start_step,
+            )
+        batches = [next(self._iterator) for _ in range(num_steps)]
+        self._position = (epoch, start_step + num_steps)
+        stacked = {key: np.stack([b[key] for b in batches]) for key in batches[0]}
+        return jax.device_put(stacked, self._sharding)
+
+
+def _pipeline(config: ml_collections.ConfigDict, store: FaceStore, indices: np.ndarray, batch_size: int, mesh):
+    size = config.model.image_size
+    choice = config.data.pipeline
+    if choice == "auto":
+        needed = len(indices) * size * size * 3
+        choice = "device" if fits_on_device(needed) else "tfdata"
+    if choice == "device":
+        images = store.gather(size, indices)
+        attributes = store.attributes[indices] if store.attribute_names else None
+        return DeviceFaces(images, attributes, batch_size=batch_size, seed=config.seed, mesh=mesh), choice
+    if choice == "tfdata":
+        return TfDataBatches(store, indices, size=size, batch_size=batch_size, seed=config.seed, mesh=mesh), choice
+    raise ValueError(f"config.data.pipeline must be 'auto', 'device' or 'tfdata', got {choice!r}")
+
+
+def _check_resumable(workdir: Path, config: ml_collections.ConfigDict) -> None:
+    if not (workdir / CONFIG_FILE).exists():
+        return
+    saved = json.loads(load_config(workdir).to_json())
+    current = json.loads(config.to_json())
+    differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k) and k not in RESUMABLE_CHANGES)
+    if differing:
+        raise ValueError(
+            f"{workdir} holds a run with a different config ({', '.join(differing)} differ); "
+            f"use another --workdir or the same config"
+        )
+
+
+class _Logger:
+    """metrics.jsonl always; TensorBoard scalars and images when tensorboardX is installed."""
+
+    def __init__(self, workdir: Path, tensorboard: bool):
+        self.jsonl = open(workdir / "metrics.jsonl", "a", buffering=1)
+        self.writer = None
+        if tensorboard:
+            try:
+                from tensorboardX import SummaryWriter
+
+                self.writer = SummaryWriter(str(workdir / "tensorboard"))
+            except ImportError:
+                print("tensorboardX is not installed: logging to metrics.jsonl only", file=sys.stderr)
+
+    def scalars(self, step: int, split: str, metrics: dict[str, float], **extra: Any) -> None:
+        self.jsonl.write(json.dumps({"step": step, "split": split, **extra, **metrics}) + "\n")
+        if self.writer is not None:
+            for name, value in metrics.items():
+                self.writer.add_scalar(f"{split}/{name}", value, step)
+
+    def image(self, step: int, tag: str, image_hwc: np.ndarray) -> None:
+        if self.writer is not None:
+            self.writer.add_image(tag, image_hwc, step, dataformats="HWC")
+
+    def close(self) -> None:
+        self.jsonl.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _eval_batch(store: FaceStore, config: ml_collections.ConfigDict, batch_size: int, mesh) -> dict[str, jax.Array]:
+    """A fixed batch of held-out faces (validation partition when the store has one) for eval and figures."""
+    held_out = store.select(config.data.query or None, "valid") if config.data.partition == "train" else np.array([])
+    indices = held_out if len(held_out) >= batch_size else select_faces(store, config.data)
+    rows = np.random.default_rng(config.seed).choice(indices, size=batch_size, replace=len(indices) < batch_size)
+    batch = {"image": store.gather(config.model.image_size, np.sort(rows))}
+    return jax.device_put(batch, parallel.batch_sharding(mesh))
+
+
+def _write_figures(
+    steps: Steps, state: TrainState, eval_batch: dict[str, jax.Array], fixed_z: jax.Array, workdir: Path, epoch: int,
+    logger: _Logger,
+) -> None:
+    step = int(state.step)
+    out = workdir / "figures"
+    if isinstance(steps, GANSteps):
+        images = from_model_range(jax.jit(steps.generate)(state.params["generator"], fixed_z))
+        figures.plot_image_grid(images, out / f"samples_epoch{epoch:04d}.png", title=f"epoch {epoch}, step {step}")
+        logger.image(step, "samples", figures.image_mosaic(images))
+        return
+    originals = eval_batch["image"][:NUM_EVAL_IMAGES]
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    model = steps.model
+    images = to_model_range(originals)
+    if isinstance(steps, VAESteps):
+        mean, _ = model.apply(variables, images, method=model.encode)
+        reconstruction = model.apply(variables, mean, method=model.decode)
+        prior = model.apply(variables, fixed_z[:, : model.latent_dim], method=model.decode)
+        figures.plot_image_grid(from_model_range(prior), out / f"samples_epoch{epoch:04d}.png", title=f"VAE prior samples, epoch {epoch}")
+    else:
+        reconstruction = model.apply(variables, images)
+    figures.plot_reconstructions(
+        np.asarray(originals), {"reconstruction": from_model_range(reconstruction)},
+        out / f"reconstructions_epoch{epoch:04d}.png", title=f"epoch {epoch}, step {step}",
+    )
+    logger.image(step, "reconstructions", figures.image_mosaic(np.concatenate([np.asarray(originals), from_model_range(reconstruction)])))
+
+
+def _mean_metrics(stacked: dict[str, np.ndarray]) -> dict[str, float]:
+    return {name: float(np.mean(values)) for name, values in stacked.items()}
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
+    """Train (or resume) the run described by `config` in `workdir`; returns a summary dict."""
+    parallel.initialize_distributed()
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    _check_resumable(workdir, config)
+
+    store, source = resolve_store(config.data, config.model.image_size, config.seed)
+    indices = select_faces(store, config.data)
+    mesh = parallel.make_mesh()
+    steps = build_steps(config, parallel.batch_sharding(mesh))
+    batch_size = steps.data_batch_size(config.batch_size)
+    parallel.check_batch_size(batch_size, mesh)
+    if len(indices) < batch_size:
+        raise ValueError(f"{len(indices)} faces selected, fewer than one batch of {batch_size}")
+    data, pipeline = _pipeline(config, store, indices, batch_size, mesh)
+    save_config(workdir, config)
+
+    checkpoints = Checkpoints(
+        workdir / "checkpoints", keep=config.keep_checkpoints, best_metric=config.best_metric, best_mode=config.best_mode
+    )
+    state = checkpoints.restore(abstract_state(steps, config.model.image_size, parallel.replicated(mesh)))
+    resumed = state is not None
+    if state is None:
+        state = parallel.put_replicated(steps.init(jax.random.key(config.seed), config.model.image_size), mesh)
+    train_steps = parallel.compile_train_steps(steps.train_step, mesh)
+    eval_step = parallel.compile_eval_step(steps.eval_step, mesh)
+    step_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
+    eval_rng = jax.random.fold_in(jax.random.key(config.seed), 2)
+    latent_dim = config.model.latent_dim
+    fixed_z = jax.random.normal(jax.random.fold_in(jax.random.key(config.seed), 3), (config.num_samples, latent_dim))
+    eval_batch = _eval_batch(store, config, batch_size, mesh)
+
+    steps_per_epoch = data.steps_per_epoch
+    total_steps = steps_per_epoch * config.num_epochs
+    start_step = int(state.step)
+    print(
+        f"{config.model.kind}: {len(indices)} faces from {source}, {pipeline} pipeline, {mesh.size} device(s) "
+        f"({jax.default_backend()}), {steps_per_epoch} steps/epoch of {batch_size} faces, {config.num_epochs} epochs"
+        + (f"; resuming at step {start_step}" if resumed else ""),
+        file=sys.stderr,
+    )
+    logger = _Logger(workdir, config.tensorboard)
+    last_eval: dict[str, float] = {}
+    start_time = time.monotonic()
+    try:
+        for epoch in range(start_step // steps_per_epoch, config.num_epochs):
+            step_in_epoch = int(state.step) - epoch * steps_per_epoch
+            progress = Progress(
+                steps_per_epoch, label=f"epoch {epoch + 1}/{config.num_epochs}", unit="img", done=step_in_epoch
+            )
+            while step_in_epoch < steps_per_epoch:
+                num_steps = min(config.steps_per_dispatch, steps_per_epoch - step_in_epoch)
+                batches = data.stacked_batches(epoch, step_in_epoch, num_steps)
+                state, stacked = train_steps(state, batches, step_rng)
+                # One host sync per dispatch: the metrics of all fused steps come back together.
+                metrics = _mean_metrics(jax.device_get(stacked))
+                if not all(math.isfinite(v) for v in metrics.values()):
+                    raise DivergenceError(
+                        f"non-finite loss at step {int(state.step)} (epoch {epoch + 1}): {metrics}. "
+                        f"The last good checkpoint in {workdir / 'checkpoints'} is kept; lower the learning "
+                        f"rate or use float32 and re-run."
+                    )
+                step_in_epoch += num_steps
+                logger.scalars(int(state.step), "train", metrics, epoch=epoch + 1)
+                progress.update(num_steps, num_steps * batch_size, {k: v for k, v in list(metrics.items())[:3]})
+            progress.close()
+            finished = epoch + 1 == config.num_epochs
+            if (epoch + 1) % config.eval_every_epochs == 0 or finished:
+                last_eval = {k: float(v) for k, v in jax.device_get(eval_step(state, eval_batch, eval_rng)).items()}
+                logger.scalars(int(state.step), "eval", last_eval, epoch=epoch + 1)
+                _write_figures(steps, state, eval_batch, fixed_z, workdir, epoch + 1, logger)
+                checkpoints.save(state, last_eval)
+                print(f"epoch {epoch + 1}: eval " + "  ".join(f"{k} {v:.4g}" for k, v in last_eval.items()), file=sys.stderr)
+    finally:
+        checkpoints.wait()
+        checkpoints.close()
+        logger.close()
+    elapsed = time.monotonic() - start_time
+    summary = {
+        "workdir": str(workdir), "source": source, "pipeline": pipeline, "devices": mesh.size,
+        "steps": int(state.step), "total_steps": total_steps, "resumed_from": start_step if resumed else None,
+        "seconds": round(elapsed, 1), "eval": last_eval,
+    }
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

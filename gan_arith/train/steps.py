@@ -1,0 +1,317 @@
+"""Pure train steps for the GAN, the VAE and the autoencoder: `(state, batch, rng) -> (state, metrics)`.
+
+Nothing here touches data, files or figures; the caller jits (with donated state and shardings, see
+`gan_arith.train.parallel`). Every step takes a batch {"image": uint8 [B, S, S, 3], ...} and converts
+it to the model range on device, so the input path moves bytes, not floats.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Protocol
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from gan_arith.models.autoencoder import AccordionAE
+from gan_arith.models.dcgan import Discriminator, Generator
+from gan_arith.models.layers import to_model_range
+from gan_arith.models.vae import VAE
+
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+
+
+@struct.dataclass
+class TrainState:
+    """Everything a run needs to continue: for the GAN, params and opt_state are {"generator", "discriminator"} dicts."""
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+    batch_stats: Any = struct.field(default_factory=dict)
+
+
+class Steps(Protocol):
+    """What the training loop needs from a model kind."""
+
+    def data_batch_size(self, batch_size: int) -> int: ...
+
+    def init(self, rng: jax.Array, image_size: int) -> TrainState: ...
+
+    def train_step(self, state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainState, Metrics]: ...
+
+    def eval_step(self, state: TrainState, batch: Batch, rng: jax.Array) -> Metrics: ...
+
+
+def _constrain(x: jax.Array, sharding: jax.sharding.Sharding | None) -> jax.Array:
+    # Latents drawn inside the step would otherwise be replicated, and every device would run the whole generator.
+    return x if sharding is None else jax.lax.with_sharding_constraint(x, sharding)
+
+
+def _apply_updates(
+    optimizer: optax.GradientTransformation, grads: Any, opt_state: Any, params: Any
+) -> tuple[Any, Any]:
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
+def _bce_with_logits(logits: jax.Array, label: float) -> jax.Array:
+    return optax.sigmoid_binary_cross_entropy(logits, jnp.full_like(logits, label)).mean()
+
+
+@dataclasses.dataclass(frozen=True)
+class GANSteps:
+    """The seed's alternating DCGAN update.
+
+    Per step: the discriminator sees `batch_size // 2` real faces (label 1) and as many generated ones
+    (label 0) in one update; then the generator, through the just-updated discriminator held fixed,
+    is updated on `batch_size` latent points with the non-saturating loss (labels 1). Dropout in the
+    discriminator is on in both phases, as in Keras' `train_on_batch`.
+    """
+
+    generator: Generator
+    discriminator: Discriminator
+    optimizer: optax.GradientTransformation
+    batch_sharding: jax.sharding.Sharding | None = None
+
+    def data_batch_size(self, batch_size: int) -> int:
+        if batch_size % 2:
+            raise ValueError(f"GAN batch_size must be even (half real, half generated), got {batch_size}")
+        return batch_size // 2
+
+    def init(self, rng: jax.Array, image_size: int) -> TrainState:
+        g_rng, d_rng = jax.random.split(rng)
+        params = {
+            "generator": jax.jit(self.generator.init)(g_rng, jnp.zeros((1, self.generator.latent_dim)))["params"],
+            "discriminator": jax.jit(self.discriminator.init)(d_rng, jnp.zeros((1, image_size, image_size, 3)))["params"],
+        }
+        opt_state = {name: jax.jit(self.optimizer.init)(p) for name, p in params.items()}
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
+
+    def generate(self, generator_params: Any, z_bl: jax.Array) -> jax.Array:
+        return self.generator.apply({"params": generator_params}, z_bl)
+
+    def _latents(self, rng: jax.Array, num: int) -> jax.Array:
+        z = jax.random.normal(rng, (num, self.generator.latent_dim), jnp.float32)
+        return _constrain(z, self.batch_sharding)
+
+    def discriminator_update(self, state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainState, Metrics]:
+        """Phase 1: one Adam step of the discriminator on real (label 1) and generated (label 0) faces."""
+        real = to_model_range(batch["image"], self.discriminator.dtype)
+        num_real = real.shape[0]
+        z_rng, dropout_rng = jax.random.split(rng)
+        fake = jax.lax.stop_gradient(self.generate(state.params["generator"], self._latents(z_rng, num_real)))
+        images = jnp.concatenate([real, fake.astype(real.dtype)], axis=0)
+
+        def loss_fn(d_params: Any) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+            logits = self.discriminator.apply({"params": d_params}, images, train=True, rngs={"dropout": dropout_rng})
+            real_logits, fake_logits = logits[:num_real], logits[num_real:]
+            # One update on the 2N-image batch: the mean over it is the mean of the two halves' losses.
+            loss = 0.5 * (_bce_with_logits(real_logits, 1.0) + _bce_with_logits(fake_logits, 0.0))
+            return loss, (real_logits, fake_logits)
+
+        d_params, d_opt_state = state.params["discriminator"], state.opt_state["discriminator"]
+        (_, (real_logits, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_params)
+        d_params, d_opt_state = _apply_updates(self.optimizer, grads, d_opt_state, d_params)
+        state = state.replace(
+            params={**state.params, "discriminator": d_params},
+            opt_state={**state.opt_state, "discriminator": d_opt_state},
+        )
+        return state, {
+            "d_loss_real": _bce_with_logits(real_logits, 1.0),
+            "d_loss_fake": _bce_with_logits(fake_logits, 0.0),
+            "d_acc_real": (real_logits > 0).mean(),
+            "d_acc_fake": (fake_logits < 0).mean(),
+        }
+
+    def generator_update(self, state: TrainState, num_latents: int, rng: jax.Array) -> tuple[TrainState, Metrics]:
+        """Phase 2: one Adam step of the generator through the fixed discriminator (non-saturating loss)."""
+        z_rng, dropout_rng = jax.random.split(rng)
+        z = self._latents(z_rng, num_latents)
+        d_variables = {"params": state.params["discriminator"]}
+
+        def loss_fn(g_params: Any) -> jax.Array:
+            generated = self.generate(g_params, z).astype(self.discriminator.dtype)
+            logits = self.discriminator.apply(d_variables, generated, train=True, rngs={"dropout": dropout_rng})
+            return _bce_with_logits(logits, 1.0)
+
+        g_params, g_opt_state = state.params["generator"], state.opt_state["generator"]
+        g_loss, grads = jax.value_and_grad(loss_fn)(g_params)
+        g_params, g_opt_state = _apply_updates(self.optimizer, grads, g_opt_state, g_params)
+        state = state.replace(
+            params={**state.params, "generator": g_params},
+            opt_state={**state.opt_state, "generator": g_opt_state},
+        )
+        return state, {"g_loss": g_loss}
+
+    def train_step(self, state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainState, Metrics]:
+        d_rng, g_rng = jax.random.split(rng)
+        state, d_metrics = self.discriminator_update(state, batch, d_rng)
+        state, g_metrics = self.generator_update(state, 2 * batch["image"].shape[0], g_rng)
+        return state.replace(step=state.step + 1), {**d_metrics, **g_metrics}
+
+    def eval_step(self, state: TrainState, batch: Batch, rng: jax.Array) -> Metrics:
+        """Discriminator scores on held-out real faces and fresh samples, dropout off."""
+        real = to_model_range(batch["image"], self.discriminator.dtype)
+        fake = self.generate(state.params["generator"], self._latents(rng, real.shape[0]))
+        d_params = {"params": state.params["discriminator"]}
+        real_logits = self.discriminator.apply(d_params, real)
+        fake_logits = self.discriminator.apply(d_params, fake.astype(real.dtype))
+        return {
+            "d_loss_real": _bce_with_logits(real_logits, 1.0),
+            "d_loss_fake": _bce_with_logits(fake_logits, 0.0),
+            "g_loss": _bce_with_logits(fake_logits, 1.0),
+            "d_acc_real": (real_logits > 0).mean(),
+            "d_acc_fake": (fake_logits < 0).mean(),
+        }
+
+
+def _recon_sse(reconstruction: jax.Array, images: jax.Array) -> jax.Array:
+    """Per-image sum of squared errors in [-1, 1] (a Gaussian likelihood), averaged over the batch."""
+    diff = reconstruction.astype(jnp.float32) - images.astype(jnp.float32)
+    return jnp.sum(diff * diff, axis=(1, 2, 3)).mean()
+
+
+def kl_to_standard_normal(mean_bl: jax.Array, logvar_bl: jax.Array) -> jax.Array:
+    """KL(N(μ, σ²) || N(0, I)) summed over latent dimensions, averaged over the batch."""
+    return (-0.5 * jnp.sum(1.0 + logvar_bl - mean_bl**2 - jnp.exp(logvar_bl), axis=-1)).mean()
+
+
+@dataclasses.dataclass(frozen=True)
+class VAESteps:
+    """VAE update: loss = reconstruction SSE + β·KL, one reparameterised sample per image, BatchNorm in train mode."""
+
+    model: VAE
+    optimizer: optax.GradientTransformation
+    beta: float = 1.0
+
+    def data_batch_size(self, batch_size: int) -> int:
+        return batch_size
+
+    def init(self, rng: jax.Array, image_size: int) -> TrainState:
+        init_rng, sample_rng = jax.random.split(rng)
+        variables = jax.jit(self.model.init)(init_rng, jnp.zeros((1, image_size, image_size, 3)), sample_rng)
+        params = variables["params"]
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state=jax.jit(self.optimizer.init)(params),
+            batch_stats=variables["batch_stats"],
+        )
+
+    def _losses(self, reconstruction: jax.Array, images: jax.Array, mean: jax.Array, logvar: jax.Array) -> Metrics:
+        recon = _recon_sse(reconstruction, images)
+        kl = kl_to_standard_normal(mean, logvar)
+        return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl}
+
+    def train_step(self, state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainState, Metrics]:
+        images = to_model_range(batch["image"], self.model.dtype)
+
+        def loss_fn(params: Any) -> tuple[jax.Array, tuple[Metrics, Any]]:
+            (reconstruction, mean, logvar), updates = self.model.apply(
+                {"params": params, "batch_stats": state.batch_stats}, images, rng, train=True, mutable=["batch_stats"]
+            )
+            metrics = self._losses(reconstruction, images, mean, logvar)
+            return metrics["loss"], (metrics, updates["batch_stats"])
+
+        (_, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        params, opt_state = _apply_updates(self.optimizer, grads, state.opt_state, state.params)
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state, batch_stats=batch_stats), metrics
+
+    def eval_step(self, state: TrainState, batch: Batch, rng: jax.Array) -> Metrics:
+        images = to_model_range(batch["image"], self.model.dtype)
+        variables = {"params": state.params, "batch_stats": state.batch_stats}
+        reconstruction, mean, logvar = self.model.apply(variables, images, rng, train=False)
+        return self._losses(reconstruction, images, mean, logvar)
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoencoderSteps:
+    """Accordion autoencoder update: mean squared reconstruction error, BatchNorm in train mode."""
+
+    model: AccordionAE
+    optimizer: optax.GradientTransformation
+
+    def data_batch_size(self, batch_size: int) -> int:
+        return batch_size
+
+    def init(self, rng: jax.Array, image_size: int) -> TrainState:
+        variables = jax.jit(self.model.init)(rng, jnp.zeros((1, image_size, image_size, 3)))
+        params = variables["params"]
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state=jax.jit(self.optimizer.init)(params),
+            batch_stats=variables["batch_stats"],
+        )
+
+    def train_step(self, state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainState, Metrics]:
+        del rng  # deterministic model; the argument keeps the one step signature
+        images = to_model_range(batch["image"], self.model.dtype)
+
+        def loss_fn(params: Any) -> tuple[jax.Array, Any]:
+            reconstruction, updates = self.model.apply(
+                {"params": params, "batch_stats": state.batch_stats}, images, train=True, mutable=["batch_stats"]
+            )
+            return jnp.mean((reconstruction - images.astype(jnp.float32)) ** 2), updates["batch_stats"]
+
+        (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        params, opt_state = _apply_updates(self.optimizer, grads, state.opt_state, state.params)
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state, batch_stats=batch_stats), {"loss": loss}
+
+    def eval_step(self, state: TrainState, batch: Batch, rng: jax.Array) -> Metrics:
+        del rng
+        images = to_model_range(batch["image"], self.model.dtype)
+        reconstruction = self.model.apply({"params": state.params, "batch_stats": state.batch_stats}, images)
+        return {"loss": jnp.mean((reconstruction - images.astype(jnp.float32)) ** 2)}
+
+
+def fuse_steps(
+    train_step: Callable[[TrainState, Batch, jax.Array], tuple[TrainState, Metrics]],
+) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, Metrics]]:
+    """Run `train_step` once per leading-axis slice of `batches` inside one `lax.scan`.
+
+    Step s gets `fold_in(rng, s)` with s the state's own step counter, so a run's randomness depends
+    only on the step number: fused or not, resumed or not, the same step sees the same key.
+    Metrics come back stacked, [num_steps, ...].
+    """
+
+    def run(state: TrainState, batches: Batch, rng: jax.Array) -> tuple[TrainState, Metrics]:
+        def body(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+            return train_step(state, batch, jax.random.fold_in(rng, state.step))
+
+        return jax.lax.scan(body, state, batches)
+
+    return run
+
+
+def adam(learning_rate: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-7) -> optax.GradientTransformation:
+    """Adam with Keras' epsilon (1e-7), the optimizer all the seeds' models were trained with."""
+    return optax.adam(learning_rate, b1=b1, b2=b2, eps=eps)
+
+
+def model_dtype(name: str) -> Any:
+    """Compute dtype from a config string; parameters stay float32 either way."""
+    dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+    if name not in dtypes:
+        raise ValueError(f"compute dtype must be one of {sorted(dtypes)}, got {name!r}")
+    return dtypes[name]
+
+
+def build_steps(config: Any, batch_sharding: jax.sharding.Sharding | None = None) -> Steps:
+    """The step functions for `config.model.kind` ('dcgan', 'vae' or 'ae') with the configured models and Adam."""
+    model, opt = config.model, config.optimizer
+    optimizer = adam(opt.learning_rate, b1=opt.b1, b2=opt.b2, eps=opt.eps)
+    dtype = model_dtype(model.dtype)
+    if model.kind == "dcgan":
+        generator = Generator(model.latent_dim, model.width, model.image_size, dtype, model.conv_transpose)
+        discriminator = Discriminator(model.width, model.image_size, model.dropout_rate, dtype)
+        return GANSteps(generator, discriminator, optimizer, batch_sharding)
+    if model.kind == "vae":
+        return VAESteps(VAE(model.latent_dim, model.image_size, dtype, model.conv_transpose), optimizer, model.beta)
+    if model.kind == "ae":
+        return AutoencoderSteps(AccordionAE(model.image_size, dtype, model.conv_transpose), optimizer)
+    raise ValueError(f"config.model.kind must be 'dcgan', 'vae' or 'ae', got {model.kind!r}")

@@ -1,0 +1,57 @@
+"""Wilson intervals and attribute success rates against hand-computed values."""
+
+import numpy as np
+import pytest
+
+from gan_arith.evaluation.success_rate import attribute_success, rate_of, success_vs_baseline, wilson_interval
+
+NAMES = ("Male", "Smiling", "Eyeglasses")
+
+
+@pytest.mark.parametrize(
+    "successes, trials, expected",
+    [
+        (8, 10, (0.4901624, 0.9433178)),  # Wilson (1927) score interval, z = 1.959964
+        (0, 10, (0.0, 0.2775328)),
+        (10, 10, (0.7224672, 1.0)),
+        (50, 100, (0.4038315, 0.5961685)),
+    ],
+)
+def test_wilson_interval_matches_known_values(successes, trials, expected):
+    assert wilson_interval(successes, trials) == pytest.approx(expected, abs=1e-6)
+
+
+def test_wilson_interval_widens_with_confidence_and_rejects_bad_counts():
+    low95, high95 = wilson_interval(30, 100)
+    low99, high99 = wilson_interval(30, 100, confidence=0.99)
+    assert low99 < low95 < 0.3 < high95 < high99
+    with pytest.raises(ValueError, match="successes <= trials"):
+        wilson_interval(11, 10)
+
+
+def test_attribute_success_thresholds_probabilities_and_applies_the_query():
+    probabilities = np.array(
+        [
+            [0.9, 0.8, 0.1],  # smiling man
+            [0.2, 0.9, 0.1],  # smiling woman
+            [0.6, 0.4, 0.9],  # neutral man with glasses
+            [0.7, 0.51, 0.7],  # smiling man with glasses
+        ]
+    )
+    np.testing.assert_array_equal(attribute_success(probabilities, NAMES, "Smiling & Male"), [1, 0, 0, 1])
+    np.testing.assert_array_equal(attribute_success(probabilities, NAMES, "Smiling & ~Eyeglasses"), [1, 1, 0, 0])
+    np.testing.assert_array_equal(attribute_success(probabilities, NAMES, "Smiling & Male", threshold=0.6), [1, 0, 0, 0])
+    with pytest.raises(ValueError, match=r"probabilities must be \[N, 3\]"):
+        attribute_success(probabilities[:, :2], NAMES, "Smiling")
+
+
+def test_success_vs_baseline_reports_both_rates_with_intervals():
+    result = np.tile([[0.9, 0.9, 0.0]], (8, 1))
+    result[6:, 1] = 0.1  # 6 of 8 results are smiling men
+    baseline = np.tile([[0.9, 0.1, 0.0]], (10, 1))
+    baseline[:2, 1] = 0.9  # 2 of 10 random faces are smiling men
+    report = success_vs_baseline(result, baseline, NAMES, "Smiling & Male")
+    assert report["result"]["rate"] == 0.75 and report["result"]["trials"] == 8
+    assert report["baseline"]["rate"] == 0.2
+    assert (report["baseline"]["ci_low"], report["baseline"]["ci_high"]) == pytest.approx(wilson_interval(2, 10))
+    assert rate_of(np.array([True, False, True, True])).rate == 0.75

@@ -1,0 +1,51 @@
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gan_arith.models.layers import ConvTranspose2x, count_parameters, from_model_range, num_doublings, to_model_range
+
+
+@pytest.mark.parametrize("kernel_size,size", [(3, 5), (4, 5), (4, 6), (5, 6)])
+def test_phase_conv_transpose_equals_flax_conv_transpose(kernel_size, size):
+    x = jax.random.normal(jax.random.key(0), (2, size, size, 3))
+    reference = nn.ConvTranspose(7, (kernel_size, kernel_size), strides=(2, 2), padding="SAME")
+    variables = jax.jit(reference.init)(jax.random.key(1), x)
+    ours = ConvTranspose2x(7, kernel_size)
+    assert jax.tree.map(jnp.shape, jax.jit(ours.init)(jax.random.key(1), x)) == jax.tree.map(jnp.shape, variables)
+
+    np.testing.assert_allclose(ours.apply(variables, x), reference.apply(variables, x), atol=1e-5)
+
+    def loss(module, variables, x):
+        return jnp.sum(jnp.sin(module.apply(variables, x)))
+
+    expected = jax.jit(jax.grad(loss, argnums=(1, 2)), static_argnums=0)(reference, variables, x)
+    got = jax.jit(jax.grad(loss, argnums=(1, 2)), static_argnums=0)(ours, variables, x)
+    for e, g in zip(jax.tree.leaves(expected), jax.tree.leaves(got)):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
+
+
+def test_dilated_impl_is_lax_conv_transpose():
+    x = jax.random.normal(jax.random.key(0), (1, 5, 5, 4))
+    variables = jax.jit(ConvTranspose2x(2, 4).init)(jax.random.key(1), x)
+    np.testing.assert_allclose(
+        ConvTranspose2x(2, 4, impl="dilated").apply(variables, x), ConvTranspose2x(2, 4).apply(variables, x), atol=1e-5
+    )
+    with pytest.raises(ValueError, match="impl"):
+        ConvTranspose2x(2, 4, impl="bogus").apply(variables, x)
+
+
+def test_range_round_trip_and_count():
+    u8 = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, -1)
+    x = to_model_range(jnp.asarray(u8))
+    assert float(x.min()) == -1.0 and float(x.max()) == 1.0
+    np.testing.assert_array_equal(from_model_range(x), u8)
+    assert count_parameters({"a": jnp.zeros((2, 3)), "b": {"c": jnp.zeros(4)}}) == 10
+
+
+def test_num_doublings_rejects_bad_sizes():
+    assert num_doublings(80) == 4 and num_doublings(10) == 1
+    for bad in (64, 5, 3, 81):
+        with pytest.raises(ValueError, match="image_size"):
+            num_doublings(bad)

@@ -1,0 +1,118 @@
+"""Tests for gan_arith/latent/plots.py: each figure writes a PNG of the expected size, tiles in place."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gan_arith import figures as plots
+
+TILE = plots.TILE_INCHES * plots.DPI
+CAPTION = plots.CAPTION_INCHES * plots.DPI
+TITLE = plots.TITLE_INCHES * plots.DPI
+
+
+def _solid(colors) -> np.ndarray:
+    """One flat 12x12 tile per RGB colour, so a tile's centre pixel identifies it."""
+    colors = np.asarray(colors, np.uint8)
+    return np.broadcast_to(colors[:, None, None, :], (len(colors), 12, 12, 3)).copy()
+
+
+def _distinct(count: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(count, 3), dtype=np.uint8)
+
+
+def _read(path) -> np.ndarray:
+    assert os.path.getsize(path) > 0
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def _centre(png: np.ndarray, left: float, top: float, row: int, column: int, row_height: float = TILE):
+    return png[int(top + row * row_height + TILE / 2), int(left + (column + 0.5) * TILE)]
+
+
+def _no_temporaries(directory):
+    assert not [name for name in os.listdir(directory) if name.startswith(".tmp-")]
+
+
+def test_to_uint8():
+    floats = np.array([-1.0, 0.0, 1.0, 1.5]).reshape(1, 1, 4, 1).repeat(3, axis=-1)
+    np.testing.assert_array_equal(plots.to_uint8(floats)[0, 0, :, 0], [0, 128, 255, 255])
+    with pytest.raises(ValueError, match="H, W, 3"):
+        plots.to_uint8(np.zeros((2, 8, 8)))
+
+
+def test_image_grid_with_captions(tmp_path):
+    colors = _distinct(7, 0)
+    path = plots.plot_image_grid(_solid(colors) / 127.5 - 1.0, tmp_path / "grid.png",
+                                 captions=[f"draw {i}" for i in range(7)], columns=3)
+    png = _read(path)
+    assert png.shape == (3 * (TILE + CAPTION), 3 * TILE, 3)  # 3 rows of 3, captions under each
+    for index, color in enumerate(colors):
+        np.testing.assert_allclose(_centre(png, 0, 0, index // 3, index % 3, TILE + CAPTION), color, atol=1)
+    _no_temporaries(tmp_path)
+
+
+def test_index_grid(tmp_path):
+    colors = _distinct(12, 1)
+    png = _read(plots.plot_index_grid(_solid(colors), tmp_path / "index.png", columns=5, title="pick faces"))
+    assert png.shape == (TITLE + 3 * (TILE + CAPTION), 5 * TILE, 3)
+    np.testing.assert_array_equal(_centre(png, 0, TITLE, 2, 1, TILE + CAPTION), colors[11])
+
+
+def test_concept_arithmetic(tmp_path):
+    colors = _distinct(3 + 2 + 3 + 3 + 2, 2)
+    members = {"smiling_woman": _solid(colors[0:3]), "neutral_woman": _solid(colors[3:5]),
+               "neutral_man": _solid(colors[5:8])}
+    averages = {name: _solid(colors[8 + i: 9 + i])[0] for i, name in enumerate(members)}
+    results = _solid(colors[11:13])
+    coefficients = {"smiling_woman": 1.0, "neutral_woman": -1.0, "neutral_man": 0.5}
+    path = plots.plot_concept_arithmetic(members, averages, coefficients, results, tmp_path / "c.png", title="t")
+    png = _read(path)
+    left, top = plots.LABEL_INCHES["concept"] * plots.DPI, TITLE + CAPTION
+    assert png.shape == (top + 4 * TILE, left + 4 * TILE, 3)  # 3 concepts + result row; k=3 faces + average
+    np.testing.assert_array_equal(_centre(png, left, top, 1, 1), colors[4])  # neutral_woman's 2nd face
+    np.testing.assert_array_equal(_centre(png, left, top, 2, 3), colors[10])  # neutral_man's average
+    np.testing.assert_array_equal(_centre(png, left, top, 3, 2), colors[11])  # results right-aligned
+    np.testing.assert_array_equal(_centre(png, left, top, 3, 3), colors[12])
+    with pytest.raises(ValueError, match="neutral_man"):
+        plots.plot_concept_arithmetic(members, {}, coefficients, results, tmp_path / "bad.png")
+
+
+def test_arithmetic_draws(tmp_path):
+    colors = _distinct(4 * 3, 3).reshape(3, 4, 3)  # [concept or result, draw, rgb]
+    averages = {"a": _solid(colors[0]), "b": _solid(colors[1])}
+    png = _read(plots.plot_arithmetic_draws(averages, {"a": 1.0, "b": -1.0}, _solid(colors[2]), tmp_path / "d.png"))
+    left = plots.LABEL_INCHES["draw"] * plots.DPI
+    top = 2 * CAPTION  # two header lines: sign and coefficient over the name
+    assert png.shape == (top + 4 * TILE, left + 3 * TILE, 3)
+    np.testing.assert_array_equal(_centre(png, left, top, 2, 1), colors[1, 2])
+    np.testing.assert_array_equal(_centre(png, left, top, 3, 2), colors[2, 3])
+
+
+def test_interpolation(tmp_path):
+    colors = _distinct(16, 4)
+    strips = {"lerp": _solid(colors[:8]), "slerp": _solid(colors[8:])}
+    png = _read(plots.plot_interpolation(strips, tmp_path / "i.png", ts=np.linspace(0, 1, 8)))
+    left = plots.LABEL_INCHES["strip"] * plots.DPI
+    assert png.shape == (CAPTION + 2 * TILE, left + 8 * TILE, 3)
+    np.testing.assert_array_equal(_centre(png, left, CAPTION, 1, 7), colors[15])
+    png = _read(plots.plot_interpolation(strips["lerp"], tmp_path / "one.png"))
+    assert png.shape == (TILE, 8 * TILE, 3)
+    with pytest.raises(ValueError, match="one T"):
+        plots.plot_interpolation({"a": strips["lerp"], "b": strips["slerp"][:5]}, tmp_path / "bad.png")
+
+
+def test_histograms(tmp_path):
+    rng = np.random.default_rng(5)
+    width, height = (inches * plots.DPI for inches in plots.PANEL_INCHES)
+    vectors = {name: rng.normal(size=(3, 100)).mean(axis=0) for name in ("a", "b", "c")}
+    png = _read(plots.plot_concept_histograms(vectors, tmp_path / "h.png", title="concept vectors"))
+    assert png.shape == (height, 3 * width, 3)
+    assert (png < 250).any(axis=-1).mean() > 0.02  # something was drawn
+    png = _read(plots.plot_dimension_histograms(rng.normal(size=(90, 10)), tmp_path / "d.png", dimensions=[0, 1, 2, 9]))
+    assert png.shape == (2 * height, 3 * width, 3)
+    with pytest.raises(ValueError, match="dimensions"):
+        plots.plot_dimension_histograms(rng.normal(size=(90, 10)), tmp_path / "bad.png", dimensions=[10])
+    _no_temporaries(tmp_path)

@@ -1,0 +1,50 @@
+"""Data parallelism: a 4-device mesh (forced CPU devices, in a subprocess) gives the single-device losses."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent(
+    """
+    import os
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    import json
+    import jax, jax.numpy as jnp, ml_collections, numpy as np
+    from gan_arith.train import parallel
+    from gan_arith.train.steps import build_steps
+
+    assert jax.device_count() == 4, jax.devices()
+    results = {}
+    for kind, size in (("dcgan", 10), ("vae", 10)):
+        config = ml_collections.ConfigDict({
+            "model": {"kind": kind, "latent_dim": 8, "width": 8, "image_size": size, "dtype": "float32",
+                      "conv_transpose": "phase", "dropout_rate": 0.4, "beta": 1.0},
+            "optimizer": {"learning_rate": 1e-3, "b1": 0.5, "b2": 0.999, "eps": 1e-7},
+        })
+        images = np.random.default_rng(0).integers(0, 256, (3, 8, size, size, 3), dtype=np.uint8)
+        for devices in (1, 4):
+            mesh = parallel.make_mesh(jax.devices()[:devices])
+            steps = build_steps(config, parallel.batch_sharding(mesh))
+            state = parallel.put_replicated(steps.init(jax.random.key(0), size), mesh)
+            run = parallel.compile_train_steps(steps.train_step, mesh)
+            batches = jax.device_put({"image": images}, parallel.batch_sharding(mesh, leading_axes=1))
+            assert len(batches["image"].sharding.device_set) == devices
+            state, metrics = run(state, batches, jax.random.key(1))
+            results[f"{kind}-{devices}"] = {k: np.asarray(v).tolist() for k, v in metrics.items()}
+    print("RESULTS" + json.dumps(results))
+    """
+)
+
+
+def test_four_devices_match_one_device():
+    result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(result.stdout.split("RESULTS", 1)[1])
+    for kind in ("dcgan", "vae"):
+        one, four = results[f"{kind}-1"], results[f"{kind}-4"]
+        assert one.keys() == four.keys()
+        for name in one:
+            for a, b in zip(one[name], four[name]):
+                assert abs(a - b) <= 1e-5 * max(abs(a), abs(b), 1e-3), (kind, name, one[name], four[name])

@@ -1,0 +1,129 @@
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from gan_arith.train.steps import build_steps, fuse_steps, kl_to_standard_normal
+
+
+def tiny_config(kind: str, image_size: int) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        {
+            "model": {
+                "kind": kind, "latent_dim": 8, "width": 8, "image_size": image_size, "dtype": "float32",
+                "conv_transpose": "phase", "dropout_rate": 0.4, "beta": 1.0,
+            },
+            "optimizer": {"learning_rate": 2e-3, "b1": 0.5, "b2": 0.999, "eps": 1e-7},
+        }
+    )
+
+
+def fixed_batch(batch_size: int, image_size: int, seed: int = 0) -> dict:
+    # Smooth images (a few gradients), so an autoencoder can learn them in a few dozen steps.
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:image_size, 0:image_size] / image_size
+    wx, wy, bias = rng.uniform(-3, 3, (3, batch_size, 1, 1))
+    images = 0.5 + 0.4 * np.tanh(wx * xs + wy * ys + bias)
+    images = images[..., None] * np.array([1.0, 0.8, 0.6])
+    return {"image": jnp.asarray((images * 255).astype(np.uint8))}
+
+
+def tree_equal(a, b) -> bool:
+    return all(jax.tree.leaves(jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)), a, b)))
+
+
+def test_gan_phases_update_only_their_own_network():
+    steps = build_steps(tiny_config("dcgan", 10))
+    state = steps.init(jax.random.key(0), 10)
+    batch = fixed_batch(4, 10)
+
+    after_d, d_metrics = jax.jit(steps.discriminator_update)(state, batch, jax.random.key(1))
+    assert tree_equal(after_d.params["generator"], state.params["generator"])
+    assert not tree_equal(after_d.params["discriminator"], state.params["discriminator"])
+
+    after_g, g_metrics = jax.jit(steps.generator_update, static_argnums=1)(after_d, 8, jax.random.key(2))
+    assert tree_equal(after_g.params["discriminator"], after_d.params["discriminator"])
+    assert not tree_equal(after_g.params["generator"], after_d.params["generator"])
+    for value in {**d_metrics, **g_metrics}.values():
+        assert bool(jnp.isfinite(value))
+
+
+def test_gan_step_metrics_are_finite_and_step_counts():
+    steps = build_steps(tiny_config("dcgan", 10))
+    state = steps.init(jax.random.key(0), 10)
+    step = jax.jit(steps.train_step, donate_argnums=0)
+    for i in range(3):
+        state, metrics = step(state, fixed_batch(4, 10, seed=i), jax.random.key(i))
+    assert int(state.step) == 3
+    assert set(metrics) == {"d_loss_real", "d_loss_fake", "g_loss", "d_acc_real", "d_acc_fake"}
+    assert all(bool(jnp.isfinite(v)) for v in metrics.values())
+    assert 0.0 <= float(metrics["d_acc_real"]) <= 1.0
+    with pytest.raises(ValueError, match="even"):
+        steps.data_batch_size(7)
+
+
+@pytest.mark.parametrize("kind,image_size", [("vae", 20), ("ae", 16)])
+def test_reconstruction_losses_fall_on_a_fixed_batch(kind, image_size):
+    steps = build_steps(tiny_config(kind, image_size))
+    state = steps.init(jax.random.key(0), image_size)
+    batch = fixed_batch(8, image_size)
+    step = jax.jit(steps.train_step, donate_argnums=0)
+    losses = []
+    for i in range(50):
+        state, metrics = step(state, batch, jax.random.key(i))
+        losses.append(float(metrics["loss"]))
+    assert np.all(np.isfinite(losses))
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5]), losses[::10]
+
+
+def test_vae_metrics_and_kl():
+    steps = build_steps(tiny_config("vae", 20))
+    state = steps.init(jax.random.key(0), 20)
+    _, metrics = jax.jit(steps.train_step)(state, fixed_batch(4, 20), jax.random.key(1))
+    np.testing.assert_allclose(metrics["loss"], metrics["recon"] + metrics["kl"], rtol=1e-6)
+    # KL is zero exactly at the prior and grows with the mean's distance from it.
+    assert float(kl_to_standard_normal(jnp.zeros((2, 4)), jnp.zeros((2, 4)))) == 0.0
+    np.testing.assert_allclose(kl_to_standard_normal(jnp.ones((2, 4)), jnp.zeros((2, 4))), 2.0)
+    # Eval uses the running statistics, so it needs no batch-statistics update and is deterministic in them.
+    eval_metrics = jax.jit(steps.eval_step)(state, fixed_batch(4, 20), jax.random.key(1))
+    assert bool(jnp.isfinite(eval_metrics["loss"]))
+
+
+def test_same_key_gives_bit_identical_state():
+    steps = build_steps(tiny_config("dcgan", 10))
+    run = jax.jit(fuse_steps(steps.train_step))
+    batches = jax.tree.map(lambda *xs: jnp.stack(xs), *[fixed_batch(4, 10, seed=i) for i in range(3)])
+    state_a, metrics_a = run(steps.init(jax.random.key(0), 10), batches, jax.random.key(7))
+    state_b, metrics_b = run(steps.init(jax.random.key(0), 10), batches, jax.random.key(7))
+    assert tree_equal(state_a, state_b) and tree_equal(metrics_a, metrics_b)
+    state_c, _ = run(steps.init(jax.random.key(0), 10), batches, jax.random.key(8))
+    assert not tree_equal(state_a.params, state_c.params)
+
+
+def test_fused_steps_equal_one_at_a_time():
+    steps = build_steps(tiny_config("dcgan", 10))
+    batches = [fixed_batch(4, 10, seed=i) for i in range(3)]
+    rng = jax.random.key(3)
+    state = steps.init(jax.random.key(0), 10)
+    single = jax.jit(steps.train_step)
+    one_at_a_time = []
+    for batch in batches:
+        state, metrics = single(state, batch, jax.random.fold_in(rng, state.step))
+        one_at_a_time.append(metrics["g_loss"])
+    fused_state, fused_metrics = jax.jit(fuse_steps(steps.train_step))(
+        steps.init(jax.random.key(0), 10), jax.tree.map(lambda *xs: jnp.stack(xs), *batches), rng
+    )
+    np.testing.assert_allclose(fused_metrics["g_loss"], np.array(one_at_a_time), rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(fused_state.params), jax.tree.leaves(state.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_kind_and_dtype_are_named():
+    config = tiny_config("gan", 10)
+    with pytest.raises(ValueError, match="model.kind"):
+        build_steps(config)
+    config = tiny_config("vae", 20)
+    config.model.dtype = "float16"
+    with pytest.raises(ValueError, match="dtype"):
+        build_steps(config)
