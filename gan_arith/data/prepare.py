@@ -60,7 +60,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from gan_arith.data import celeba
-from gan_arith.data.store import KEYPOINT_NAMES, StoreWriter, merge_counts
+from gan_arith.data.store import KEYPOINT_NAMES, StoreWriter
 
 TFDS_SPLITS = (("train", 0), ("validation", 1), ("test", 2))
 _SIXTEEN_BIT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")

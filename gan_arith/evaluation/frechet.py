@@ -30,6 +30,16 @@ def _check_features(features: np.ndarray, name: str, min_rows: int = 2) -> np.nd
     return features
 
 
+def _check_pair(features_a: np.ndarray, features_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    features_a = _check_features(features_a, "features_a")
+    features_b = _check_features(features_b, "features_b")
+    if features_a.shape[1] != features_b.shape[1]:
+        raise ValueError(
+            f"feature dims differ: features_a has {features_a.shape[1]}, features_b has {features_b.shape[1]}"
+        )
+    return features_a, features_b
+
+
 def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean [F] and unbiased covariance [F, F] of features [N, F], in float64."""
     features = _check_features(features, "features")
@@ -65,10 +75,7 @@ def frechet_distance_from_statistics(
 
 def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets [Na, F] and [Nb, F] (float64)."""
-    features_a = _check_features(features_a, "features_a")
-    features_b = _check_features(features_b, "features_b")
-    if features_a.shape[1] != features_b.shape[1]:
-        raise ValueError(f"feature dims differ: features_a has {features_a.shape[1]}, features_b has {features_b.shape[1]}")
+    features_a, features_b = _check_pair(features_a, features_b)
     return frechet_distance_from_statistics(*feature_statistics(features_a), *feature_statistics(features_b))
 
 
@@ -100,10 +107,7 @@ def kernel_inception_distance(
     Each subset draws `subset_size` rows of each set without replacement (default min(1000, Na, Nb)).
     Unbiased means identical distributions give a mean near 0 that can be slightly negative.
     """
-    features_a = _check_features(features_a, "features_a")
-    features_b = _check_features(features_b, "features_b")
-    if features_a.shape[1] != features_b.shape[1]:
-        raise ValueError(f"feature dims differ: features_a has {features_a.shape[1]}, features_b has {features_b.shape[1]}")
+    features_a, features_b = _check_pair(features_a, features_b)
     largest = min(features_a.shape[0], features_b.shape[0])
     subset_size = min(1000, largest) if subset_size is None else subset_size
     if not 2 <= subset_size <= largest:
@@ -187,20 +191,23 @@ class FeatureExtractor:
         with open(path, "rb") as handle:
             exported = jax.export.deserialize(bytearray(handle.read()))
         if len(exported.in_avals) != 1:
-            raise ValueError(f"{path}: the exported function must take exactly one input, it takes {len(exported.in_avals)}")
+            raise ValueError(f"{path}: the exported function must take one input, it takes {len(exported.in_avals)}")
         spec = exported.in_avals[0]
         shape = tuple(spec.shape)
         if len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]) or shape[3] != 3:
             raise ValueError(f"{path}: the exported input must be [B, H, W, 3] with static H, W; it is {shape}")
-        batch, height, width, _ = shape
-        if isinstance(batch, int):
-            batch_size = batch
+        fixed_batch, height, width, _ = shape
+        if isinstance(fixed_batch, int):
+            batch_size = fixed_batch
 
         def features(images: jax.Array) -> jax.Array:
+            count = images.shape[0]
             if images.shape[1:3] != (height, width):
-                images = jax.image.resize(images, (images.shape[0], height, width, 3), method="bilinear")
+                images = jax.image.resize(images, (count, height, width, 3), method="bilinear")
+            if isinstance(fixed_batch, int) and count < fixed_batch:  # fewer images than the network's batch
+                images = jnp.pad(images, ((0, fixed_batch - count), (0, 0), (0, 0), (0, 0)))
             out = exported.call(images.astype(spec.dtype))
-            return out.reshape(out.shape[0], -1).astype(jnp.float32)
+            return out.reshape(out.shape[0], -1)[:count].astype(jnp.float32)
 
         return cls(f"exported:{os.path.basename(path)}", features, batch_size)
 

@@ -11,6 +11,7 @@ fixed generator. PSNR and SSIM measure the reconstructions.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any, Callable
 
@@ -48,7 +49,10 @@ class ReconstructionLoss:
     def target_features(self, targets: jax.Array) -> jax.Array | None:
         return self.feature_fn(targets) if self.feature_fn is not None and self.feature_weight else None
 
-    def __call__(self, latents: jax.Array, images: jax.Array, targets: jax.Array, target_features: jax.Array | None) -> jax.Array:
+    def __call__(
+        self, latents: jax.Array, images: jax.Array, targets: jax.Array, target_features: jax.Array | None
+    ) -> jax.Array:
+        """Per-image loss [B] of latents [B, L] whose generated `images` should match `targets`."""
         loss = jnp.mean((images - targets) ** 2, axis=(1, 2, 3))
         if target_features is not None:
             loss = loss + self.feature_weight * jnp.mean((self.feature_fn(images) - target_features) ** 2, axis=1)
@@ -107,7 +111,8 @@ def invert(
         # per-coordinate, so the B·R problems stay independent.
         latents = start.transpose(1, 0, 2).reshape(restarts * batch, latent_dim)
         tiled = jnp.tile(images, (restarts, 1, 1, 1))
-        tiled_features = loss.target_features(tiled)
+        target_features = loss.target_features(images)
+        tiled_features = None if target_features is None else jnp.tile(target_features, (restarts, 1))
 
         def per_image(z: jax.Array) -> jax.Array:
             return loss(z, generate(z), tiled, tiled_features)
@@ -140,6 +145,7 @@ def invert(
     return InversionResult(latents, reconstructions, final, elapsed / count, compile_seconds)
 
 
+@functools.partial(jax.jit, static_argnames="data_range")
 def psnr(images: jax.Array, references: jax.Array, data_range: float = 2.0) -> jax.Array:
     """Per-image peak signal-to-noise ratio in dB; `data_range` 2 for images in [-1, 1]."""
     mse = jnp.mean((jnp.asarray(images, jnp.float32) - jnp.asarray(references, jnp.float32)) ** 2, axis=(1, 2, 3))
@@ -160,6 +166,7 @@ def _gaussian_filter_valid(images: jax.Array, sigma: float, size: int) -> jax.Ar
     return images
 
 
+@functools.partial(jax.jit, static_argnames=("data_range", "sigma", "window"))
 def ssim(
     images: jax.Array, references: jax.Array, data_range: float = 2.0, sigma: float = 1.5, window: int = 11
 ) -> jax.Array:
@@ -173,7 +180,10 @@ def ssim(
         raise ValueError(f"images {images.shape} and references {references.shape} must both be [B, H, W, C]")
     if min(images.shape[1:3]) < window:
         raise ValueError(f"ssim needs images of at least {window}×{window}, got {images.shape[1:3]}")
-    blur = lambda x: _gaussian_filter_valid(x, sigma, window)  # noqa: E731
+
+    def blur(x: jax.Array) -> jax.Array:
+        return _gaussian_filter_valid(x, sigma, window)
+
     mean_a, mean_b = blur(images), blur(references)
     var_a = blur(images * images) - mean_a**2
     var_b = blur(references * references) - mean_b**2

@@ -120,9 +120,8 @@ def fit_noise_classifier(
         rows = order.choice(latents.shape[0], batch_size, replace=False)
         return {"latent": latents[rows], "label": labels[rows].astype(np.int8)}
 
-    return run_steps(
-        state, make_noise_train_step(model, optimizer), next_batch, steps=steps, key=step_key, log_every=log_every, name="noise"
-    )
+    step = make_noise_train_step(model, optimizer)
+    return run_steps(state, step, next_batch, steps=steps, key=step_key, log_every=log_every, name="noise")
 
 
 def noise_probabilities(model: NoiseMLP, params: Any, latents: Any, batch_size: int = 4096) -> np.ndarray:

@@ -86,7 +86,8 @@ class SamplingStats:
         return self.accepted / self.proposed if self.proposed else 0.0
 
     def as_dict(self) -> dict[str, float]:
-        return {"proposed": self.proposed, "accepted": self.accepted, "acceptance_rate": self.acceptance_rate, **self.settings}
+        counts = {"proposed": self.proposed, "accepted": self.accepted, "acceptance_rate": self.acceptance_rate}
+        return {**counts, **self.settings}
 
 
 def draw_until(

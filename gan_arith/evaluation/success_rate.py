@@ -47,7 +47,9 @@ class Rate:
         return self.successes / self.trials
 
     def as_dict(self) -> dict[str, float]:
-        return {"rate": self.rate, "successes": self.successes, "trials": self.trials, "ci_low": self.low, "ci_high": self.high}
+        return {
+            "rate": self.rate, "successes": self.successes, "trials": self.trials, "ci_low": self.low, "ci_high": self.high
+        }
 
 
 def rate_of(mask: np.ndarray, confidence: float = 0.95) -> Rate:

@@ -1,6 +1,5 @@
 """The attribute classifier learns the synthetic faces' attributes; loss and accuracy by hand."""
 
-import jax
 import numpy as np
 import pytest
 

@@ -109,6 +109,8 @@ def test_exported_feature_network_is_loaded_resized_and_batched(tmp_path, batch_
     images = np.random.default_rng(5).integers(0, 256, size=(7, 16, 16, 3), dtype=np.uint8)
     expected = _toy_features(jax.image.resize(to_model_range(images), (7, 8, 8, 3), method="bilinear"))
     np.testing.assert_allclose(extractor(images), expected, rtol=1e-5, atol=1e-5)
+    # Fewer images than a fixed-batch network takes are padded and trimmed.
+    np.testing.assert_allclose(extractor(images[:2]), expected[:2], rtol=1e-5, atol=1e-5)
 
 
 def test_exported_feature_network_must_take_images(tmp_path):
@@ -123,6 +125,8 @@ def test_exported_feature_network_must_take_images(tmp_path):
 
 def test_features_of_generated_images_match_features_of_the_images():
     extractor = FeatureExtractor("toy", _toy_features, batch_size=4)
-    generate = lambda z: jnp.tanh(jnp.broadcast_to(z[:, :1, None, None], (z.shape[0], 8, 8, 3)) * jnp.arange(3))  # noqa: E731
+    def generate(z):
+        return jnp.tanh(jnp.broadcast_to(z[:, :1, None, None], (z.shape[0], 8, 8, 3)) * jnp.arange(3))
+
     latents = np.random.default_rng(6).normal(size=(9, 2)).astype(np.float32)
     np.testing.assert_allclose(extractor.of_generated(generate, latents), extractor(generate(latents)), rtol=1e-6)

@@ -40,7 +40,8 @@ def test_attribute_success_thresholds_probabilities_and_applies_the_query():
     )
     np.testing.assert_array_equal(attribute_success(probabilities, NAMES, "Smiling & Male"), [1, 0, 0, 1])
     np.testing.assert_array_equal(attribute_success(probabilities, NAMES, "Smiling & ~Eyeglasses"), [1, 1, 0, 0])
-    np.testing.assert_array_equal(attribute_success(probabilities, NAMES, "Smiling & Male", threshold=0.6), [1, 0, 0, 0])
+    strict = attribute_success(probabilities, NAMES, "Smiling & Male", threshold=0.6)
+    np.testing.assert_array_equal(strict, [1, 0, 0, 0])
     with pytest.raises(ValueError, match=r"probabilities must be \[N, 3\]"):
         attribute_success(probabilities[:, :2], NAMES, "Smiling")
 

@@ -1,0 +1,193 @@
+"""The training loop end to end on tiny synthetic runs: files, resume after kill -9, fallback, NaN guard, devices."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from experiments import accordion_ae_celeba, dcgan_celeba, vae_celeba
+from gan_arith.train import checkpoint, loop
+from gan_arith.train.steps import build_steps
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tiny(module, tmp_path: Path, **changes) -> ml_collections.ConfigDict:
+    config = module.get_config()
+    config.scale_for_cpu = False
+    config.model.update(image_size=20 if config.model.kind != "ae" else 16, width=8, latent_dim=8)
+    config.data.update(default_store=str(tmp_path / "no_store"), synthetic_dir=str(tmp_path / "synthetic"), synthetic_faces=160)
+    config.update(batch_size=16, num_epochs=2, eval_every_epochs=1, steps_per_dispatch=4, num_samples=8, tensorboard=False)
+    config.update(changes)
+    return config
+
+
+def metrics_lines(workdir: Path, split: str = "train") -> list[dict]:
+    return [row for row in map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines()) if row["split"] == split]
+
+
+@pytest.mark.parametrize(
+    "module,figure", [(vae_celeba, "reconstructions_epoch0002.png"), (accordion_ae_celeba, "reconstructions_epoch0002.png")]
+)
+def test_reconstruction_experiments_write_their_files(module, figure, tmp_path):
+    workdir = tmp_path / "run"
+    summary = loop.train(tiny(module, tmp_path), workdir)
+    assert summary["steps"] == summary["total_steps"] > 0
+    assert (workdir / "figures" / figure).stat().st_size > 1000
+    assert (workdir / "config.json").exists() and (workdir / "summary.json").exists()
+    assert len(metrics_lines(workdir, "eval")) == 2
+    run = checkpoint.load_run(workdir)
+    images = jnp.zeros((2, run.image_size, run.image_size, 3))
+    assert run.reconstruct(images).shape == images.shape
+    if run.kind == "vae":
+        mean, _ = run.encode(images)
+        assert run.decode(mean).shape == images.shape
+
+
+def test_dcgan_command_line_run_and_resume(tmp_path):
+    """`python -m experiments.dcgan_celeba` with overrides; a second identical command resumes (and has nothing to do)."""
+    workdir = tmp_path / "run"
+    overrides = [
+        "--config.scale_for_cpu=False", "--config.model.image_size=20", "--config.model.width=8",
+        "--config.model.latent_dim=8", f"--config.data.default_store={tmp_path / 'none'}",
+        f"--config.data.synthetic_dir={tmp_path / 'synthetic'}", "--config.data.synthetic_faces=160",
+        "--config.batch_size=16", "--config.num_epochs=2", "--config.eval_every_epochs=1",
+        "--config.num_samples=8", "--config.steps_per_dispatch=4",
+    ]
+    command = [sys.executable, "-m", "experiments.dcgan_celeba", f"--workdir={workdir}", *overrides]
+    first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "synthetic faces" in first.stderr
+    assert (workdir / "figures" / "samples_epoch0001.png").exists()
+    assert (workdir / "figures" / "samples_epoch0002.png").exists()
+    assert (workdir / "tensorboard").is_dir()
+    second = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0 and "resuming at step 20" in second.stderr, second.stderr[-3000:]
+    run = checkpoint.load_run(workdir)
+    assert int(run.state.step) == 20
+    assert run.generate(jnp.zeros((2, 8))).shape == (2, 20, 20, 3)
+    assert run.discriminate(jnp.zeros((2, 20, 20, 3))).shape == (2,)
+    with pytest.raises(ValueError, match="no .*encoder"):
+        run.encode
+
+
+def test_config_change_in_the_same_workdir_is_refused(tmp_path):
+    config = tiny(vae_celeba, tmp_path, num_epochs=1)
+    loop.train(config, tmp_path / "run")
+    other = tiny(vae_celeba, tmp_path, num_epochs=1)
+    other.optimizer.learning_rate = 0.5
+    with pytest.raises(ValueError, match="optimizer"):
+        loop.train(other, tmp_path / "run")
+
+
+KILL_SCRIPT = """
+import sys, ml_collections
+from gan_arith.train import loop
+config = ml_collections.ConfigDict(__import__("json").loads(open(sys.argv[1]).read()))
+loop.train(config, sys.argv[2])
+"""
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
+    config = tiny(dcgan_celeba, tmp_path, num_epochs=4, eval_every_epochs=1)
+    reference = loop.train(config, tmp_path / "reference")
+    config_file = tmp_path / "config.json"
+    config_file.write_text(config.to_json())
+    workdir = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(config_file), str(workdir)], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    latest = workdir / "checkpoints" / "latest"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (latest.is_dir() and any(p.name.isdigit() for p in latest.iterdir())):
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    steps_done = [int(p.name) for p in latest.iterdir() if p.name.isdigit()]
+    assert steps_done and max(steps_done) < reference["total_steps"], "the run finished before it could be killed"
+
+    resumed = loop.train(config, workdir)
+    assert resumed["resumed_from"] is not None and resumed["steps"] == reference["steps"]
+    final = checkpoint.load_run(workdir, "latest").state
+    expected = checkpoint.load_run(tmp_path / "reference", "latest").state
+    for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(expected)):
+        np.testing.assert_array_equal(a, b)
+    # The losses logged after the resume point equal the uninterrupted run's, step for step.
+    after = {row["step"]: row for row in metrics_lines(workdir) if row["step"] > resumed["resumed_from"]}
+    ref = {row["step"]: row for row in metrics_lines(tmp_path / "reference")}
+    assert after and all(after[s]["g_loss"] == ref[s]["g_loss"] for s in after)
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path):
+    config = tiny(vae_celeba, tmp_path, num_epochs=2, eval_every_epochs=1)
+    loop.train(config, tmp_path / "run")
+    latest = tmp_path / "run" / "checkpoints" / "latest"
+    steps = sorted(int(p.name) for p in latest.iterdir() if p.name.isdigit())
+    assert len(steps) == 2
+    for path in (latest / str(steps[-1])).rglob("*"):
+        if path.is_file() and path.stat().st_size > 0 and "ocdbt" in str(path):
+            path.write_bytes(b"\0" * 7)  # truncated, garbage
+    manager = checkpoint.Checkpoints(latest.parent)
+    with pytest.warns(UserWarning, match="unreadable"):
+        state = manager.restore(checkpoint.abstract_state(build_steps(config), config.model.image_size))
+    manager.close()
+    assert int(state.step) == steps[0]
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    config = tiny(vae_celeba, tmp_path, num_epochs=3, eval_every_epochs=1)
+    real_build = loop.build_steps
+
+    class PoisonedSteps:
+        """The real VAE steps, with the loss turned NaN from step 24 on (in the second epoch's second half... epoch 3)."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def train_step(self, state, batch, rng):
+            state, metrics = self.inner.train_step(state, batch, rng)
+            poison = jnp.where(state.step > 24, jnp.nan, 0.0)
+            return state, {**metrics, "loss": metrics["loss"] + poison}
+
+    monkeypatch.setattr(loop, "build_steps", lambda *a, **k: PoisonedSteps(real_build(*a, **k)))
+    with pytest.raises(loop.DivergenceError, match="non-finite loss"):
+        loop.train(config, tmp_path / "run")
+    latest = tmp_path / "run" / "checkpoints" / "latest"
+    assert sorted(int(p.name) for p in latest.iterdir() if p.name.isdigit()) == [10, 20]
+
+
+FOUR_DEVICES = """
+import os, sys, json
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+import ml_collections, jax
+from gan_arith.train import loop
+assert jax.device_count() == 4
+config = ml_collections.ConfigDict(json.loads(open(sys.argv[1]).read()))
+print("SUMMARY" + json.dumps(loop.train(config, sys.argv[2])))
+"""
+
+
+def test_four_device_run_matches_one_device(tmp_path):
+    config = tiny(vae_celeba, tmp_path, num_epochs=1)
+    one = loop.train(config, tmp_path / "one")
+    config_file = tmp_path / "config.json"
+    config_file.write_text(config.to_json())
+    result = subprocess.run([sys.executable, "-c", FOUR_DEVICES, str(config_file), str(tmp_path / "four")],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    four = json.loads(result.stdout.split("SUMMARY", 1)[1])
+    assert one["devices"] == 1 and four["devices"] == 4
+    for a, b in zip(metrics_lines(tmp_path / "one"), metrics_lines(tmp_path / "four")):
+        assert a["step"] == b["step"]
+        np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-5)
