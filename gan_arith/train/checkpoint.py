@@ -20,7 +20,7 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-from gan_arith.train.steps import GANSteps, Steps, TrainState, VAESteps, build_steps
+from gan_arith.train.steps import Steps, TrainState, build_steps
 
 CONFIG_FILE = "config.json"
 
@@ -123,7 +123,7 @@ class TrainedRun:
     @cached_property
     def generate(self) -> Callable[[jax.Array], jax.Array]:
         """latents [B, latent_dim] -> images [B, S, S, 3] (GAN generator or VAE decoder)."""
-        if isinstance(self.steps, GANSteps):
+        if self.kind == "dcgan":
             return jax.jit(lambda z: self.steps.generate(self.state.params["generator"], z))
         self._require("vae", "generator or decoder")
         return self.decode
@@ -153,7 +153,7 @@ class TrainedRun:
     @cached_property
     def reconstruct(self) -> Callable[[jax.Array], jax.Array]:
         """images -> reconstructions: the VAE decodes the posterior mean; the autoencoder runs in eval mode."""
-        if isinstance(self.steps, VAESteps):
+        if self.kind == "vae":
             return jax.jit(lambda images: self.decode(self.encode(images)[0]))
         self._require("ae", "reconstruction")
         variables = {"params": self.state.params, "batch_stats": self.state.batch_stats}

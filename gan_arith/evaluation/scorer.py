@@ -1,0 +1,132 @@
+"""The project's attribute classifier as a trained artifact: train once per store, save with orbax, reload.
+
+`load_or_train_classifier(store, size, directory)` trains the classifier on the store's train
+partition the first time and saves its weights with orbax, with its test-partition accuracy per
+attribute beside them in `classifier.json`; later calls (any experiment, the training loop's
+Fréchet metric) load it. An `AttributeScorer` gives attribute probabilities and Fréchet features.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from gan_arith.data.store import FaceStore
+from gan_arith.evaluation.classifier_train import accuracy_per_attribute, fit_classifier, predict_logits
+from gan_arith.evaluation.frechet import FeatureExtractor
+from gan_arith.models.classifier import MIN_IMAGE_SIZE, AttributeClassifier
+
+# The attributes the classifier learns on CelebA: the seeds' (Smiling, Male) and other visible ones.
+CELEBA_CLASSIFIER_ATTRIBUTES = (
+    "Smiling", "Male", "Eyeglasses", "Blond_Hair", "Black_Hair", "Young", "Wearing_Hat", "Mustache", "Heavy_Makeup",
+)
+CLASSIFIER_FILE = "classifier.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class AttributeScorer:
+    """A trained attribute classifier: probabilities and Fréchet features for images (uint8 or [-1, 1])."""
+
+    model: AttributeClassifier
+    params: Any
+    attribute_names: tuple[str, ...]
+    image_size: int
+    test_accuracy: dict[str, float]
+
+    def logits(self, images: Any) -> np.ndarray:
+        return predict_logits(self.model, self.params, images)
+
+    def probabilities(self, images: Any) -> np.ndarray:
+        """Per-attribute probabilities [N, A], in the order of `attribute_names`."""
+        return 0.5 * (1.0 + np.tanh(0.5 * self.logits(images)))
+
+    @cached_property
+    def features(self) -> FeatureExtractor:
+        """Penultimate features: the space the Fréchet distance and KID are measured in."""
+        return FeatureExtractor.from_classifier(self.model, self.params)
+
+    def column(self, name: str) -> int:
+        if name not in self.attribute_names:
+            raise KeyError(f"the classifier knows no attribute {name!r}; it has {', '.join(self.attribute_names)}")
+        return self.attribute_names.index(name)
+
+
+def classifier_attributes(store: FaceStore, requested: Sequence[str] = ()) -> tuple[str, ...]:
+    """`requested` (checked against the store), else the store's own if few, else the CelebA default set."""
+    names = store.attribute_names
+    if not names:
+        raise ValueError(f"{store.root} has no attribute labels: an attribute classifier needs a labelled store")
+    chosen = tuple(requested) or (tuple(names) if len(names) <= len(CELEBA_CLASSIFIER_ATTRIBUTES) else CELEBA_CLASSIFIER_ATTRIBUTES)
+    missing = [name for name in chosen if name not in names]
+    if missing:
+        raise ValueError(f"{store.root} has no attribute(s) {', '.join(missing)}; it has {', '.join(names)}")
+    return chosen
+
+
+def _classifier_dir(directory: Path, store: FaceStore, size: int, attributes: Sequence[str], width: int, steps: int) -> Path:
+    key = json.dumps([str(Path(store.root).resolve()), store.num_faces, size, list(attributes), width, steps])
+    return directory / f"{Path(store.root).name}-{size}px-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+
+
+def load_or_train_classifier(
+    store: FaceStore,
+    image_size: int,
+    directory: str | Path,
+    *,
+    attributes: Sequence[str] = (),
+    width: int = 32,
+    steps: int = 1500,
+    max_train_faces: int = 20000,
+    seed: int = 0,
+) -> AttributeScorer:
+    """The attribute classifier for `store` at `image_size`, trained and saved under `directory` on first use."""
+    if image_size < MIN_IMAGE_SIZE:
+        raise ValueError(f"the attribute classifier needs images of at least {MIN_IMAGE_SIZE}px, got {image_size}")
+    names = classifier_attributes(store, attributes)
+    columns = [store.attribute_names.index(name) for name in names]
+    model = AttributeClassifier(num_attributes=len(names), width=width)
+    path = _classifier_dir(Path(directory), store, image_size, names, width, steps)
+    manager = ocp.CheckpointManager(path.absolute() / "weights", options=ocp.CheckpointManagerOptions(create=True))
+    try:
+        if manager.latest_step() is not None and (path / CLASSIFIER_FILE).exists():
+            params = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore())
+            meta = json.loads((path / CLASSIFIER_FILE).read_text())
+            return AttributeScorer(model, params, names, image_size, meta["test_accuracy"])
+        train_rows = store.select(None, "train")[:max_train_faces]
+        test_rows = store.select(None, "test")
+        print(
+            f"Training the attribute classifier ({', '.join(names)}) on {len(train_rows)} faces of {store.root} "
+            f"at {image_size}px, {steps} steps; saved in {path}",
+            file=sys.stderr,
+        )
+        state = fit_classifier(
+            model, store.gather(image_size, train_rows), store.attributes[np.ix_(train_rows, columns)],
+            steps=steps, seed=seed, log_every=max(steps // 20, 1),
+        )
+        params = jax.device_get(state.params)
+        accuracy = accuracy_per_attribute(
+            predict_logits(model, params, store.gather(image_size, test_rows)), store.attributes[np.ix_(test_rows, columns)]
+        )
+        test_accuracy = {name: round(float(a), 4) for name, a in zip(names, accuracy)}
+        manager.save(0, args=ocp.args.StandardSave(params))
+        manager.wait_until_finished()
+        meta = {
+            "store": str(store.root), "image_size": image_size, "attributes": list(names), "width": width,
+            "steps": steps, "train_faces": len(train_rows), "test_faces": len(test_rows), "test_accuracy": test_accuracy,
+        }
+        tmp = path / (CLASSIFIER_FILE + ".tmp")
+        tmp.write_text(json.dumps(meta, indent=2))
+        tmp.replace(path / CLASSIFIER_FILE)
+        print("Classifier test accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in test_accuracy.items()), file=sys.stderr)
+        return AttributeScorer(model, params, names, image_size, test_accuracy)
+    finally:
+        manager.close()
