@@ -29,24 +29,26 @@ class Progress:
         done: int = 0,
         interval: float = 1.0,
         stream: TextIO | None = None,
+        enabled: bool = True,
     ) -> None:
         self.total, self.done, self.label, self.unit, self.interval = total, done, label, unit, interval
         self.stream = stream or sys.stderr
         self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self._start = time.monotonic()
         self._start_done = done
+        self.enabled = enabled
         self._last_draw = 0.0
-        self._units = 0
+        self.units = 0  # images (or examples) processed since creation: what `rate` divides
         self.extra: Mapping[str, float | str] = {}
 
     @property
     def rate(self) -> float:
         """Units per second since this display was created (work done before it, e.g. resumed, not counted)."""
-        return self._units / max(time.monotonic() - self._start, 1e-9)
+        return self.units / max(time.monotonic() - self._start, 1e-9)
 
     def update(self, steps: int = 0, units: int = 0, extra: Mapping[str, float | str] | None = None) -> None:
         self.done += steps
-        self._units += units
+        self.units += units
         if extra is not None:
             self.extra = extra
         now = time.monotonic()
@@ -68,6 +70,8 @@ class Progress:
         ).rstrip()
 
     def _draw(self, final: bool) -> None:
+        if not self.enabled:
+            return
         end = "\n" if final or not self._tty else ""
         prefix = "\r" if self._tty else ""
         self.stream.write(prefix + self.line() + end)

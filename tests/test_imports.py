@@ -15,6 +15,23 @@ CORE_MODULES = [
     "gan_arith.latent.expression",
     "gan_arith.latent.concepts",
     "gan_arith.latent.directions",
+    "gan_arith.latent.interpolate",
+    "gan_arith.latent.distributions",
+    "gan_arith.models.classifier",
+    "gan_arith.train.loop",
+    "gan_arith.train.checkpoint",
+    "gan_arith.config",
+    "gan_arith.figures",
+    "gan_arith.bench",
+    "gan_arith.flops",
+    "gan_arith.artifacts",
+    "gan_arith.evaluation.scorer",
+    "gan_arith.evaluation.frechet",
+    "gan_arith.evaluation.sampling",
+    "gan_arith.evaluation.inversion",
+    "gan_arith.evaluation.noise_classifier",
+    "gan_arith.evaluation.success_rate",
+    "gan_arith.data.sources",
 ]
 
 

@@ -61,6 +61,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from gan_arith.data import celeba
 from gan_arith.data.store import KEYPOINT_NAMES, StoreWriter
+from gan_arith.progress import Progress
 
 TFDS_SPLITS = (("train", 0), ("validation", 1), ("test", 2))
 _SIXTEEN_BIT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
@@ -509,41 +510,20 @@ def _worker_shard(index: int) -> ShardResult:
 # ----------------------------------------------------------------------------- orchestration
 
 
-class Progress:
-    """A progress line on stderr: images done, images/s, ETA (rewritten in place on a terminal)."""
+@dataclass
+class _PrepareProgress:
+    """Image progress plus finished shards (a resumed run starts with the shards already written)."""
 
-    def __init__(self, total: int, done: int, num_shards: int, done_shards: int, enabled: bool = True) -> None:
-        self.total, self.done, self.num_shards, self.done_shards = total, done, num_shards, done_shards
-        self.enabled = enabled
-        self.start = time.monotonic()
-        self.processed = 0
-        self._last = 0.0
-        self._tty = sys.stderr.isatty()
+    bar: Progress
+    num_shards: int
+    done_shards: int
 
-    def update(self, images: int = 0, shards: int = 0) -> None:
-        self.done += images
-        self.processed += images
-        self.done_shards += shards
-        now = time.monotonic()
-        if self.enabled and (now - self._last >= (0.5 if self._tty else 10.0) or self.done_shards == self.num_shards):
-            self._last = now
-            print(self.line(), end="\r" if self._tty else "\n", file=sys.stderr, flush=True)
+    def images(self, count: int) -> None:
+        self.bar.update(count, count)
 
-    def close(self) -> None:
-        if self.enabled and self._tty and self._last:
-            print(file=sys.stderr)
-
-    def rate(self) -> float:
-        return self.processed / max(time.monotonic() - self.start, 1e-9)
-
-    def line(self) -> str:
-        rate = self.rate()
-        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
-        eta_text = "--:--" if math.isnan(eta) else time.strftime("%H:%M:%S", time.gmtime(eta))
-        return (
-            f"prepare: {self.done:,}/{self.total:,} images ({100 * self.done / max(self.total, 1):.1f}%) "
-            f"{rate:.1f} img/s ETA {eta_text} shards {self.done_shards}/{self.num_shards}"
-        )
+    def shard(self) -> None:
+        self.done_shards += 1
+        self.bar.update(extra={"shards": f"{self.done_shards}/{self.num_shards}"})
 
 
 def store_settings(source: Source, settings: PrepareSettings) -> dict[str, Any]:
@@ -584,40 +564,44 @@ def prepare(
     num_shards = math.ceil(total / settings.shard_size)
     todo = [i for i in range(num_shards) if i not in writer.completed_shards()]
     done_images = total - sum(len(range(*shard_range(i, settings.shard_size, total))) for i in todo)
-    bar = Progress(total, done_images, num_shards, num_shards - len(todo), enabled=progress)
+    bar = Progress(
+        total, label="prepare", unit="img", done=done_images, interval=1.0 if sys.stderr.isatty() else 10.0,
+        enabled=progress,
+    )
+    tracker = _PrepareProgress(bar, num_shards, num_shards - len(todo))
     start = time.monotonic()
     workers = min(processes, len(todo))
     if workers <= 1:
-        ready, steady_images = _run_inline(source, settings, writer, todo, bar)
+        ready, steady_images = _run_inline(source, settings, writer, todo, tracker)
     else:
-        ready, steady_images = _run_pool(source, settings, writer, todo, bar, workers)
+        ready, steady_images = _run_pool(source, settings, writer, todo, tracker, workers)
     end = time.monotonic()
     bar.close()
     manifest = writer.finalize(source.extra_counts)
     steady = end - (ready if ready is not None else end)
     manifest["run"] = {
         "processes": max(workers, 1),
-        "images": bar.processed,
+        "images": bar.units,
         "wall_s": round(end - start, 3),
         "startup_s": round((ready if ready is not None else end) - start, 3),
-        "images_per_s": round(bar.processed / max(end - start, 1e-9), 2),
+        "images_per_s": round(bar.units / max(end - start, 1e-9), 2),
         "steady_images_per_s": round(steady_images / steady, 2) if steady > 0 else None,
     }
     return manifest
 
 
 def _run_inline(
-    source: Source, settings: PrepareSettings, writer: StoreWriter, todo: list[int], bar: Progress
+    source: Source, settings: PrepareSettings, writer: StoreWriter, todo: list[int], tracker: _PrepareProgress
 ) -> tuple[float | None, int]:
     if not todo:
         return None, 0
     detector = _cached_detector(settings.min_confidence, settings.max_detect_side)
     ready = time.monotonic()
     for index in todo:
-        result = process_shard(source, index, settings, detector, lambda n: bar.update(images=n))
+        result = process_shard(source, index, settings, detector, tracker.images)
         writer.write_shard(result.index, result.images, result.meta, result.counts)
-        bar.update(shards=1)
-    return ready, bar.processed
+        tracker.shard()
+    return ready, tracker.bar.units
 
 
 _DETECTORS: dict[tuple[float, int], FaceDetector] = {}
@@ -631,7 +615,7 @@ def _cached_detector(min_confidence: float, max_detect_side: int) -> FaceDetecto
 
 
 def _run_pool(
-    source: Source, settings: PrepareSettings, writer: StoreWriter, todo: list[int], bar: Progress, workers: int
+    source: Source, settings: PrepareSettings, writer: StoreWriter, todo: list[int], tracker: _PrepareProgress, workers: int
 ) -> tuple[float | None, int]:
     context = multiprocessing.get_context("spawn")
     events = context.Queue()
@@ -655,11 +639,11 @@ def _run_pool(
                         ready = time.monotonic()
                 else:
                     steady_images += n if ready is not None else 0
-                    bar.update(images=n)
+                    tracker.images(n)
             for future in finished:
                 result = future.result()
                 writer.write_shard(result.index, result.images, result.meta, result.counts)
-                bar.update(shards=1)
+                tracker.shard()
     return ready, steady_images
 
 
