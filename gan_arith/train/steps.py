@@ -283,6 +283,11 @@ def fuse_steps(
         def body(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
             return train_step(state, batch, jax.random.fold_in(rng, state.step))
 
+        if jax.tree.leaves(batches)[0].shape[0] == 1:
+            # No loop for a single step: XLA:CPU runs convolutions inside a loop body on a slow
+            # single-threaded path (jax-ml/jax#12868), even when the loop runs once.
+            state, metrics = body(state, jax.tree.map(lambda leaf: leaf[0], batches))
+            return state, jax.tree.map(lambda leaf: leaf[None], metrics)
         return jax.lax.scan(body, state, batches)
 
     return run
