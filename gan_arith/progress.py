@@ -16,8 +16,8 @@ def format_duration(seconds: float) -> str:
 class Progress:
     """`label [####----] done/total  rate unit/s  ETA m:ss  extra...`, redrawn at most every `interval` s.
 
-    On a terminal the line is redrawn in place; in a log file each update is a new line, so
-    `interval` keeps logs short.
+    On a terminal the line is redrawn in place (default every 1 s); in a log file each draw is a
+    new line (default every 10 s).
     """
 
     def __init__(
@@ -27,13 +27,15 @@ class Progress:
         label: str = "",
         unit: str = "images",
         done: int = 0,
-        interval: float = 1.0,
+        interval: float | None = None,
         stream: TextIO | None = None,
         enabled: bool = True,
     ) -> None:
-        self.total, self.done, self.label, self.unit, self.interval = total, done, label, unit, interval
+        self.total, self.done, self.label, self.unit = total, done, label, unit
         self.stream = stream or sys.stderr
         self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        # A log file gets a new line per draw: fewer of them keeps it readable.
+        self.interval = interval if interval is not None else (1.0 if self._tty else 10.0)
         self._start = time.monotonic()
         self._start_done = done
         self.enabled = enabled

@@ -564,10 +564,7 @@ def prepare(
     num_shards = math.ceil(total / settings.shard_size)
     todo = [i for i in range(num_shards) if i not in writer.completed_shards()]
     done_images = total - sum(len(range(*shard_range(i, settings.shard_size, total))) for i in todo)
-    bar = Progress(
-        total, label="prepare", unit="img", done=done_images, interval=1.0 if sys.stderr.isatty() else 10.0,
-        enabled=progress,
-    )
+    bar = Progress(total, label="prepare", unit="img", done=done_images, enabled=progress)
     tracker = _PrepareProgress(bar, num_shards, num_shards - len(todo))
     start = time.monotonic()
     workers = min(processes, len(todo))
