@@ -13,7 +13,7 @@ from pathlib import Path
 import jax
 import ml_collections
 
-from gan_arith.config import scale_for_host
+from gan_arith.config import command_line_fields, scale_for_host
 from gan_arith.data.sources import resolve_store
 from gan_arith.data.store import FaceStore
 from gan_arith.train.checkpoint import CONFIG_FILE, TrainedRun, load_run
@@ -25,7 +25,8 @@ def load_or_train(run_dir: str | Path, train_config: ml_collections.ConfigDict) 
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).exists() or not (run_dir / "summary.json").exists():
         config = ml_collections.ConfigDict(train_config.to_dict())
-        changes = scale_for_host(config, jax.default_backend())
+        # The user's own --config.train.* fields win over the CPU scaling, as for a training command.
+        changes = scale_for_host(config, jax.default_backend(), keep=command_line_fields(sys.argv, "config.train"))
         print(
             f"No finished training run in {run_dir}: training a {config.model.kind} there first"
             + (f" (CPU-scaled: {'; '.join(changes)})" if changes else ""),

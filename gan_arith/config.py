@@ -53,33 +53,54 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
     config.keep_checkpoints = 3
     config.best_metric = "loss"  # an eval metric name; lower is better unless best_mode='max'
     config.best_mode = "min"
+    # best_metric="frechet" (GAN runs): Fréchet distance of num_fd_samples generated faces from held-out
+    # real ones in the feature space of the attribute classifier trained (once) under classifier_dir.
+    config.num_fd_samples = 1000
+    config.classifier_dir = "workdirs/attribute_classifier"
+    config.classifier_steps = 1500
     config.tensorboard = True
     config.scale_for_cpu = True
     config.cpu = ml_collections.ConfigDict()  # partial config merged in when no accelerator is present
     return config
 
 
-def apply_overrides(config: ml_collections.ConfigDict, overrides: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
-    """Merge the nested `overrides` into `config` in place; return 'key: old -> new' lines for what changed."""
+def apply_overrides(
+    config: ml_collections.ConfigDict, overrides: ml_collections.ConfigDict, prefix: str = "", keep: frozenset[str] = frozenset()
+) -> list[str]:
+    """Merge the nested `overrides` into `config` in place, except the dotted names in `keep`.
+
+    Returns 'key: old -> new' lines for what changed.
+    """
     changes = []
     for key, value in overrides.items():
         name = f"{prefix}{key}"
         if key not in config:
             raise KeyError(f"override {name!r} names no config field")
+        if name in keep:
+            continue
         if isinstance(value, ml_collections.ConfigDict):
-            changes += apply_overrides(config[key], value, f"{name}.")
+            changes += apply_overrides(config[key], value, f"{name}.", keep)
         elif config[key] != value:
             changes.append(f"{name}: {config[key]} -> {value}")
             config[key] = value
     return changes
 
 
-def scale_for_host(config: ml_collections.ConfigDict, backend: str) -> list[str]:
-    """Apply `config.cpu` when running on CPU (unless `scale_for_cpu` is off); return what changed."""
+def scale_for_host(config: ml_collections.ConfigDict, backend: str, keep: frozenset[str] = frozenset()) -> list[str]:
+    """Apply `config.cpu` when running on CPU (unless `scale_for_cpu` is off); return what changed.
+
+    Fields named in `keep` (dotted, e.g. the user's own `--config.num_epochs`) are left as they are.
+    """
     if backend != "cpu" or not config.scale_for_cpu or not config.cpu:
         return []
     with config.unlocked():
-        return apply_overrides(config, config.cpu)
+        return apply_overrides(config, config.cpu, keep=keep)
+
+
+def command_line_fields(argv: list[str], flag: str = "config") -> frozenset[str]:
+    """Dotted config fields set explicitly on the command line (`--config.a.b=v` or `--config.a.b v`)."""
+    prefix = f"--{flag}."
+    return frozenset(arg[len(prefix):].split("=", 1)[0] for arg in argv if arg.startswith(prefix))
 
 
 def run_experiment(get_config: Callable[[], ml_collections.ConfigDict], main: Callable[..., Any], name: str) -> None:
@@ -101,11 +122,12 @@ def run_experiment(get_config: Callable[[], ml_collections.ConfigDict], main: Ca
         logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
         config = flags.FLAGS.config
         backend = jax.default_backend()
-        changes = scale_for_host(config, backend)
+        changes = scale_for_host(config, backend, keep=command_line_fields(sys.argv))
         if changes:
             print(
                 f"No accelerator found ({backend}): scaled the run down so it finishes in minutes "
-                f"(--config.scale_for_cpu=False runs the seed's full configuration):",
+                f"(fields you set on the command line are kept; --config.scale_for_cpu=False runs the "
+                f"seed's full configuration):",
                 file=sys.stderr,
             )
             for line in changes:
