@@ -708,7 +708,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | list[dict]:
     parser.add_argument("--output", help="store directory (created, or resumed if incomplete)")
     parser.add_argument("--sizes", default="80", help="comma-separated output sizes, e.g. 80,128")
     parser.add_argument("--processes", type=int, default=_cpu_count(), help="worker processes (default: all cores)")
-    parser.add_argument("--limit", type=int, help="only the first N images of the sorted source list")
+    parser.add_argument(
+        "--limit", type=int,
+        help="only the first N images of the sorted source list (CelebA files are numbered in partition order, "
+        "so a limited CelebA run holds train faces only)",
+    )
     defaults = PrepareSettings()
     parser.add_argument("--shard-size", type=int, default=defaults.shard_size, help="images per shard (unit of work)")
     parser.add_argument("--min-image-size", type=int, default=defaults.min_image_size)
