@@ -6,8 +6,9 @@ Data: --config.data.store=PATH, else data/celeba_store (what `python -m gan_arit
 writes), else raw CelebA from $GAN_ARITH_CELEBA (prepared first), else built-in synthetic faces.
 Seed configuration (GPU/TPU): 80×80×3, latent 100, width 128, batch 128 (64 real + 64 generated
 for D, 128 latents for G), Adam 2e-4/β1 0.5, 100 epochs, samples + checkpoint every 10 epochs.
-Runtime: CPU default (scaled: 40×40, width 32, 4,000 faces, 8 epochs) about 10 minutes on 2 cores;
-the seed configuration on one H100 is not yet measured (see docs/benchmarks.md).
+Runtime: CPU default (scaled: 40×40, width 32, batch 32, 4,000 synthetic faces, 12 epochs = 2,400
+steps) measured 13 min wall on the 2-core CI-type machine while other jobs loaded it (load
+average ~5; 7.3 min of CPU time); the seed configuration on one H100 is not yet measured.
 Expected result: workdir/figures/samples_epochNNNN.png grids from a fixed latent batch that turn
 from noise into faces over the epochs; checkpoints in workdir/checkpoints; metrics.jsonl; rerunning
 the same command resumes from the last checkpoint.

@@ -40,6 +40,7 @@ class Progress:
         self._start_done = done
         self.enabled = enabled
         self._last_draw = 0.0
+        self._drawn_done = -1
         self.units = 0  # images (or examples) processed since creation: what `rate` divides
         self.extra: Mapping[str, float | str] = {}
 
@@ -74,9 +75,13 @@ class Progress:
     def _draw(self, final: bool) -> None:
         if not self.enabled:
             return
+        if final and not self._tty and self.done == self._drawn_done:
+            return  # a log file already has a line at this count
+        self._drawn_done = self.done
+        line = self.line()
         end = "\n" if final or not self._tty else ""
         prefix = "\r" if self._tty else ""
-        self.stream.write(prefix + self.line() + end)
+        self.stream.write(prefix + line + end)
         self.stream.flush()
 
     def close(self) -> None:

@@ -14,8 +14,9 @@ def test_line_counts_units_done_here_and_draws_to_its_stream():
     assert "img/s" in line and "d_loss 0.5" in line and "ETA" in line
     assert progress.units == 128 and progress.done == 6
     assert stream.getvalue().count("\n") == 1  # not a terminal: one line per draw
-    progress.close()
-    assert stream.getvalue().count("\n") == 2
+    progress.update(4, 256)
+    progress.close()  # the last update's line is already in the log: not written twice
+    assert stream.getvalue().count("\n") == 2 and "10/10" in stream.getvalue()
 
 
 def test_disabled_progress_counts_but_writes_nothing():
