@@ -432,3 +432,63 @@ def image_mosaic(images: np.ndarray, columns: int = 8) -> np.ndarray:
     padded[: len(images)] = images
     h, w = images.shape[1:3]
     return padded.reshape(rows, columns, h, w, 3).transpose(0, 2, 1, 3, 4).reshape(rows * h, columns * w, 3)
+
+
+def plot_edit_sweep(
+    sweeps: Mapping[str, np.ndarray],
+    alphas: Sequence[float],
+    path: str | os.PathLike,
+    *,
+    faces: int = 3,
+    title: str | None = None,
+) -> str:
+    """Attribute edits of growing strength: for each of the first `faces` faces, one row per direction,
+    one column per alpha (headed "α = ...").
+
+    Args:
+      sweeps: {direction name: [A, N, H, W, 3]} faces of latent + alpha * direction (all one shape).
+      alphas: the A edit strengths.
+    """
+    edited = {name: to_uint8(images) for name, images in sweeps.items()}
+    shapes = {images.shape for images in edited.values()}
+    if not edited or len(shapes) != 1 or next(iter(shapes))[:1] != (len(alphas),) or len(next(iter(shapes))) != 5:
+        raise ValueError(f"sweeps must share one shape [A={len(alphas)}, N, H, W, 3], got {sorted(shapes)}")
+    faces = min(faces, next(iter(shapes))[1])
+    layout = _TileLayout(faces * len(edited), len(alphas), title=title is not None, header_lines=1, captions=False,
+                         label_inches=LABEL_INCHES["concept"])
+    for column, alpha in enumerate(alphas):
+        layout.header(column, f"\u03b1 = {alpha:g}")
+    for face in range(faces):
+        for offset, (name, images) in enumerate(edited.items()):
+            row = face * len(edited) + offset
+            layout.row_label(row, f"face {face + 1}: {name}")
+            for column in range(len(alphas)):
+                layout.image(row, column, images[column, face])
+    if title is not None:
+        layout.title(title)
+    return _save(layout.figure, path)
+
+
+def plot_roc_curves(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
+) -> str:
+    """ROC curves on one panel: {label: (false-positive rates, true-positive rates)}, with the chance diagonal."""
+    if not curves:
+        raise ValueError("curves is empty: there is no ROC curve to plot")
+    fig = Figure(figsize=PANEL_INCHES, dpi=DPI, layout="constrained")
+    axes = fig.subplots()
+    axes.plot([0, 1], [0, 1], color="0.6", linestyle=":", linewidth=1, label="chance")
+    for label, (false_positive, true_positive) in curves.items():
+        false_positive, true_positive = np.asarray(false_positive), np.asarray(true_positive)
+        if false_positive.shape != true_positive.shape or false_positive.ndim != 1:
+            raise ValueError(f"curves[{label!r}] must be two 1-D arrays of one length, got "
+                             f"{false_positive.shape} and {true_positive.shape}")
+        axes.plot(false_positive, true_positive, linewidth=1.5, label=label)
+    axes.set(xlim=(0, 1), ylim=(0, 1), xlabel="false-positive rate", ylabel="true-positive rate")
+    axes.legend(fontsize=_FONT, loc="lower right")
+    if title is not None:
+        axes.set_title(title, fontsize=_FONT + 1)
+    return _save(fig, path)

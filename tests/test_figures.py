@@ -156,3 +156,16 @@ def test_reconstructions_stack_originals_over_each_method(tmp_path):
         plots.plot_reconstructions(originals, {"encoder": originals[:2]}, tmp_path / "bad.png")
     with pytest.raises(ValueError, match=r"captions\['decoder'\]"):
         plots.plot_reconstructions(originals, methods, tmp_path / "bad.png", captions={"decoder": ["x"] * 4})
+
+
+def test_roc_curves(tmp_path):
+    path = plots.plot_roc_curves({"held out (AUC 0.75)": (np.array([0, 0.5, 1]), np.array([0, 1, 1]))},
+                                 tmp_path / "roc.png", title="good vs bad noise")
+    png = _read(path)
+    assert png.shape[:2] == (plots.PANEL_INCHES[1] * plots.DPI, plots.PANEL_INCHES[0] * plots.DPI)
+    assert (png != 255).any(axis=-1).mean() > 0.02  # axes, curve and labels drawn, not a blank canvas
+    _no_temporaries(tmp_path)
+    with pytest.raises(ValueError, match="one length"):
+        plots.plot_roc_curves({"bad": (np.zeros(3), np.zeros(4))}, tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="empty"):
+        plots.plot_roc_curves({}, tmp_path / "none.png")

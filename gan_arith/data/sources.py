@@ -48,7 +48,7 @@ def resolve_store(data: ml_collections.ConfigDict, image_size: int, seed: int) -
     root = Path(data.synthetic_dir) / f"faces{data.synthetic_faces}-seed{seed}-{image_size}px"
     print(
         f"No CelebA found (no --config.data.store, no {default}, no ${CELEBA_ENV}): "
-        f"training on {data.synthetic_faces} built-in synthetic faces in {root}",
+        f"using {data.synthetic_faces} built-in synthetic faces in {root}",
         file=sys.stderr,
     )
     store = ensure_synthetic_store(root, num_faces=data.synthetic_faces, image_sizes=(image_size,), seed=seed)

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_arith.evaluation.sampling import as_model_range, batched_apply
+from gan_arith.evaluation.sampling import as_model_range, batched_apply, classifier_confidence, normal_latents
 
 ImageFeatureFn = Callable[[jax.Array], jax.Array]  # float images [B, H, W, 3] in [-1, 1] -> features [B, F]
+ParamGenerateFn = Callable[[Any, jax.Array], jax.Array]  # (params, latents [B, L]) -> images in [-1, 1]
 
 
 def _check_features(features: np.ndarray, name: str, min_rows: int = 2) -> np.ndarray:
@@ -210,6 +211,99 @@ class FeatureExtractor:
             return out.reshape(out.shape[0], -1)[:count].astype(jnp.float32)
 
         return cls(f"exported:{os.path.basename(path)}", features, batch_size)
+
+
+def sample_quality(
+    images: Any,
+    real_features: np.ndarray,
+    features: FeatureExtractor,
+    logits_fn: Callable[[Any], np.ndarray] | None = None,
+    *,
+    kid_subsets: int = 100,
+    kid_subset_size: int | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """How close `images` [N, H, W, 3] come to the real faces behind `real_features` [M, F].
+
+    {"frechet", "kid_mean", "kid_std"} in the feature space of `features`, plus "confidence" (the
+    mean `classifier_confidence`, 0.5 undecided .. 1 certain) when `logits_fn` maps images to
+    attribute logits [N, A]. Compare sets of equal size: the Fréchet estimate is biased upwards
+    by an amount that shrinks with the number of samples.
+    """
+    report = distribution_distances(
+        real_features, features(images), kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, seed=seed
+    )
+    if logits_fn is not None:
+        report["confidence"] = float(np.mean(classifier_confidence(logits_fn(images))))
+    return report
+
+
+def compare_sample_quality(
+    image_sets: Mapping[str, Any],
+    real_features: np.ndarray,
+    features: FeatureExtractor,
+    logits_fn: Callable[[Any], np.ndarray] | None = None,
+    *,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """`sample_quality` of each named image set against the same real features.
+
+    The KID subset size is capped at the smallest set (and the real set), so every set is
+    measured with the same estimator.
+    """
+    if not image_sets:
+        raise ValueError("image_sets is empty: there is nothing to compare")
+    subset = min(kid_subset_size, len(real_features), *(len(images) for images in image_sets.values()))
+    return {
+        name: sample_quality(images, real_features, features, logits_fn, kid_subsets=kid_subsets,
+                             kid_subset_size=subset, seed=seed)
+        for name, images in image_sets.items()
+    }
+
+
+def format_quality(quality: Mapping[str, Mapping[str, float]]) -> str:
+    """One line per set of `compare_sample_quality`'s result, for the experiments' printed summary."""
+    width = max(len(name) for name in quality)
+    return "\n".join(
+        f"{name:>{width}}: Fréchet {q['frechet']:.3f}  KID {q['kid_mean']:.4f} ± {q['kid_std']:.4f}"
+        + (f"  confidence {q['confidence']:.3f}" if "confidence" in q else "")
+        for name, q in quality.items()
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorFrechet:
+    """The Fréchet distance of a generator's samples from fixed real faces: the training loop's "frechet".
+
+    The latents and the real statistics are fixed once, so successive checkpoints differ only by
+    their generator parameters; `generate(params, z)` is compiled together with the features once.
+    """
+
+    features: FeatureExtractor
+    generate: ParamGenerateFn
+    real_mean: np.ndarray
+    real_cov: np.ndarray
+    latents: np.ndarray
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_features_of", jax.jit(lambda params, z: self.features.fn(self.generate(params, z))))
+
+    @classmethod
+    def from_real_images(
+        cls, features: FeatureExtractor, generate: ParamGenerateFn, real_images: Any, key: jax.Array,
+        num_samples: int, latent_dim: int,
+    ) -> "GeneratorFrechet":
+        """Real statistics from `real_images` (uint8 or [-1, 1]); `num_samples` latents z ~ N(0, I) from `key`."""
+        if num_samples < 2:
+            raise ValueError(f"num_samples must be >= 2 for a covariance, got {num_samples}")
+        mean, cov = feature_statistics(features(real_images))
+        return cls(features, generate, mean, cov, np.asarray(normal_latents(key, num_samples, latent_dim)))
+
+    def __call__(self, params: Any) -> float:
+        generated = batched_apply(lambda z: self._features_of(params, z), self.latents, self.features.batch_size)
+        return frechet_distance_from_statistics(*feature_statistics(generated), self.real_mean, self.real_cov)
 
 
 def load_feature_extractor(

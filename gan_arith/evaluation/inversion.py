@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -20,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 
 from gan_arith.evaluation.classifier_train import Step, apply_gradients, new_train_state, run_steps
 from gan_arith.evaluation.sampling import as_model_range, batched_apply, normal_latents
@@ -82,14 +86,18 @@ def invert(
     learning_rate: float = 0.05,
     loss: ReconstructionLoss = ReconstructionLoss(),
     batch_size: int = 64,
+    steps_per_call: int = 0,
 ) -> InversionResult:
     """Find z with G(z) ≈ target for each target image (uint8 [0, 255] or float [-1, 1], [N, H, W, 3]).
 
     Each image gets `restarts` starting points optimised together by Adam (cosine-decayed learning
-    rate) for `steps` steps in one jitted `lax.scan`; the restart with the lowest final objective is
-    kept. The starts are N(0, I) draws, except that restart 0 is `encode(image)` when an encoder is
-    given; `steps=0` with an encoder is encoder-only inversion. `generate`, `encode` and
-    `loss.feature_fn` must be jittable functions of arrays (params closed over).
+    rate) for `steps` steps; the restart with the lowest final objective is kept. The starts are
+    N(0, I) draws, except that restart 0 is `encode(image)` when an encoder is given; `steps=0`
+    with an encoder is encoder-only inversion. `generate`, `encode` and `loss.feature_fn` must be
+    jittable functions of arrays (params closed over). `steps_per_call` steps run in one jitted
+    `lax.scan` (it must divide `steps`); 0 means all of them on an accelerator and one per call on
+    CPU, where XLA runs convolutions inside a scan body 4-5x slower than dispatched one by one
+    (measured on this objective; the training loop's steps_per_dispatch has the same default).
     """
     if steps < 0 or restarts < 1:
         raise ValueError(f"steps must be >= 0 and restarts >= 1, got steps={steps}, restarts={restarts}")
@@ -97,50 +105,66 @@ def invert(
         raise ValueError("invert with steps=0 needs an encoder (nothing would move the random starts)")
     if targets.ndim != 4 or targets.shape[-1] != 3:
         raise ValueError(f"targets must be [N, H, W, 3], got shape {tuple(targets.shape)}")
+    steps_per_call = steps_per_call or (1 if jax.default_backend() == "cpu" else max(steps, 1))
+    if steps_per_call < 1 or steps % steps_per_call:
+        raise ValueError(f"steps_per_call must be 0 (auto) or divide steps={steps}, got {steps_per_call}")
     count = targets.shape[0]
     batch_size = min(batch_size, count)
     starts = np.asarray(normal_latents(key, count * restarts, latent_dim)).reshape(count, restarts, latent_dim)
     optimiser = optax.adam(optax.cosine_decay_schedule(learning_rate, max(steps, 1), alpha=0.01))
+    Context = tuple[jax.Array, jax.Array | None]  # targets and their features, tiled over the restarts
 
-    def invert_batch(images: jax.Array, start: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    def prepare(images: jax.Array, start: jax.Array) -> tuple[tuple[jax.Array, Any], Context]:
         images = as_model_range(images)
         if encode is not None:
             start = start.at[:, 0].set(encode(images).astype(start.dtype))
-        batch = images.shape[0]
         # Restarts ride along the batch axis: the objective is a sum of per-image terms and Adam is
         # per-coordinate, so the B·R problems stay independent.
-        latents = start.transpose(1, 0, 2).reshape(restarts * batch, latent_dim)
-        tiled = jnp.tile(images, (restarts, 1, 1, 1))
+        latents = start.transpose(1, 0, 2).reshape(restarts * images.shape[0], latent_dim)
         target_features = loss.target_features(images)
         tiled_features = None if target_features is None else jnp.tile(target_features, (restarts, 1))
+        return (latents, optimiser.init(latents)), (jnp.tile(images, (restarts, 1, 1, 1)), tiled_features)
 
-        def per_image(z: jax.Array) -> jax.Array:
-            return loss(z, generate(z), tiled, tiled_features)
+    def per_image(latents: jax.Array, context: Context) -> jax.Array:
+        return loss(latents, generate(latents), *context)
 
+    def advance(carry: tuple[jax.Array, Any], context: Context) -> tuple[jax.Array, Any]:
         def update(carry: tuple[jax.Array, Any], _: None) -> tuple[tuple[jax.Array, Any], None]:
             z, opt_state = carry
-            grads = jax.grad(lambda z: per_image(z).sum())(z)
+            grads = jax.grad(lambda z: per_image(z, context).sum())(z)
             updates, opt_state = optimiser.update(grads, opt_state)
             return (optax.apply_updates(z, updates), opt_state), None
 
-        (latents, _), _ = jax.lax.scan(update, (latents, optimiser.init(latents)), None, length=steps)
-        final = per_image(latents).reshape(restarts, batch)
+        if steps_per_call == 1:  # no loop at all: XLA:CPU keeps even a one-trip scan slow
+            return update(carry, None)[0]
+        return jax.lax.scan(update, carry, None, length=steps_per_call)[0]
+
+    def finish(carry: tuple[jax.Array, Any], context: Context) -> tuple[jax.Array, jax.Array, jax.Array]:
+        batch = carry[0].shape[0] // restarts
+        final = per_image(carry[0], context).reshape(restarts, batch)
         best = jnp.argmin(final, axis=0)
-        latents = latents.reshape(restarts, batch, latent_dim)[best, jnp.arange(batch)]
+        latents = carry[0].reshape(restarts, batch, latent_dim)[best, jnp.arange(batch)]
         return latents, generate(latents), final[best, jnp.arange(batch)]
 
     begin = time.perf_counter()
-    compiled = (
-        jax.jit(invert_batch)
-        .lower(
-            jax.ShapeDtypeStruct((batch_size,) + tuple(targets.shape[1:]), targets.dtype),
-            jax.ShapeDtypeStruct((batch_size, restarts, latent_dim), jnp.float32),
-        )
-        .compile()
+    inputs = (
+        jax.ShapeDtypeStruct((batch_size,) + tuple(targets.shape[1:]), targets.dtype),
+        jax.ShapeDtypeStruct((batch_size, restarts, latent_dim), jnp.float32),
     )
+    carry_and_context = jax.eval_shape(prepare, *inputs)
+    compiled_prepare = jax.jit(prepare).lower(*inputs).compile()
+    compiled_advance = jax.jit(advance, donate_argnums=0).lower(*carry_and_context).compile() if steps else None
+    compiled_finish = jax.jit(finish).lower(*carry_and_context).compile()
     compile_seconds = time.perf_counter() - begin
+
+    def invert_batch(chunk: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array, jax.Array]:
+        carry, context = compiled_prepare(*chunk)
+        for _ in range(steps // steps_per_call):
+            carry = compiled_advance(carry, context)
+        return compiled_finish(carry, context)
+
     begin = time.perf_counter()
-    latents, reconstructions, final = batched_apply(lambda chunk: compiled(*chunk), (targets, starts), batch_size)
+    latents, reconstructions, final = batched_apply(invert_batch, (targets, starts), batch_size)
     elapsed = time.perf_counter() - begin
     return InversionResult(latents, reconstructions, final, elapsed / count, compile_seconds)
 
@@ -191,6 +215,11 @@ def ssim(
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     index = ((2 * mean_a * mean_b + c1) * (2 * cov + c2)) / ((mean_a**2 + mean_b**2 + c1) * (var_a + var_b + c2))
     return jnp.mean(index, axis=(1, 2, 3))
+
+
+def psnr_per_image(result: InversionResult, targets: Any) -> np.ndarray:
+    """PSNR in dB [N] of each reconstruction against its target (uint8 or [-1, 1])."""
+    return np.asarray(psnr(result.reconstructions, as_model_range(jnp.asarray(targets))))
 
 
 def reconstruction_metrics(result: InversionResult, targets: Any) -> dict[str, float]:
@@ -299,3 +328,118 @@ def fit_encoder(
 def encoder_fn(encoder: LatentEncoder, params: Any) -> Callable[[jax.Array], jax.Array]:
     """The `encode` argument of `invert` for a trained encoder: images in [-1, 1] -> latents."""
     return lambda images: encoder.apply({"params": params}, images)
+
+
+def finetune_encoder(
+    encoder: LatentEncoder,
+    params: Any,
+    generate: GenerateFn,
+    images: np.ndarray,
+    *,
+    steps: int,
+    loss: ReconstructionLoss = ReconstructionLoss(),
+    batch_size: int = 32,
+    learning_rate: float = 1e-4,
+    seed: int = 0,
+    log_every: int | None = None,
+) -> TrainState:
+    """Fine-tune a trained encoder (`params`) on real uint8 faces [N, S, S, 3] through the fixed generator.
+
+    Minimises `loss` of G(E(x)) against x (see `make_encoder_finetune_step`) on random batches,
+    with a fresh Adam at a smaller rate than the G(z) -> z stage so the start it learned is kept.
+    """
+    if images.ndim != 4 or images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 [N, S, S, 3], got {images.dtype} {images.shape}")
+    optimizer = optax.adam(learning_rate)
+    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
+    order = np.random.default_rng(seed)
+    batch_size = min(batch_size, images.shape[0])
+
+    def next_batch(_: int) -> Batch:
+        return {"image": images[np.sort(order.choice(images.shape[0], batch_size, replace=False))]}
+
+    step = make_encoder_finetune_step(encoder, optimizer, generate, loss)
+    key = jax.random.PRNGKey(seed)
+    return run_steps(state, step, next_batch, steps=steps, key=key, log_every=log_every, name="encoder fine-tune")
+
+
+ENCODER_FILE = "encoder.json"
+
+
+def load_or_train_encoder(
+    directory: str | Path,
+    encoder: LatentEncoder,
+    generate: GenerateFn,
+    real_images: np.ndarray,
+    *,
+    trained_for: dict[str, Any],
+    latent_steps: int,
+    finetune_steps: int,
+    loss: ReconstructionLoss = ReconstructionLoss(),
+    seed: int = 0,
+) -> Any:
+    """Encoder params from `directory` when saved there for the same settings, else trained and saved (orbax).
+
+    Training: `latent_steps` of G(z) -> z regression (`fit_encoder`), then `finetune_steps` on
+    `real_images` through the reconstruction `loss` (`finetune_encoder`). `trained_for` names the
+    generator (e.g. its workdir and step); it is stored in `encoder.json` with the settings, and a
+    saved encoder whose record differs is retrained rather than silently reused.
+    """
+    directory = Path(directory).absolute()
+    record = {
+        "trained_for": trained_for, "latent_dim": encoder.latent_dim, "width": encoder.width,
+        "image_size": int(real_images.shape[1]), "latent_steps": latent_steps, "finetune_steps": finetune_steps,
+        "feature_weight": loss.feature_weight, "prior_weight": loss.prior_weight, "seed": seed,
+    }
+    meta_path = directory / ENCODER_FILE
+    checkpointer = ocp.StandardCheckpointer()
+    try:
+        if meta_path.exists() and json.loads(meta_path.read_text()) == record and (directory / "params").exists():
+            return checkpointer.restore(directory / "params")
+        print(
+            f"Training the latent encoder: {latent_steps} steps G(z) -> z, then {finetune_steps} steps on "
+            f"{len(real_images)} real faces; saved in {directory}",
+            file=sys.stderr,
+        )
+        log_every = max((latent_steps + finetune_steps) // 20, 1)
+        state = fit_encoder(encoder, generate, record["image_size"], steps=latent_steps, seed=seed, log_every=log_every)
+        if finetune_steps:
+            state = finetune_encoder(
+                encoder, state.params, generate, real_images, steps=finetune_steps, loss=loss, seed=seed,
+                log_every=log_every,
+            )
+        params = jax.device_get(state.params)
+        directory.mkdir(parents=True, exist_ok=True)
+        checkpointer.save(directory / "params", params, force=True)
+        checkpointer.wait_until_finished()
+        tmp = meta_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=2))
+        tmp.replace(meta_path)
+        return params
+    finally:
+        checkpointer.close()
+
+
+def compare_inversion_methods(
+    targets: Any,
+    generate: GenerateFn,
+    latent_dim: int,
+    key: jax.Array,
+    *,
+    encode: Callable[[jax.Array], jax.Array],
+    steps: int = 300,
+    restarts: int = 4,
+    loss: ReconstructionLoss = ReconstructionLoss(),
+    batch_size: int = 64,
+) -> dict[str, InversionResult]:
+    """Invert `targets` three ways, with the same objective and step count.
+
+    "optimisation": `restarts` random starts; "encoder": E(x) as is; "encoder+optimisation": one
+    start at E(x), optimised (one start, so its time per image shows what the encoder saves).
+    """
+    settings = dict(steps=steps, loss=loss, batch_size=batch_size)
+    return {
+        "optimisation": invert(targets, generate, latent_dim, key, restarts=restarts, **settings),
+        "encoder": invert(targets, generate, latent_dim, key, encode=encode, restarts=1, **{**settings, "steps": 0}),
+        "encoder+optimisation": invert(targets, generate, latent_dim, key, encode=encode, restarts=1, **settings),
+    }

@@ -9,6 +9,7 @@ its held-out ROC AUC says how predictable image quality is from the noise alone.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -60,6 +61,19 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     ranks[order] = mid_ranks[group_id]
     u_statistic = ranks[labels].sum() - positives * (positives + 1) / 2.0
     return float(u_statistic / (positives * negatives))
+
+
+def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """False- and true-positive rates [T] as the threshold falls through the distinct scores, from (0, 0) to (1, 1)."""
+    labels, scores = np.asarray(labels).astype(bool), np.asarray(scores, dtype=np.float64)
+    roc_auc(labels, scores)  # the same input checks
+    order = np.argsort(-scores, kind="stable")
+    labels, scores = labels[order], scores[order]
+    # Only the last of a run of tied scores is a threshold: ties move together.
+    last_of_tie = np.r_[scores[1:] != scores[:-1], True]
+    true_positives = np.cumsum(labels)[last_of_tie]
+    false_positives = np.cumsum(~labels)[last_of_tie]
+    return np.r_[0.0, false_positives / false_positives[-1]], np.r_[0.0, true_positives / true_positives[-1]]
 
 
 class NoiseMLP(nn.Module):
@@ -153,3 +167,60 @@ def sample_good_noise(
 
     latents, stats = draw_until(propose, num_samples, key, max_batches)
     return latents, SamplingStats(stats.proposed, stats.accepted, {"threshold": threshold})
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseClassifierEvaluation:
+    """A noise classifier trained on part of a labelled latent pool and tested on the rest."""
+
+    params: Any
+    held_out_labels: np.ndarray  # int8 [H], 1 = good
+    held_out_probabilities: np.ndarray  # P(good | z) [H]
+    train_accuracy: float
+
+    @property
+    def held_out_auc(self) -> float:
+        return roc_auc(self.held_out_labels, self.held_out_probabilities)
+
+    @property
+    def held_out_accuracy(self) -> float:
+        return float(np.mean((self.held_out_probabilities > 0.5) == (self.held_out_labels == 1)))
+
+
+def evaluate_noise_classifier(
+    latents: np.ndarray,
+    scores: np.ndarray,
+    *,
+    quantile: float = 0.25,
+    held_out_fraction: float = 0.2,
+    model: NoiseMLP = NoiseMLP(),
+    steps: int = 2000,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> NoiseClassifierEvaluation:
+    """Label the pool's extremes by `scores` (`label_by_score`), train on a random part, test on the rest.
+
+    The held-out latents were never seen in training, so their AUC measures how well image quality
+    can be predicted from fresh noise, which is what `sample_good_noise` relies on.
+    """
+    latents = np.asarray(latents, np.float32)
+    if latents.ndim != 2 or np.shape(scores) != (latents.shape[0],):
+        raise ValueError(f"latents must be [N, L] and scores [N], got {latents.shape} and {np.shape(scores)}")
+    if not 0.0 < held_out_fraction < 1.0:
+        raise ValueError(f"held_out_fraction must be in (0, 1), got {held_out_fraction}")
+    indices, labels = label_by_score(scores, quantile)
+    order = np.random.default_rng(seed).permutation(len(indices))
+    held_out = max(2, int(round(held_out_fraction * len(indices))))
+    test, train = order[:held_out], order[held_out:]
+    if len(train) < 2:
+        raise ValueError(f"{len(indices)} labelled latents leave nothing to train on; draw more latents")
+    state = fit_noise_classifier(
+        latents[indices[train]], labels[train], model=model, steps=steps, batch_size=batch_size, seed=seed
+    )
+    train_probabilities = noise_probabilities(model, state.params, latents[indices[train]])
+    return NoiseClassifierEvaluation(
+        params=jax.device_get(state.params),
+        held_out_labels=labels[test],
+        held_out_probabilities=noise_probabilities(model, state.params, latents[indices[test]]),
+        train_accuracy=float(np.mean((train_probabilities > 0.5) == (labels[train] == 1))),
+    )

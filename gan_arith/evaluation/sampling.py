@@ -20,6 +20,7 @@ import numpy as np
 from gan_arith.models.layers import to_model_range
 
 ScoreFn = Callable[[jax.Array], jax.Array]  # latents [B, L] -> scores [B]
+ImageScoreFn = Callable[[jax.Array], jax.Array]  # images [B, H, W, 3] in [-1, 1] -> scores [B]
 
 
 def _pad_rows(array: Any, rows: int) -> Any:
@@ -60,6 +61,39 @@ def batched_apply(fn: Callable[[Any], Any], inputs: Any, batch_size: int) -> Any
 def as_model_range(images: jax.Array) -> jax.Array:
     """uint8 batches (from stores) become float32 [-1, 1]; float batches (from generators) pass through."""
     return to_model_range(images) if images.dtype == jnp.uint8 else images.astype(jnp.float32)
+
+
+def through_generator(generate: Callable[[jax.Array], jax.Array], score_images: ImageScoreFn) -> ScoreFn:
+    """The jitted latent score z -> score_images(generate(z)), e.g. the discriminator logit D(G(z))."""
+    return jax.jit(lambda latents: score_images(generate(latents)))
+
+
+def classifier_confidence(logits: Any) -> jax.Array:
+    """Per-image confidence [B] of attribute logits [B, A]: the mean over attributes of max(p, 1 − p).
+
+    max(p, 1 − p) = sigmoid(|logit|): 0.5 when the classifier cannot decide, 1 when it is certain.
+    A face the classifier was trained on is labelled decisively; a garbled one is not.
+    """
+    logits = jnp.asarray(logits, jnp.float32)
+    if logits.ndim != 2:
+        raise ValueError(f"logits must be [B, A], got shape {logits.shape}")
+    return jnp.mean(jax.nn.sigmoid(jnp.abs(logits)), axis=1)
+
+
+def image_scorer(
+    name: str,
+    discriminate: ImageScoreFn | None = None,
+    classifier_logits: Callable[[jax.Array], jax.Array] | None = None,
+) -> ImageScoreFn:
+    """The image score called `name`: "discriminator" (its logit) or "confidence" (`classifier_confidence`)."""
+    if name == "discriminator" and discriminate is not None:
+        return discriminate
+    if name == "confidence" and classifier_logits is not None:
+        return lambda images: classifier_confidence(classifier_logits(images))
+    raise ValueError(
+        f"image score {name!r} is unknown or lacks its model: 'discriminator' needs discriminate, "
+        f"'confidence' needs classifier_logits"
+    )
 
 
 def top_fraction(scores: np.ndarray, fraction: float) -> np.ndarray:

@@ -45,6 +45,10 @@ class AttributeScorer:
     def logits(self, images: Any) -> np.ndarray:
         return predict_logits(self.model, self.params, images)
 
+    def logits_of(self, images: jax.Array) -> jax.Array:
+        """Logits [B, A] of float images in [-1, 1], unbatched and jittable (for use inside other jitted code)."""
+        return self.model.apply({"params": self.params}, images)
+
     def probabilities(self, images: Any) -> np.ndarray:
         """Per-attribute probabilities [N, A], in the order of `attribute_names`."""
         return 0.5 * (1.0 + np.tanh(0.5 * self.logits(images)))

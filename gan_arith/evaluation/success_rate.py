@@ -13,6 +13,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,10 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tu
     denominator = 1 + z**2 / trials
     centre = (p + z**2 / (2 * trials)) / denominator
     half_width = z * math.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / denominator
-    return max(0.0, centre - half_width), min(1.0, centre + half_width)
+    # At 0 % and 100 % the bound is exactly 0 (or 1); rounding would leave it a hair inside.
+    low = 0.0 if successes == 0 else max(0.0, centre - half_width)
+    high = 1.0 if successes == trials else min(1.0, centre + half_width)
+    return low, high
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,3 +91,62 @@ def success_vs_baseline(
         name: rate_of(attribute_success(probabilities, attribute_names, query, threshold), confidence).as_dict()
         for name, probabilities in (("result", result_probabilities), ("baseline", baseline_probabilities))
     }
+
+
+def arithmetic_success(
+    scorer: Any,
+    result_images: np.ndarray,
+    baseline_images: np.ndarray,
+    query: str,
+    *,
+    threshold: float = 0.5,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """How often the attribute classifier sees `query` (e.g. "Smiling & Male") in arithmetic results,
+    beside the rate among baseline images (random samples), with mean attribute probabilities of both.
+
+    `scorer` is an `evaluation.scorer.AttributeScorer`; images are uint8 or [-1, 1] [N, S, S, 3].
+    """
+    probabilities = {"result": scorer.probabilities(result_images), "baseline": scorer.probabilities(baseline_images)}
+    rates = success_vs_baseline(
+        probabilities["result"], probabilities["baseline"], scorer.attribute_names, query,
+        threshold=threshold, confidence=confidence,
+    )
+    mean_probability = {
+        name: {attribute: float(p) for attribute, p in zip(scorer.attribute_names, values.mean(axis=0))}
+        for name, values in probabilities.items()
+    }
+    return {"target": query, **rates, "mean_probability": mean_probability}
+
+
+def _percent(rate: dict[str, float]) -> str:
+    return f"{rate['rate']:.0%} [{rate['ci_low']:.0%}, {rate['ci_high']:.0%}] of {rate['trials']}"
+
+
+def format_success(success: dict[str, Any]) -> str:
+    """One line for the log: `Smiling & Male: arithmetic results 63% [53%, 72%] of 100; random samples ...`."""
+    return (
+        f"{success['target']}: arithmetic results {_percent(success['result'])}; "
+        f"random samples {_percent(success['baseline'])} (95% Wilson intervals)"
+    )
+
+
+def results_markdown(results: dict[str, Any]) -> str:
+    """A markdown table of `experiments.evaluate`'s results.json: one row per model kind."""
+    target = results["target"]
+    lines = [
+        f"Command: `{results['command']}`",
+        "",
+        f"| model | classifier test accuracy | {target}: arithmetic results | random samples | real test faces "
+        f"| Fréchet distance ({results['feature_network']}) | KID |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for kind, row in results["models"].items():
+        accuracy = ", ".join(f"{name} {value:.3f}" for name, value in row["classifier_accuracy"].items())
+        distances = row["distances"]
+        lines.append(
+            f"| {kind} | {accuracy} | {_percent(row['arithmetic']['result'])} | {_percent(row['arithmetic']['baseline'])} "
+            f"| {_percent(row['real_target_rate'])} | {distances['frechet']:.3g} "
+            f"| {distances['kid_mean']:.3g} ± {distances['kid_std']:.2g} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -7,5 +7,9 @@
   projection, strength sweeps.
 - interpolate: lerp, slerp and paths through several points.
 - distributions: per-dimension statistics, normality tests, histogram data (JSON-serialisable).
+- pools: latent pools for arithmetic (hand-picked grid, classifier-scored samples, encoded or
+  inverted real faces) with the face each latent stands for.
+- arithmetic: arithmetic on a trained model: faces of concept averages and results, the seeds' figures.
+- sweeps: interpolation strips and attribute-edit sweeps on a trained model.
 - plots: the latent figures (to be merged into gan_arith.figures).
 """

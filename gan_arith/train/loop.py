@@ -23,6 +23,8 @@ from gan_arith import figures
 from gan_arith.data.device import DeviceFaces, fits_on_device
 from gan_arith.data.sources import resolve_store, select_faces
 from gan_arith.data.store import FaceStore
+from gan_arith.evaluation.frechet import GeneratorFrechet
+from gan_arith.evaluation.scorer import load_or_train_classifier
 from gan_arith.models.layers import from_model_range, to_model_range
 from gan_arith.progress import Progress
 from gan_arith.train import parallel
@@ -30,8 +32,12 @@ from gan_arith.train.checkpoint import CONFIG_FILE, Checkpoints, abstract_state,
 from gan_arith.train.steps import Steps, TrainState, build_steps
 
 # Fields a resumed run may change; anything else would make the checkpoint mean something else.
-RESUMABLE_CHANGES = ("num_epochs", "eval_every_epochs", "keep_checkpoints", "tensorboard", "steps_per_dispatch")
+RESUMABLE_CHANGES = (
+    "num_epochs", "eval_every_epochs", "keep_checkpoints", "tensorboard", "steps_per_dispatch",
+    "num_fd_samples", "classifier_dir", "classifier_steps",
+)
 NUM_EVAL_IMAGES = 8
+PROGRESS_METRICS = ("d_loss_real", "d_loss_fake", "g_loss", "loss", "recon", "kl")
 
 
 class DivergenceError(RuntimeError):
@@ -158,6 +164,30 @@ def _write_figures(
     logger.image(step, "reconstructions", figures.image_mosaic(np.concatenate([np.asarray(originals), from_model_range(reconstruction)])))
 
 
+def _frechet_metric(config: ml_collections.ConfigDict, store: FaceStore, steps: Steps) -> GeneratorFrechet | None:
+    """The "frechet" eval metric when `config.best_metric` asks for it, else None.
+
+    Generated faces against held-out real ones (validation partition, the test partition stays
+    unseen) in the attribute classifier's feature space; the classifier is trained on first use.
+    """
+    if config.best_metric != "frechet":
+        return None
+    if config.model.kind != "dcgan" or config.best_mode != "min":
+        raise ValueError(
+            f"best_metric='frechet' needs a dcgan run with best_mode='min', got kind={config.model.kind!r}, "
+            f"best_mode={config.best_mode!r}"
+        )
+    size = config.model.image_size
+    scorer = load_or_train_classifier(store, size, config.classifier_dir, steps=config.classifier_steps)
+    held_out = store.select(config.data.query or None, "valid")
+    rows = held_out if len(held_out) >= 2 else select_faces(store, config.data)
+    return GeneratorFrechet.from_real_images(
+        scorer.features, lambda params, z: steps.generate(params["generator"], z),
+        store.gather(size, rows[: config.num_fd_samples]), jax.random.fold_in(jax.random.key(config.seed), 4),
+        config.num_fd_samples, config.model.latent_dim,
+    )
+
+
 def resolve_steps_per_dispatch(requested: int, backend: str) -> int:
     """`requested`, or for 0 (auto): 1 on CPU, 10 on accelerators.
 
@@ -208,6 +238,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
     latent_dim = config.model.latent_dim
     fixed_z = jax.random.normal(jax.random.fold_in(jax.random.key(config.seed), 3), (config.num_samples, latent_dim))
     eval_batch = _eval_batch(store, config, batch_size, mesh)
+    frechet = _frechet_metric(config, store, steps)
 
     steps_per_epoch = data.steps_per_epoch
     steps_per_dispatch = resolve_steps_per_dispatch(config.steps_per_dispatch, jax.default_backend())
@@ -242,11 +273,14 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
                     )
                 step_in_epoch += num_steps
                 logger.scalars(int(state.step), "train", metrics, epoch=epoch + 1)
-                progress.update(num_steps, num_steps * batch_size, {k: v for k, v in list(metrics.items())[:3]})
+                shown = {k: v for k, v in metrics.items() if k in PROGRESS_METRICS}
+                progress.update(num_steps, num_steps * batch_size, shown)
             progress.close()
             finished = epoch + 1 == config.num_epochs
             if (epoch + 1) % config.eval_every_epochs == 0 or finished:
                 last_eval = {k: float(v) for k, v in jax.device_get(eval_step(state, eval_batch, eval_rng)).items()}
+                if frechet is not None:
+                    last_eval["frechet"] = frechet(state.params)
                 logger.scalars(int(state.step), "eval", last_eval, epoch=epoch + 1)
                 _write_figures(config.model.kind, steps, state, eval_batch, fixed_z, workdir, epoch + 1, logger)
                 checkpoints.save(state, last_eval)

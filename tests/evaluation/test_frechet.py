@@ -8,6 +8,9 @@ import scipy.linalg
 
 from gan_arith.evaluation.frechet import (
     FeatureExtractor,
+    GeneratorFrechet,
+    compare_sample_quality,
+    format_quality,
     _unbiased_mmd2,
     distribution_distances,
     frechet_distance,
@@ -130,3 +133,36 @@ def test_features_of_generated_images_match_features_of_the_images():
 
     latents = np.random.default_rng(6).normal(size=(9, 2)).astype(np.float32)
     np.testing.assert_allclose(extractor.of_generated(generate, latents), extractor(generate(latents)), rtol=1e-6)
+
+
+def _mean_color_features() -> FeatureExtractor:
+    return FeatureExtractor("mean-rgb", lambda images: images.mean(axis=(1, 2)), batch_size=16)
+
+
+def test_compare_sample_quality_ranks_a_shifted_set_worse_and_adds_confidence():
+    rng = np.random.default_rng(0)
+    real = rng.uniform(-0.5, 0.5, size=(60, 4, 4, 3)).astype(np.float32)
+    close = rng.uniform(-0.5, 0.5, size=(40, 4, 4, 3)).astype(np.float32)
+    shifted = close + 0.4
+    features = _mean_color_features()
+    logits = lambda images: np.asarray(images).mean(axis=(1, 2))  # noqa: E731  three "attributes"
+    quality = compare_sample_quality({"close": close, "shifted": shifted}, features(real), features, logits,
+                                     kid_subsets=5, kid_subset_size=1000)
+    assert quality["close"]["frechet"] < 0.05 < quality["shifted"]["frechet"]
+    assert quality["close"]["kid_mean"] < quality["shifted"]["kid_mean"]
+    assert 0.5 < quality["close"]["confidence"] < quality["shifted"]["confidence"] < 1
+    lines = format_quality(quality).splitlines()
+    assert len(lines) == 2 and lines[1].startswith("shifted: Fréchet") and "confidence" in lines[1]
+    with pytest.raises(ValueError, match="image_sets is empty"):
+        compare_sample_quality({}, features(real), features)
+
+
+def test_generator_frechet_equals_the_distance_of_generated_features():
+    features = _mean_color_features()
+    generate = lambda params, z: jnp.tanh(params["scale"] * z[:, None, None, :3] * jnp.ones((1, 4, 4, 1)))  # noqa: E731
+    real = np.asarray(generate({"scale": 0.5}, jax.random.normal(jax.random.PRNGKey(0), (80, 5))))
+    metric = GeneratorFrechet.from_real_images(features, generate, real, jax.random.PRNGKey(1), 50, 5)
+    for scale in (0.5, 2.0):
+        expected = frechet_distance(np.asarray(generate({"scale": scale}, metric.latents)).mean(axis=(1, 2)), features(real))
+        assert metric({"scale": scale}) == pytest.approx(expected, rel=1e-5)
+    assert metric({"scale": 0.5}) < metric({"scale": 2.0})

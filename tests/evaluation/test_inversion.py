@@ -7,14 +7,19 @@ import optax
 import pytest
 from skimage.metrics import structural_similarity
 
+from gan_arith.evaluation import inversion
 from gan_arith.evaluation.inversion import (
     LatentEncoder,
     ReconstructionLoss,
+    compare_inversion_methods,
     create_encoder_state,
+    encoder_fn,
     invert,
+    load_or_train_encoder,
     make_encoder_finetune_step,
     make_encoder_latent_step,
     psnr,
+    psnr_per_image,
     reconstruction_metrics,
     ssim,
 )
@@ -117,3 +122,48 @@ def test_encoder_steps_reduce_their_losses():
         recon.append(float(metrics["loss"]))
     assert recon[-1] < recon[0]
     assert int(state.step) == 40 + 15
+
+
+def test_encoder_is_trained_once_per_generator_and_its_start_is_compared_with_random_starts(tmp_path, capsys, monkeypatch):
+    generate = _mlp_generator(32, seed=12)
+    real = from_model_range(generate(jax.random.normal(jax.random.PRNGKey(13), (8, LATENT))))
+    encoder = LatentEncoder(LATENT, width=4)
+    settings = dict(trained_for={"generator": "mlp-12"}, latent_steps=20, finetune_steps=2,
+                    loss=ReconstructionLoss(prior_weight=1e-3))
+    params = load_or_train_encoder(tmp_path / "encoder", encoder, generate, real, **settings)
+    assert "Training the latent encoder" in capsys.readouterr().err
+    again = load_or_train_encoder(tmp_path / "encoder", encoder, generate, real, **settings)
+    assert "Training" not in capsys.readouterr().err
+    jax.tree.map(np.testing.assert_array_equal, params, again)
+
+    class Retrained(Exception):
+        pass
+
+    def refuse(*args, **kwargs):
+        raise Retrained
+
+    monkeypatch.setattr(inversion, "fit_encoder", refuse)
+    with pytest.raises(Retrained):  # another generator: the saved encoder is not reused
+        load_or_train_encoder(tmp_path / "encoder", encoder, generate, real, **{**settings, "trained_for": {"generator": "x"}})
+
+    results = compare_inversion_methods(real, generate, LATENT, jax.random.PRNGKey(14), encode=encoder_fn(encoder, params),
+                                        steps=30, restarts=2, batch_size=8)
+    assert set(results) == {"optimisation", "encoder", "encoder+optimisation"}
+    encoded = np.asarray(encoder_fn(encoder, params)(jnp.asarray(real, jnp.float32) / 127.5 - 1.0))
+    np.testing.assert_allclose(results["encoder"].latents, encoded, atol=1e-4)
+    # Optimising from the encoder's start can only lower the objective it starts from.
+    assert np.all(results["encoder+optimisation"].loss <= results["encoder"].loss + 1e-6)
+    np.testing.assert_allclose(
+        psnr_per_image(results["encoder"], real).mean(), reconstruction_metrics(results["encoder"], real)["psnr"], rtol=1e-5
+    )
+
+
+def test_steps_dispatched_one_per_call_match_one_scan_over_all_steps():
+    generate = _mlp_generator(16, seed=15)
+    targets = generate(jax.random.normal(jax.random.PRNGKey(16), (5, LATENT)))
+    runs = [invert(targets, generate, LATENT, jax.random.PRNGKey(17), steps=40, restarts=2, batch_size=4, steps_per_call=k)
+            for k in (1, 8, 40)]
+    for other in runs[1:]:
+        np.testing.assert_allclose(other.latents, runs[0].latents, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="steps_per_call must be 0 \\(auto\\) or divide steps=40"):
+        invert(targets, generate, LATENT, jax.random.PRNGKey(17), steps=40, steps_per_call=3)

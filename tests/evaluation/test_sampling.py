@@ -8,12 +8,15 @@ import pytest
 from gan_arith.evaluation.sampling import (
     _sigmoid,
     batched_apply,
+    classifier_confidence,
     draw_until,
     drs_base_score,
     drs_gamma,
+    image_scorer,
     rejection_sample,
     top_fraction,
     top_fraction_sample,
+    through_generator,
 )
 
 # A stand-in for z -> D(G(z)): the logit grows with the first latent coordinate.
@@ -82,3 +85,27 @@ def test_top_fraction_sample_keeps_the_highest_scored_latents():
     assert np.all(np.diff(scores) <= 0)
     # The kept 25 % are the upper quartile of a standard normal (> ~0.67 sd before scaling).
     assert scores.min() > 3.0 * 0.5
+
+
+def test_classifier_confidence_is_half_when_undecided_and_near_one_when_certain():
+    logits = np.array([[0.0, 0.0], [8.0, -8.0], [np.log(3.0), 0.0]])
+    # sigmoid(log 3) = 0.75, so the third row averages 0.75 and 0.5.
+    np.testing.assert_allclose(classifier_confidence(logits), [0.5, 1 / (1 + np.exp(-8.0)), 0.625], rtol=1e-6)
+    with pytest.raises(ValueError, match="logits must be"):
+        classifier_confidence(np.zeros(3))
+
+
+def test_image_scorer_picks_the_named_score_and_composes_with_the_generator():
+    generate = lambda z: jnp.tile(z[:, :1, None, None], (1, 4, 4, 3))  # noqa: E731  (image value = z[0])
+    discriminate = lambda images: images.mean(axis=(1, 2, 3))  # noqa: E731
+    logits = lambda images: jnp.stack([4.0 * images.mean(axis=(1, 2, 3))], axis=1)  # noqa: E731
+    z = jnp.array([[0.0, 1.0], [0.5, 1.0], [-2.0, 0.0]])
+    np.testing.assert_allclose(through_generator(generate, image_scorer("discriminator", discriminate))(z), [0.0, 0.5, -2.0])
+    np.testing.assert_allclose(
+        through_generator(generate, image_scorer("confidence", classifier_logits=logits))(z),
+        1 / (1 + np.exp(-np.abs(4.0 * np.array([0.0, 0.5, -2.0])))), rtol=1e-6,
+    )
+    with pytest.raises(ValueError, match="'confidence' needs classifier_logits"):
+        image_scorer("confidence", discriminate)
+    with pytest.raises(ValueError, match="unknown"):
+        image_scorer("beauty", discriminate, logits)

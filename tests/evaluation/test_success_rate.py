@@ -56,3 +56,40 @@ def test_success_vs_baseline_reports_both_rates_with_intervals():
     assert report["baseline"]["rate"] == 0.2
     assert (report["baseline"]["ci_low"], report["baseline"]["ci_high"]) == pytest.approx(wilson_interval(2, 10))
     assert rate_of(np.array([True, False, True, True])).rate == 0.75
+
+
+class _ChannelScorer:
+    """P(Male) = mean red, P(Smiling) = mean green of uint8 images."""
+
+    attribute_names = ("Male", "Smiling")
+
+    def probabilities(self, images):
+        return np.asarray(images, np.float64).mean(axis=(1, 2))[:, :2] / 255.0
+
+
+def _faces(male_smiling_pairs):
+    colours = np.array([[255 * m, 255 * s, 0] for m, s in male_smiling_pairs], np.uint8)
+    return np.broadcast_to(colours[:, None, None, :], (len(colours), 2, 2, 3))
+
+
+def test_arithmetic_success_scores_results_against_baseline_and_formats():
+    from gan_arith.evaluation.success_rate import arithmetic_success, format_success, results_markdown
+
+    results = _faces([(1, 1), (1, 1), (1, 0), (0, 1)])
+    baseline = _faces([(1, 1), (0, 0), (0, 0), (0, 1), (1, 0)])
+    success = arithmetic_success(_ChannelScorer(), results, baseline, "Smiling & Male")
+    assert (success["result"]["successes"], success["result"]["trials"]) == (2, 4)
+    assert (success["baseline"]["successes"], success["baseline"]["trials"]) == (1, 5)
+    assert success["mean_probability"]["result"] == {"Male": 0.75, "Smiling": 0.75}
+    assert format_success(success).startswith("Smiling & Male: arithmetic results 50% [")
+    table = results_markdown({
+        "command": "python -m experiments.evaluate", "target": "Smiling & Male", "feature_network": "classifier features",
+        "models": {"vae": {"classifier_accuracy": {"Male": 0.98}, "arithmetic": success,
+                           "real_target_rate": rate_of(np.array([True, False])).as_dict(),
+                           "distances": {"frechet": 1.5, "kid_mean": 0.01, "kid_std": 0.002}}},
+    })
+    assert "| vae | Male 0.980 | 50% [" in table and "| 1.5 | 0.01 ± 0.002 |" in table
+
+
+def test_wilson_bounds_are_exact_at_zero_and_all():
+    assert wilson_interval(0, 5)[0] == 0.0 and wilson_interval(5, 5)[1] == 1.0

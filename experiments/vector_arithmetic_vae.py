@@ -1,0 +1,103 @@
+"""Vector arithmetic with the VAE from labelled real faces, and attribute editing along directions.
+
+    python -m experiments.vector_arithmetic_vae [--workdir=workdirs/vector_arithmetic_vae] [--config.key=value ...]
+
+Concepts are attribute queries over real faces of the run's store (--config.queries, test partition);
+each face is encoded to its posterior mean, k random members per concept are averaged, the
+expression is evaluated and decoded, over --config.num_draws draws (the classifier scores the
+results against decoded prior samples). Directions: the Smiling direction (class-mean difference,
+or the logistic-regression normal with --config.direction_method=linear) fitted on encoded
+training faces, alone and with the Male direction projected out, added with strengths
+--config.edit_alphas to encoded neutral test faces.
+Needs a trained VAE in --config.run; without one it trains first (CPU-scaled, 80px: about 12 minutes
+on 2 shared cores; the 80px classifier then takes about 35 minutes once).
+Runtime (CPU, trained VAE and classifier): under a minute. GPU: not measured.
+Expected result: figures/vae_encoded_arithmetic.png and vae_encoded_draws.png show smiling
+male-presenting faces (blurry, as VAE decodes are); figures/vae_edits.png shows the smile growing
+with alpha while the conditional row keeps the face's Male reading; summary.json has the success
+rate vs the baseline and the classifier's P(Smiling), P(Male) per alpha for both directions.
+Measured on a 40px, 20-epoch CPU VAE: the Male part works (P(Male) of results 0.65 vs 0.42 for
+random samples) but its reconstructions lose the smile (P(Smiling) 0.004 on reconstructions of
+smiling faces), so Smiling & Male stays at 1% vs 4%: the model, not the arithmetic, is the limit.
+"""
+
+import sys
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+
+from experiments import vae_celeba
+from gan_arith import artifacts, figures
+from gan_arith.bench import write_json
+from gan_arith.config import run_experiment
+from gan_arith.evaluation.scorer import load_or_train_classifier
+from gan_arith.evaluation.success_rate import arithmetic_success, format_success
+from gan_arith.latent import pools, sweeps
+from gan_arith.latent.arithmetic import arithmetic_summary, concept_arithmetic, write_arithmetic_figures
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.run = "workdirs/vae_celeba"  # a training workdir; trained first if it has no finished run
+    config.train = vae_celeba.get_config()
+    config.classifier_dir = "workdirs/attribute_classifier"
+    config.classifier_steps = 1500
+    config.queries = pools.SEED_QUERIES
+    config.expression = pools.SEED_EXPRESSION
+    config.target = pools.SEED_TARGET
+    config.partition = "test"  # real faces the concepts and edits start from
+    config.per_concept = 200
+    config.k = 3
+    config.num_draws = 100
+    config.num_baseline = 1000
+    config.direction_faces = 2000  # encoded training faces the directions are fitted on
+    config.direction_method = "mean_difference"  # or "linear"
+    config.edit_attribute = "Smiling"
+    config.edit_condition = "Male"  # projected out for the conditional edit; "" for none
+    config.edit_query = "~Smiling"  # the faces to edit
+    config.edit_faces = 32
+    config.edit_alphas = (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0)
+    config.seed = 0
+    config.scale_for_cpu = True
+    config.cpu = ml_collections.ConfigDict()
+    return config
+
+
+def main(config: ml_collections.ConfigDict, workdir: str) -> None:
+    run = artifacts.load_or_train(config.run, config.train)
+    store = artifacts.run_store(run)
+    scorer = load_or_train_classifier(store, run.image_size, config.classifier_dir, steps=config.classifier_steps)
+    figures_dir = Path(workdir) / "figures"
+    pool = pools.encoded_pool(
+        run, store, pools.parse_queries(config.queries), per_concept=config.per_concept, partition=config.partition
+    )
+    images = concept_arithmetic(run, pool, config.expression, pool.draw(config.k, config.num_draws, config.seed))
+    baseline = pools.prior_samples(run, config.num_baseline, config.seed + 1)
+    summary = {**arithmetic_summary(images, pool), "run": str(run.workdir)}
+    summary["figures"] = write_arithmetic_figures(images, pool, figures_dir, "vae_encoded")
+    summary["success"] = arithmetic_success(scorer, images.result_images, baseline, config.target)
+
+    rows, latents = sweeps.encoded_faces(run, store, query=None, partition="train", count=config.direction_faces)
+    directions = sweeps.attribute_directions(
+        latents, store.attributes[rows], store.attribute_names, config.edit_attribute,
+        condition=config.edit_condition, method=config.direction_method,
+    )
+    _, start = sweeps.encoded_faces(run, store, query=config.edit_query, partition=config.partition, count=config.edit_faces)
+    edited = sweeps.edit_sweep(run, start, directions, config.edit_alphas)
+    summary["figures"]["edits"] = figures.plot_edit_sweep(
+        edited, config.edit_alphas, figures_dir / "vae_edits.png", title=f"{config.direction_method} directions"
+    )
+    summary["edits"] = {
+        "alphas": list(config.edit_alphas), "method": config.direction_method, "faces": int(len(start)),
+        "direction_norms": {name: float(np.linalg.norm(d)) for name, d in directions.items()},
+        "mean_probability": sweeps.edit_response(scorer, edited),
+    }
+    write_json(summary, Path(workdir) / "summary.json")
+    print(format_success(summary["success"]), file=sys.stderr)
+    for line in sweeps.describe_edit_response(summary["edits"]["mean_probability"], config.edit_alphas):
+        print(line, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    run_experiment(get_config, main, "vector_arithmetic_vae")

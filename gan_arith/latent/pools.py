@@ -1,0 +1,220 @@
+"""Latent pools: the latent vectors concept arithmetic draws from, the face each stands for, and candidates.
+
+Every way of defining a concept ends in the same `ConceptPool`: latents [N, D], one image per latent
+(what the figures show as the concept's faces) and {concept: candidate rows}. The ways:
+- hand-picked (the seeds'): a numbered grid of faces generated from saved latents; the user names
+  the indices of each concept (`smiling_woman=12,45,78`), used as they are, in one draw;
+- scored: generated faces scored by the attribute classifier, the top-n for each attribute query;
+- encoded (VAE): real faces matching each query, encoded to their posterior means;
+- inverted (GAN): real faces matching each query, mapped to latents by `evaluation.inversion.invert`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+
+from gan_arith.data.store import FaceStore
+from gan_arith.evaluation.inversion import invert
+from gan_arith.evaluation.sampling import as_model_range, batched_apply, normal_latents
+from gan_arith.latent.concepts import (
+    DEFAULT_K, draw_concept_members, parse_concept_assignments, parse_concept_queries, query_probability,
+    top_scored_candidates,
+)
+from gan_arith.models.layers import from_model_range
+from gan_arith.train.checkpoint import TrainedRun
+
+# The seeds' equation: smiling woman - neutral woman + neutral man, each concept an attribute query.
+SEED_QUERIES = "smiling_woman=Smiling & ~Male; neutral_woman=~Smiling & ~Male; neutral_man=~Smiling & Male"
+SEED_EXPRESSION = "smiling_woman - neutral_woman + neutral_man"
+SEED_TARGET = "Smiling & Male"
+_BATCH = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class ConceptPool:
+    """Latents [N, D], images uint8 [N, H, W, 3] (what each latent stands for), {concept: candidate rows}.
+
+    `fixed_members`: the candidates are the members (hand-picked), not a set to draw k from.
+    `candidate_scores`: for scored pools, the classifier's query probability of each candidate.
+    """
+
+    latents: np.ndarray
+    images: np.ndarray
+    candidates: dict[str, np.ndarray]
+    source: str
+    fixed_members: bool = False
+    candidate_scores: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    def draw(self, k: int = DEFAULT_K, num_draws: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
+        """{concept: rows [M, k]}: num_draws random draws of k candidates, or the hand-picked rows as one draw."""
+        if self.fixed_members:
+            return {name: np.asarray(rows, dtype=np.int64)[None] for name, rows in self.candidates.items()}
+        return draw_concept_members(np.random.default_rng(seed), self.candidates, k, num_draws)
+
+    def summary(self) -> dict[str, Any]:
+        summary = {
+            "source": self.source,
+            "pool_size": int(self.latents.shape[0]),
+            "candidates": {name: int(len(rows)) for name, rows in self.candidates.items()},
+        }
+        if self.candidate_scores:
+            summary["mean_candidate_score"] = {n: float(np.mean(s)) for n, s in self.candidate_scores.items()}
+        return summary
+
+
+def split_definitions(text: str) -> list[str]:
+    """`"a=1,2; b=3"` -> `["a=1,2", "b=3"]`: concept definitions in one `--config` string, `;`-separated."""
+    items = [item.strip() for item in text.split(";") if item.strip()]
+    if not items:
+        raise ValueError(f"no concept definitions in {text!r}: expected 'name=value; name=value; ...'")
+    return items
+
+
+def parse_queries(text: str) -> dict[str, str]:
+    """`"smiling_woman=Smiling & ~Male; ..."` -> {concept: attribute query}."""
+    return parse_concept_queries(split_definitions(text))
+
+
+def generate_images(run: TrainedRun, latents: Any, batch_size: int = _BATCH) -> np.ndarray:
+    """uint8 faces [N, S, S, 3] generated (GAN) or decoded (VAE) from latents [N, D], batched."""
+    return from_model_range(batched_apply(run.generate, np.asarray(latents, np.float32), batch_size))
+
+
+def prior_samples(run: TrainedRun, count: int, seed: int) -> np.ndarray:
+    """uint8 faces of `count` latents drawn from the prior N(0, I): random samples, the baseline."""
+    return generate_images(run, normal_latents(jax.random.key(seed), count, run.latent_dim))
+
+
+def encode_means(run: TrainedRun, faces: np.ndarray, batch_size: int = _BATCH) -> np.ndarray:
+    """VAE posterior means float32 [N, D] of faces (uint8 or [-1, 1]) [N, S, S, 3]."""
+    encode = jax.jit(lambda images: run.encode(as_model_range(images))[0])
+    return batched_apply(encode, faces, batch_size)
+
+
+def saved_latents(path: str | os.PathLike, count: int, latent_dim: int, seed: int = 0) -> np.ndarray:
+    """Prior latents [count, latent_dim] kept in `path` (.npy): drawn and saved on first use, loaded after,
+    so indices picked from a numbered grid still refer to the same faces on the next invocation."""
+    path = Path(path)
+    if path.exists():
+        latents = np.load(path)
+        if latents.shape != (count, latent_dim):
+            raise ValueError(
+                f"{path} holds latents of shape {latents.shape}, not ({count}, {latent_dim}); "
+                "delete it to draw a new grid (its indices will change)"
+            )
+        return latents
+    latents = np.asarray(normal_latents(jax.random.key(seed), count, latent_dim))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.tmp.npy")
+    np.save(temporary, latents)
+    os.replace(temporary, path)
+    return latents
+
+
+def hand_picked_pool(run: TrainedRun, latents: np.ndarray, definitions: str) -> ConceptPool:
+    """Concepts named by grid indices, `"smiling_woman=12,45,78; neutral_woman=3,9,41; ..."`."""
+    picked = parse_concept_assignments(split_definitions(definitions), num_candidates=len(latents))
+    candidates = {name: np.asarray(rows, dtype=np.int64) for name, rows in picked.items()}
+    return ConceptPool(latents, generate_images(run, latents), candidates, "hand-picked", fixed_members=True)
+
+
+def scored_pool(
+    run: TrainedRun, scorer: Any, queries: Mapping[str, str], *, count: int, top_n: int, seed: int = 0
+) -> ConceptPool:
+    """Generate `count` prior samples, score them with the attribute classifier, keep the top_n per query.
+
+    `scorer` is an `evaluation.scorer.AttributeScorer` (probabilities(images), attribute_names).
+    """
+    latents = np.asarray(normal_latents(jax.random.key(seed), count, run.latent_dim))
+    images = generate_images(run, latents)
+    probabilities = scorer.probabilities(images)
+    candidates = top_scored_candidates(queries, scorer.attribute_names, probabilities, top_n)
+    scores = {
+        name: query_probability(queries[name], scorer.attribute_names, probabilities)[rows]
+        for name, rows in candidates.items()
+    }
+    return ConceptPool(latents, images, candidates, "scored", candidate_scores=scores)
+
+
+def real_faces_by_query(
+    store: FaceStore, queries: Mapping[str, str], image_size: int, *, partition: str | None, per_concept: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Up to per_concept faces of `partition` matching each query, stacked: (uint8 faces, {concept: rows})."""
+    if per_concept < 1:
+        raise ValueError(f"per_concept must be >= 1, got {per_concept}")
+    store_rows, candidates, start = [], {}, 0
+    for name, query in queries.items():
+        rows = store.select(query, partition)[:per_concept]
+        if rows.size == 0:
+            raise ValueError(
+                f"concept {name!r}: no face of partition {partition!r} in {store.root} matches {query!r}"
+            )
+        store_rows.append(rows)
+        candidates[name] = np.arange(start, start + rows.size)
+        start += rows.size
+    return store.gather(image_size, np.concatenate(store_rows)), candidates
+
+
+def encoded_pool(
+    run: TrainedRun, store: FaceStore, queries: Mapping[str, str], *, per_concept: int, partition: str | None = "test"
+) -> ConceptPool:
+    """Real faces matching each query, encoded by the VAE to posterior means; the images are the faces."""
+    faces, candidates = real_faces_by_query(store, queries, run.image_size, partition=partition, per_concept=per_concept)
+    return ConceptPool(encode_means(run, faces), faces, candidates, "encoded")
+
+
+def inverted_pool(
+    run: TrainedRun,
+    store: FaceStore,
+    queries: Mapping[str, str],
+    *,
+    per_concept: int,
+    partition: str | None = "test",
+    seed: int = 0,
+    steps: int = 300,
+    restarts: int = 4,
+) -> ConceptPool:
+    """Real faces matching each query, inverted into the GAN's latent space; the images are G(z)."""
+    faces, candidates = real_faces_by_query(store, queries, run.image_size, partition=partition, per_concept=per_concept)
+    result = invert(faces, run.generate, run.latent_dim, jax.random.key(seed), steps=steps, restarts=restarts)
+    return ConceptPool(
+        np.asarray(result.latents), from_model_range(result.reconstructions), candidates, "inverted"
+    )
+
+
+def label_defined_pool(
+    run: TrainedRun,
+    store: FaceStore,
+    scorer: Any,
+    queries: Mapping[str, str],
+    *,
+    source: str = "auto",
+    pool_size: int = 2000,
+    top_n: int = 30,
+    per_concept: int = 200,
+    partition: str | None = "test",
+    seed: int = 0,
+    inversion_steps: int = 300,
+) -> ConceptPool:
+    """Concepts from attribute queries, the default way for the run's kind.
+
+    source: 'scored' (generated faces, classifier top_n of pool_size), 'inversion' (GAN: real faces
+    inverted) or 'encoded' (VAE: real faces encoded); 'auto' is 'encoded' for a VAE, else 'scored'.
+    """
+    if source == "auto":
+        source = "encoded" if run.kind == "vae" else "scored"
+    if source == "scored":
+        return scored_pool(run, scorer, queries, count=pool_size, top_n=top_n, seed=seed)
+    if source == "encoded":
+        return encoded_pool(run, store, queries, per_concept=per_concept, partition=partition)
+    if source == "inversion":
+        return inverted_pool(
+            run, store, queries, per_concept=per_concept, partition=partition, seed=seed, steps=inversion_steps
+        )
+    raise ValueError(f"concept source must be 'auto', 'scored', 'encoded' or 'inversion', got {source!r}")
