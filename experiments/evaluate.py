@@ -24,8 +24,8 @@ import ml_collections
 
 from experiments import dcgan_celeba, vae_celeba
 from gan_arith import artifacts
-from gan_arith.bench import write_json
-from gan_arith.config import run_experiment
+from gan_arith.files import write_json, write_text
+from gan_arith.config import analysis_config, run_experiment
 from gan_arith.data.store import attribute_mask
 from gan_arith.evaluation.frechet import distribution_distances, load_feature_extractor
 from gan_arith.evaluation.sampling import normal_latents
@@ -36,13 +36,11 @@ from gan_arith.latent.arithmetic import concept_arithmetic
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
+    config = analysis_config()
     config.kinds = "dcgan,vae"
     # Training workdirs (trained first if they have no finished run) and what to train there.
     config.dcgan = ml_collections.ConfigDict({"run": "workdirs/dcgan_celeba", "train": dcgan_celeba.get_config()})
     config.vae = ml_collections.ConfigDict({"run": "workdirs/vae_celeba", "train": vae_celeba.get_config()})
-    config.classifier_dir = "workdirs/attribute_classifier"
-    config.classifier_steps = 1500
     config.queries = pools.SEED_QUERIES
     config.expression = pools.SEED_EXPRESSION
     config.target = pools.SEED_TARGET
@@ -55,9 +53,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.partition = "test"  # VAE: the partition of those faces
     config.num_generated = 1000  # samples for the Fréchet distance and KID
     config.feature_network = ""  # optional jax.export feature network file used instead of the classifier
-    config.seed = 0
-    config.scale_for_cpu = True
-    config.cpu = ml_collections.ConfigDict()
     return config
 
 
@@ -98,9 +93,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
         print(f"{kind}: {format_success(results['models'][kind]['arithmetic'])}", file=sys.stderr)
     write_json(results, Path(workdir) / "results.json")
     table = results_markdown(results)
-    temporary = Path(workdir) / ".results.md.tmp"
-    temporary.write_text(table)
-    temporary.replace(Path(workdir) / "results.md")
+    write_text(Path(workdir) / "results.md", table)
     print(table, file=sys.stderr)
 
 

@@ -20,22 +20,19 @@ import numpy as np
 
 from experiments import dcgan_celeba, vae_celeba
 from gan_arith import artifacts, figures
-from gan_arith.bench import write_json
-from gan_arith.config import run_experiment
+from gan_arith.files import write_json
+from gan_arith.config import analysis_config, run_experiment
 from gan_arith.latent import sweeps
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
+    config = analysis_config(classifier=False)
     config.kinds = "dcgan,vae"
     # Training workdirs (trained first if they have no finished run) and what to train there.
     config.dcgan = ml_collections.ConfigDict({"run": "workdirs/dcgan_celeba", "train": dcgan_celeba.get_config()})
     config.vae = ml_collections.ConfigDict({"run": "workdirs/vae_celeba", "train": vae_celeba.get_config()})
     config.num_points = 3
     config.steps_per_segment = 6
-    config.seed = 0
-    config.scale_for_cpu = True
-    config.cpu = ml_collections.ConfigDict()
     return config
 
 

@@ -24,18 +24,14 @@ import ml_collections
 
 from experiments import dcgan_celeba
 from gan_arith import artifacts, figures
-from gan_arith.bench import write_json
-from gan_arith.config import run_experiment
+from gan_arith.files import write_json
+from gan_arith.config import analysis_config, run_experiment
 from gan_arith.evaluation import inversion
-from gan_arith.evaluation.scorer import load_or_train_classifier
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
-    config.run = "workdirs/dcgan_celeba"  # a training workdir; trained first if it has no finished run
-    config.train = dcgan_celeba.get_config()
-    config.classifier_dir = "workdirs/attribute_classifier"
-    config.classifier_steps = 1500
+    cpu = {"num_images": 32, "steps": 200, "restarts": 2, "encoder_steps": 600, "finetune_steps": 150, "finetune_faces": 2000}
+    config = analysis_config("workdirs/dcgan_celeba", dcgan_celeba.get_config(), cpu=cpu)
     config.num_images = 256  # test-partition faces inverted
     config.steps = 500
     config.restarts = 4
@@ -47,18 +43,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.finetune_steps = 1000  # on real train faces through the generator
     config.finetune_faces = 20000
     config.batch_size = 64
-    config.seed = 0
-    config.scale_for_cpu = True
-    config.cpu = ml_collections.ConfigDict(
-        {"num_images": 32, "steps": 200, "restarts": 2, "encoder_steps": 600, "finetune_steps": 150, "finetune_faces": 2000}
-    )
     return config
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
-    run = artifacts.load_or_train(config.run, config.train)
-    store = artifacts.run_store(run)
-    scorer = load_or_train_classifier(store, run.image_size, config.classifier_dir, steps=config.classifier_steps)
+    run, store, scorer = artifacts.run_store_and_classifier(config)
     loss = inversion.ReconstructionLoss(scorer.features.fn, config.feature_weight, config.prior_weight)
     targets = store.gather(run.image_size, store.select(None, "test")[: config.num_images])
     encoder = inversion.LatentEncoder(run.latent_dim, config.encoder_width)

@@ -20,25 +20,20 @@ import ml_collections
 
 from experiments import vae_celeba
 from gan_arith import artifacts, figures
-from gan_arith.bench import write_json
-from gan_arith.config import run_experiment
+from gan_arith.files import write_json
+from gan_arith.config import analysis_config, run_experiment
 from gan_arith.latent import distributions, pools, sweeps
 from gan_arith.latent.concepts import concept_vector
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
-    config.run = "workdirs/vae_celeba"  # a training workdir; trained first if it has no finished run
-    config.train = vae_celeba.get_config()
+    config = analysis_config("workdirs/vae_celeba", vae_celeba.get_config(), classifier=False)
     config.queries = pools.SEED_QUERIES
     config.partition = "test"
     config.per_concept = 200
     config.k = 3
     config.num_encodings = 90
     config.dimensions = (0, 1, 2)
-    config.seed = 0
-    config.scale_for_cpu = True
-    config.cpu = ml_collections.ConfigDict()
     return config
 
 

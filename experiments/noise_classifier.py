@@ -23,19 +23,14 @@ import ml_collections
 
 from experiments import dcgan_celeba
 from gan_arith import artifacts, figures
-from gan_arith.bench import write_json
-from gan_arith.config import run_experiment
+from gan_arith.files import write_json
+from gan_arith.config import analysis_config, run_experiment
 from gan_arith.evaluation import noise_classifier, sampling
 from gan_arith.evaluation.frechet import compare_sample_quality, format_quality
-from gan_arith.evaluation.scorer import load_or_train_classifier
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
-    config.run = "workdirs/dcgan_celeba"  # a training workdir; trained first if it has no finished run
-    config.train = dcgan_celeba.get_config()
-    config.classifier_dir = "workdirs/attribute_classifier"
-    config.classifier_steps = 1500
+    config = analysis_config("workdirs/dcgan_celeba", dcgan_celeba.get_config(), cpu={"pool_size": 8000, "mlp_steps": 1500, "num_samples": 500, "num_real": 500, "kid_subset_size": 200})
     config.label_by = "discriminator"  # or "confidence"
     config.pool_size = 40000
     config.quantile = 0.25
@@ -46,18 +41,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.num_real = 2000
     config.kid_subsets = 50
     config.kid_subset_size = 500
-    config.seed = 0
-    config.scale_for_cpu = True
-    config.cpu = ml_collections.ConfigDict(
-        {"pool_size": 8000, "mlp_steps": 1500, "num_samples": 500, "num_real": 500, "kid_subset_size": 200}
-    )
     return config
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
-    run = artifacts.load_or_train(config.run, config.train)
-    store = artifacts.run_store(run)
-    scorer = load_or_train_classifier(store, run.image_size, config.classifier_dir, steps=config.classifier_steps)
+    run, store, scorer = artifacts.run_store_and_classifier(config)
     score = sampling.through_generator(
         run.generate, sampling.image_scorer(config.label_by, run.discriminate, scorer.logits_of)
     )

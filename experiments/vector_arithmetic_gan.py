@@ -30,8 +30,8 @@ import ml_collections
 
 from experiments import dcgan_celeba
 from gan_arith import artifacts, figures
-from gan_arith.bench import write_json
-from gan_arith.config import run_experiment
+from gan_arith.files import write_json
+from gan_arith.config import analysis_config, run_experiment
 from gan_arith.evaluation.scorer import load_or_train_classifier
 from gan_arith.evaluation.success_rate import arithmetic_success, format_success
 from gan_arith.latent import pools
@@ -39,11 +39,7 @@ from gan_arith.latent.arithmetic import arithmetic_summary, concept_arithmetic, 
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
-    config.run = "workdirs/dcgan_celeba"  # a training workdir; trained first if it has no finished run
-    config.train = dcgan_celeba.get_config()
-    config.classifier_dir = "workdirs/attribute_classifier"
-    config.classifier_steps = 1500
+    config = analysis_config("workdirs/dcgan_celeba", dcgan_celeba.get_config())
     config.concepts = ""  # hand-picked grid indices, "name=i,j,k; name=..."; empty: label-defined concepts
     config.grid_size = 100
     config.queries = pools.SEED_QUERIES
@@ -57,9 +53,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.k = 3
     config.num_draws = 100
     config.num_baseline = 1000
-    config.seed = 0
-    config.scale_for_cpu = True
-    config.cpu = ml_collections.ConfigDict()
     return config
 
 

@@ -29,20 +29,15 @@ import numpy as np
 
 from experiments import vae_celeba
 from gan_arith import artifacts, figures
-from gan_arith.bench import write_json
-from gan_arith.config import run_experiment
-from gan_arith.evaluation.scorer import load_or_train_classifier
+from gan_arith.files import write_json
+from gan_arith.config import analysis_config, run_experiment
 from gan_arith.evaluation.success_rate import arithmetic_success, format_success
 from gan_arith.latent import pools, sweeps
 from gan_arith.latent.arithmetic import arithmetic_summary, concept_arithmetic, write_arithmetic_figures
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
-    config.run = "workdirs/vae_celeba"  # a training workdir; trained first if it has no finished run
-    config.train = vae_celeba.get_config()
-    config.classifier_dir = "workdirs/attribute_classifier"
-    config.classifier_steps = 1500
+    config = analysis_config("workdirs/vae_celeba", vae_celeba.get_config())
     config.queries = pools.SEED_QUERIES
     config.expression = pools.SEED_EXPRESSION
     config.target = pools.SEED_TARGET
@@ -58,16 +53,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.edit_query = "~Smiling"  # the faces to edit
     config.edit_faces = 32
     config.edit_alphas = (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0)
-    config.seed = 0
-    config.scale_for_cpu = True
-    config.cpu = ml_collections.ConfigDict()
     return config
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
-    run = artifacts.load_or_train(config.run, config.train)
-    store = artifacts.run_store(run)
-    scorer = load_or_train_classifier(store, run.image_size, config.classifier_dir, steps=config.classifier_steps)
+    run, store, scorer = artifacts.run_store_and_classifier(config)
     figures_dir = Path(workdir) / "figures"
     pool = pools.encoded_pool(
         run, store, pools.parse_queries(config.queries), per_concept=config.per_concept, partition=config.partition

@@ -2,7 +2,7 @@
 
 `load_or_train(run_dir, train_config)` loads the trained run in `run_dir`, or — when there is none —
 trains one there first with `train_config` (CPU-scaled on a host without an accelerator), saying so.
-The attribute classifier they also need is `gan_arith.evaluation.scorer.load_or_train_classifier`.
+`run_store_and_classifier(config)` adds the run's face store and its attribute classifier.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import ml_collections
 from gan_arith.config import command_line_fields, scale_for_host
 from gan_arith.data.sources import resolve_store
 from gan_arith.data.store import FaceStore
+from gan_arith.evaluation.scorer import AttributeScorer, load_or_train_classifier
 from gan_arith.train.checkpoint import CONFIG_FILE, TrainedRun, load_run
 from gan_arith.train.loop import train
 
@@ -39,3 +40,12 @@ def load_or_train(run_dir: str | Path, train_config: ml_collections.ConfigDict) 
 def run_store(run: TrainedRun) -> FaceStore:
     """The face store the run was trained on (same resolution rules as training)."""
     return resolve_store(run.config.data, run.image_size, run.config.seed)[0]
+
+
+def run_store_and_classifier(config: ml_collections.ConfigDict) -> tuple[TrainedRun, FaceStore, AttributeScorer]:
+    """For an experiment config from `gan_arith.config.analysis_config`: its trained run, the run's
+    face store, and the attribute classifier for that store at the run's image size."""
+    run = load_or_train(config.run, config.train)
+    store = run_store(run)
+    scorer = load_or_train_classifier(store, run.image_size, config.classifier_dir, steps=config.classifier_steps)
+    return run, store, scorer

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -47,6 +46,7 @@ import numpy as np
 from gan_arith.data.device import DeviceFaces
 from gan_arith.data.store import FaceStore
 from gan_arith.data.synthetic import write_synthetic_store
+from gan_arith.files import write_json
 from gan_arith.flops import train_step_flops, xla_flops
 from gan_arith.models.dcgan import Generator
 from gan_arith.train import parallel
@@ -507,20 +507,6 @@ def format_report(results: dict[str, Any]) -> str:
     lines += ["", f"load average at end {' '.join(f'{x:.2f}' for x in env['load_average_end'])}; "
                   f"total {env['total_s']:.0f} s"]
     return "\n".join(lines)
-
-
-def write_json(results: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write ``results`` to ``path`` atomically (temp file in the same directory, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(results, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _csv(choices: Sequence[str], name: str) -> Callable[[str], list[str]]:

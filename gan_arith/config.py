@@ -64,6 +64,29 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
     return config
 
 
+def analysis_config(
+    run: str = "", train: ml_collections.ConfigDict | None = None, *, classifier: bool = True,
+    cpu: dict[str, Any] | None = None,
+) -> ml_collections.ConfigDict:
+    """The fields every experiment on a trained model starts from.
+
+    `run` is a training workdir, trained first with `train` when it holds no finished run
+    (`gan_arith.artifacts.load_or_train`); `classifier` adds where the attribute classifier is kept
+    and how long it trains (once per face store); `cpu` is the experiment's own CPU scaling.
+    """
+    config = ml_collections.ConfigDict()
+    if run:
+        config.run = run
+        config.train = train
+    if classifier:
+        config.classifier_dir = "workdirs/attribute_classifier"
+        config.classifier_steps = 1500
+    config.seed = 0
+    config.scale_for_cpu = True
+    config.cpu = ml_collections.ConfigDict({**({"classifier_steps": 300} if classifier else {}), **(cpu or {})})
+    return config
+
+
 def apply_overrides(
     config: ml_collections.ConfigDict, overrides: ml_collections.ConfigDict, prefix: str = "", keep: frozenset[str] = frozenset()
 ) -> list[str]:

@@ -10,7 +10,6 @@ height = (title + header lines * caption + rows * (tile + caption if captioned))
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -18,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import stats
 
+from gan_arith.files import atomic_write
 from gan_arith.models.layers import from_model_range
 
 DPI = 100
@@ -44,19 +44,8 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
 
 def _save(fig: Figure, path: str | os.PathLike) -> str:
     """Write the figure as PNG via a temporary file in the same directory, then rename it into place."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
     FigureCanvasAgg(fig)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            fig.savefig(file, format="png", dpi=fig.dpi)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-    return path
+    return os.fspath(atomic_write(path, lambda file: fig.savefig(file, format="png", dpi=fig.dpi)))
 
 
 class _TileLayout:

@@ -47,7 +47,6 @@ import math
 import multiprocessing
 import os
 import queue as queue_lib
-import sys
 import tempfile
 import threading
 import time

@@ -27,12 +27,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from gan_arith.files import atomic_write
 
 FORMAT = "gan_arith-faces/1"
 MANIFEST = "manifest.json"
@@ -89,18 +90,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _atomic_write(path: Path, write) -> None:
-    """Write via ``write(file)`` to a temp file in the same dir, fsync, then rename."""
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, write, temp_prefix=_TMP_PREFIX)
 
 
 def _write_json(path: Path, obj: Any) -> None:

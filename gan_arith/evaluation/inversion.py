@@ -25,6 +25,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
+from gan_arith.files import write_json
 from gan_arith.evaluation.classifier_train import Step, apply_gradients, new_train_state, run_steps
 from gan_arith.evaluation.sampling import as_model_range, batched_apply, normal_latents
 from gan_arith.models.classifier import ConvTrunk
@@ -412,9 +413,7 @@ def load_or_train_encoder(
         directory.mkdir(parents=True, exist_ok=True)
         checkpointer.save(directory / "params", params, force=True)
         checkpointer.wait_until_finished()
-        tmp = meta_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=2))
-        tmp.replace(meta_path)
+        write_json(record, meta_path, indent=2)
         return params
     finally:
         checkpointer.close()

@@ -23,6 +23,7 @@ import orbax.checkpoint as ocp
 from gan_arith.data.store import FaceStore
 from gan_arith.evaluation.classifier_train import accuracy_per_attribute, fit_classifier, predict_logits
 from gan_arith.evaluation.frechet import FeatureExtractor
+from gan_arith.files import write_json
 from gan_arith.models.classifier import MIN_IMAGE_SIZE, AttributeClassifier
 
 # The attributes the classifier learns on CelebA: the seeds' (Smiling, Male) and other visible ones.
@@ -127,9 +128,7 @@ def load_or_train_classifier(
             "store": str(store.root), "image_size": image_size, "attributes": list(names), "width": width,
             "steps": steps, "train_faces": len(train_rows), "test_faces": len(test_rows), "test_accuracy": test_accuracy,
         }
-        tmp = path / (CLASSIFIER_FILE + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=2))
-        tmp.replace(path / CLASSIFIER_FILE)
+        write_json(meta, path / CLASSIFIER_FILE, indent=2)
         print("Classifier test accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in test_accuracy.items()), file=sys.stderr)
         return AttributeScorer(model, params, names, image_size, test_accuracy)
     finally:

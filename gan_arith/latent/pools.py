@@ -21,6 +21,7 @@ import numpy as np
 
 from gan_arith.data.store import FaceStore
 from gan_arith.evaluation.inversion import invert
+from gan_arith.files import atomic_write
 from gan_arith.evaluation.sampling import as_model_range, batched_apply, normal_latents
 from gan_arith.latent.concepts import (
     DEFAULT_K, draw_concept_members, parse_concept_assignments, parse_concept_queries, query_probability,
@@ -110,10 +111,7 @@ def saved_latents(path: str | os.PathLike, count: int, latent_dim: int, seed: in
             )
         return latents
     latents = np.asarray(normal_latents(jax.random.key(seed), count, latent_dim))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp.npy")
-    np.save(temporary, latents)
-    os.replace(temporary, path)
+    atomic_write(path, lambda file: np.save(file, latents))
     return latents
 
 

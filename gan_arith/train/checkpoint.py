@@ -14,11 +14,13 @@ import logging
 import warnings
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Callable, Literal
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+
+from gan_arith.files import write_text
 
 from gan_arith.train.steps import Steps, TrainState, build_steps
 
@@ -83,9 +85,7 @@ def abstract_state(steps: Steps, image_size: int, sharding: jax.sharding.Shardin
 
 def save_config(workdir: Path, config: ml_collections.ConfigDict) -> None:
     path = workdir / CONFIG_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(config.to_json(indent=2, sort_keys=True))
-    tmp.replace(path)
+    write_text(path, config.to_json(indent=2, sort_keys=True))
 
 
 def load_config(workdir: str | Path) -> ml_collections.ConfigDict:

@@ -24,6 +24,7 @@ from gan_arith.data.device import DeviceFaces, fits_on_device
 from gan_arith.data.sources import resolve_store, select_faces
 from gan_arith.data.store import FaceStore
 from gan_arith.evaluation.frechet import GeneratorFrechet
+from gan_arith.files import write_json
 from gan_arith.evaluation.scorer import load_or_train_classifier
 from gan_arith.models.layers import from_model_range, to_model_range
 from gan_arith.progress import Progress
@@ -177,6 +178,11 @@ def _frechet_metric(config: ml_collections.ConfigDict, store: FaceStore, steps: 
             f"best_metric='frechet' needs a dcgan run with best_mode='min', got kind={config.model.kind!r}, "
             f"best_mode={config.best_mode!r}"
         )
+    if not store.attribute_names:
+        raise ValueError(
+            f"best_metric='frechet' measures samples with an attribute classifier, and {store.root} has no "
+            f"attribute labels to train one on; use --config.best_metric=g_loss"
+        )
     size = config.model.image_size
     scorer = load_or_train_classifier(store, size, config.classifier_dir, steps=config.classifier_steps)
     held_out = store.select(config.data.query or None, "valid")
@@ -295,5 +301,5 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
         "steps": int(state.step), "total_steps": total_steps, "resumed_from": start_step if resumed else None,
         "seconds": round(elapsed, 1), "eval": last_eval,
     }
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(summary, workdir / "summary.json", indent=2)
     return summary
