@@ -11,5 +11,5 @@
   inverted real faces) with the face each latent stands for.
 - arithmetic: arithmetic on a trained model: faces of concept averages and results, the seeds' figures.
 - sweeps: interpolation strips and attribute-edit sweeps on a trained model.
-- plots: the latent figures (to be merged into gan_arith.figures).
+Figures live in gan_arith.figures.
 """
