@@ -17,9 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gan_arith.evaluation.sampling import as_model_range, batched_apply
+from gan_arith.evaluation.sampling import batched_apply
 from gan_arith.models.classifier import AttributeClassifier
-from gan_arith.models.layers import to_model_range
+from gan_arith.models.layers import as_model_range, to_model_range
 from gan_arith.progress import Progress
 from gan_arith.train.steps import Batch, Metrics, TrainState
 

@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_arith.evaluation.sampling import as_model_range, batched_apply, classifier_confidence, normal_latents
+from gan_arith.evaluation.sampling import batched_apply, classifier_confidence, normal_latents
+from gan_arith.models.layers import as_model_range
 
 ImageFeatureFn = Callable[[jax.Array], jax.Array]  # float images [B, H, W, 3] in [-1, 1] -> features [B, F]
 ParamGenerateFn = Callable[[Any, jax.Array], jax.Array]  # (params, latents [B, L]) -> images in [-1, 1]

@@ -25,10 +25,11 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
-from gan_arith.files import write_json
 from gan_arith.evaluation.classifier_train import Step, apply_gradients, new_train_state, run_steps
-from gan_arith.evaluation.sampling import as_model_range, batched_apply, normal_latents
+from gan_arith.evaluation.sampling import batched_apply, normal_latents
+from gan_arith.files import write_json
 from gan_arith.models.classifier import ConvTrunk
+from gan_arith.models.layers import as_model_range
 from gan_arith.train.steps import Batch, Metrics, TrainState
 
 GenerateFn = Callable[[jax.Array], jax.Array]  # latents [B, L] -> images [B, H, W, 3] in [-1, 1]

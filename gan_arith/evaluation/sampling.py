@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_arith.models.layers import to_model_range
 
 ScoreFn = Callable[[jax.Array], jax.Array]  # latents [B, L] -> scores [B]
 ImageScoreFn = Callable[[jax.Array], jax.Array]  # images [B, H, W, 3] in [-1, 1] -> scores [B]
@@ -56,11 +55,6 @@ def batched_apply(fn: Callable[[Any], Any], inputs: Any, batch_size: int) -> Any
         lambda *leaves: np.concatenate([np.asarray(leaf)[:valid] for leaf, (_, valid) in zip(leaves, outputs)]),
         *[out for out, _ in outputs],
     )
-
-
-def as_model_range(images: jax.Array) -> jax.Array:
-    """uint8 batches (from stores) become float32 [-1, 1]; float batches (from generators) pass through."""
-    return to_model_range(images) if images.dtype == jnp.uint8 else images.astype(jnp.float32)
 
 
 def through_generator(generate: Callable[[jax.Array], jax.Array], score_images: ImageScoreFn) -> ScoreFn:

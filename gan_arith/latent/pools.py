@@ -22,12 +22,12 @@ import numpy as np
 from gan_arith.data.store import FaceStore
 from gan_arith.evaluation.inversion import invert
 from gan_arith.files import atomic_write
-from gan_arith.evaluation.sampling import as_model_range, batched_apply, normal_latents
+from gan_arith.evaluation.sampling import batched_apply, normal_latents
 from gan_arith.latent.concepts import (
     DEFAULT_K, draw_concept_members, parse_concept_assignments, parse_concept_queries, query_probability,
     top_scored_candidates,
 )
-from gan_arith.models.layers import from_model_range
+from gan_arith.models.layers import as_model_range, from_model_range
 from gan_arith.train.checkpoint import TrainedRun
 
 # The seeds' equation: smiling woman - neutral woman + neutral man, each concept an attribute query.

@@ -21,6 +21,11 @@ def to_model_range(images_u8: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
     return images_u8.astype(dtype) / 127.5 - 1.0
 
 
+def as_model_range(images: jax.Array) -> jax.Array:
+    """uint8 batches (from stores) become float32 [-1, 1]; float batches (from generators) pass through."""
+    return to_model_range(images) if images.dtype == jnp.uint8 else images.astype(jnp.float32)
+
+
 def from_model_range(images: jax.Array | np.ndarray) -> np.ndarray:
     """Float images in [-1, 1] -> uint8 [0, 255] numpy images (rounded, clipped)."""
     images = np.asarray(images, dtype=np.float32)

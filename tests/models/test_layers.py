@@ -4,7 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gan_arith.models.layers import ConvTranspose2x, count_parameters, from_model_range, num_doublings, to_model_range
+from gan_arith.models.layers import (
+    ConvTranspose2x, as_model_range, count_parameters, from_model_range, num_doublings, to_model_range,
+)
 
 
 @pytest.mark.parametrize("kernel_size,size", [(3, 5), (4, 5), (4, 6), (5, 6)])
@@ -49,3 +51,12 @@ def test_num_doublings_rejects_bad_sizes():
     for bad in (64, 5, 3, 81):
         with pytest.raises(ValueError, match="image_size"):
             num_doublings(bad)
+
+
+def test_as_model_range_scales_uint8_and_passes_floats_through():
+    images_u8 = jnp.array([[[[0, 128, 255]]]], jnp.uint8)
+    np.testing.assert_allclose(as_model_range(images_u8), [[[[-1.0, 128 / 127.5 - 1.0, 1.0]]]], atol=1e-6)
+    generated = jnp.array([[[[-0.5, 0.0, 0.25]]]], jnp.bfloat16)
+    scaled = as_model_range(generated)
+    assert scaled.dtype == jnp.float32
+    np.testing.assert_array_equal(scaled, [[[[-0.5, 0.0, 0.25]]]])
