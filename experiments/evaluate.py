@@ -29,7 +29,6 @@ from gan_arith.config import analysis_config, run_experiment
 from gan_arith.data.store import attribute_mask
 from gan_arith.evaluation.frechet import distribution_distances, load_feature_extractor
 from gan_arith.evaluation.sampling import normal_latents
-from gan_arith.evaluation.scorer import load_or_train_classifier
 from gan_arith.evaluation.success_rate import arithmetic_success, format_success, rate_of, results_markdown
 from gan_arith.latent import pools
 from gan_arith.latent.arithmetic import concept_arithmetic
@@ -57,9 +56,7 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 def evaluate_model(config: ml_collections.ConfigDict, kind: str) -> dict:
-    run = artifacts.load_or_train(config[kind].run, config[kind].train)
-    store = artifacts.run_store(run)
-    scorer = load_or_train_classifier(store, run.image_size, config.classifier_dir, steps=config.classifier_steps)
+    run, store, scorer = artifacts.run_store_and_classifier(config, kind)
     pool = pools.label_defined_pool(
         run, store, scorer, pools.parse_queries(config.queries), pool_size=config.pool_size, top_n=config.top_n,
         per_concept=config.per_concept, partition=config.partition, seed=config.seed,

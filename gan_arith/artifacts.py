@@ -42,10 +42,14 @@ def run_store(run: TrainedRun) -> FaceStore:
     return resolve_store(run.config.data, run.image_size, run.config.seed)[0]
 
 
-def run_store_and_classifier(config: ml_collections.ConfigDict) -> tuple[TrainedRun, FaceStore, AttributeScorer]:
-    """For an experiment config from `gan_arith.config.analysis_config`: its trained run, the run's
-    face store, and the attribute classifier for that store at the run's image size."""
-    run = load_or_train(config.run, config.train)
+def run_store_and_classifier(
+    config: ml_collections.ConfigDict, kind: str = ""
+) -> tuple[TrainedRun, FaceStore, AttributeScorer]:
+    """For an experiment config from `gan_arith.config.analysis_config`: its trained run (`config.run`,
+    or `config[kind].run` for experiments over several kinds), the run's face store, and the
+    attribute classifier for that store at the run's image size."""
+    section = config[kind] if kind else config
+    run = load_or_train(section.run, section.train)
     store = run_store(run)
     scorer = load_or_train_classifier(store, run.image_size, config.classifier_dir, steps=config.classifier_steps)
     return run, store, scorer

@@ -21,7 +21,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from gan_arith.data.store import FaceStore
-from gan_arith.evaluation.classifier_train import accuracy_per_attribute, fit_classifier, predict_logits
+from gan_arith.evaluation.classifier_train import (
+    accuracy_per_attribute, fit_classifier, predict_logits, predict_probabilities,
+)
 from gan_arith.evaluation.frechet import FeatureExtractor
 from gan_arith.files import write_json
 from gan_arith.models.classifier import MIN_IMAGE_SIZE, AttributeClassifier
@@ -52,7 +54,7 @@ class AttributeScorer:
 
     def probabilities(self, images: Any) -> np.ndarray:
         """Per-attribute probabilities [N, A], in the order of `attribute_names`."""
-        return 0.5 * (1.0 + np.tanh(0.5 * self.logits(images)))
+        return predict_probabilities(self.model, self.params, images)
 
     @cached_property
     def features(self) -> FeatureExtractor:
@@ -108,6 +110,11 @@ def load_or_train_classifier(
             return AttributeScorer(model, params, names, image_size, meta["test_accuracy"])
         train_rows = store.select(None, "train")[:max_train_faces]
         test_rows = store.select(None, "test")
+        if len(train_rows) == 0 or len(test_rows) == 0:
+            raise ValueError(
+                f"{store.root} has {len(train_rows)} train and {len(test_rows)} test faces: the attribute classifier "
+                f"needs both (a CelebA store prepared with --limit holds train faces only)"
+            )
         print(
             f"Training the attribute classifier ({', '.join(names)}) on {len(train_rows)} faces of {store.root} "
             f"at {image_size}px, {steps} steps; saved in {path}",

@@ -116,7 +116,7 @@ def arithmetic_success(
         name: {attribute: float(p) for attribute, p in zip(scorer.attribute_names, values.mean(axis=0))}
         for name, values in probabilities.items()
     }
-    return {"target": query, **rates, "mean_probability": mean_probability}
+    return {"target": query, "confidence": confidence, **rates, "mean_probability": mean_probability}
 
 
 def _percent(rate: dict[str, float]) -> str:
@@ -127,7 +127,7 @@ def format_success(success: dict[str, Any]) -> str:
     """One line for the log: `Smiling & Male: arithmetic results 63% [53%, 72%] of 100; random samples ...`."""
     return (
         f"{success['target']}: arithmetic results {_percent(success['result'])}; "
-        f"random samples {_percent(success['baseline'])} (95% Wilson intervals)"
+        f"random samples {_percent(success['baseline'])} ({success['confidence']:.0%} Wilson intervals)"
     )
 
 

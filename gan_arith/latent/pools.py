@@ -21,8 +21,8 @@ import numpy as np
 
 from gan_arith.data.store import FaceStore
 from gan_arith.evaluation.inversion import invert
-from gan_arith.files import atomic_write
 from gan_arith.evaluation.sampling import batched_apply, normal_latents
+from gan_arith.files import atomic_write
 from gan_arith.latent.concepts import (
     DEFAULT_K, draw_concept_members, parse_concept_assignments, parse_concept_queries, query_probability,
     top_scored_candidates,

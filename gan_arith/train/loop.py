@@ -24,8 +24,8 @@ from gan_arith.data.device import DeviceFaces, fits_on_device
 from gan_arith.data.sources import resolve_store, select_faces
 from gan_arith.data.store import FaceStore
 from gan_arith.evaluation.frechet import GeneratorFrechet
-from gan_arith.files import write_json
 from gan_arith.evaluation.scorer import load_or_train_classifier
+from gan_arith.files import write_json
 from gan_arith.models.layers import from_model_range, to_model_range
 from gan_arith.progress import Progress
 from gan_arith.train import parallel
@@ -137,8 +137,8 @@ def _eval_batch(store: FaceStore, config: ml_collections.ConfigDict, batch_size:
 
 
 def _write_figures(
-    kind: str, steps: Steps, state: TrainState, eval_batch: dict[str, jax.Array], fixed_z: jax.Array, workdir: Path, epoch: int,
-    logger: _Logger,
+    kind: str, steps: Steps, state: TrainState, eval_batch: dict[str, jax.Array], fixed_z: jax.Array,
+    workdir: Path, epoch: int, logger: _Logger,
 ) -> None:
     step = int(state.step)
     out = workdir / "figures"

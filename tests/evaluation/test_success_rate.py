@@ -82,6 +82,10 @@ def test_arithmetic_success_scores_results_against_baseline_and_formats():
     assert (success["baseline"]["successes"], success["baseline"]["trials"]) == (1, 5)
     assert success["mean_probability"]["result"] == {"Male": 0.75, "Smiling": 0.75}
     assert format_success(success).startswith("Smiling & Male: arithmetic results 50% [")
+    assert format_success(success).endswith("(95% Wilson intervals)")
+    narrower = arithmetic_success(_ChannelScorer(), results, baseline, "Smiling & Male", confidence=0.8)
+    assert narrower["result"]["ci_high"] < success["result"]["ci_high"]
+    assert format_success(narrower).endswith("(80% Wilson intervals)")
     table = results_markdown({
         "command": "python -m experiments.evaluate", "target": "Smiling & Male", "feature_network": "classifier features",
         "models": {"vae": {"classifier_accuracy": {"Male": 0.98}, "arithmetic": success,

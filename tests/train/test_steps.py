@@ -106,11 +106,13 @@ def test_fused_steps_equal_one_at_a_time():
     batches = [fixed_batch(4, 10, seed=i) for i in range(3)]
     rng = jax.random.key(3)
     state = steps.init(jax.random.key(0), 10)
-    single = jax.jit(steps.train_step)
+    # One step per call is fuse_steps on a stack of one: the loop's CPU path, which skips lax.scan.
+    single = jax.jit(fuse_steps(steps.train_step))
     one_at_a_time = []
     for batch in batches:
-        state, metrics = single(state, batch, jax.random.fold_in(rng, state.step))
-        one_at_a_time.append(metrics["g_loss"])
+        state, metrics = single(state, jax.tree.map(lambda x: x[None], batch), rng)
+        assert metrics["g_loss"].shape == (1,)
+        one_at_a_time.append(metrics["g_loss"][0])
     fused_state, fused_metrics = jax.jit(fuse_steps(steps.train_step))(
         steps.init(jax.random.key(0), 10), jax.tree.map(lambda *xs: jnp.stack(xs), *batches), rng
     )
