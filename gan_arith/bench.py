@@ -3,6 +3,7 @@
     python -m gan_arith.bench [--size cpu|seed] [--json PATH] [--models dcgan,vae]
                               [--dtypes float32,bfloat16] [--fuse K] [--fused-rows all|MODEL/DTYPE,...]
                               [--conv-transpose phase|dilated] [--skip input,tfdata,conv-transpose]
+                              [--profile DIR]
 
 For the seed's DCGAN step and the VAE step, in float32 and bfloat16 compute, on all devices (a
 data-parallel mesh): compile time, steady-state steps/s and images/s (median of several timed
@@ -14,6 +15,8 @@ batches come from the device-resident input path (``DeviceFaces``: on-device shu
 as in training. Then the input paths' own throughput (device-resident and tf.data over a store,
 both moving uint8 faces to the device) against the fastest step's consumption, and the
 generator's forward+backward with the phase and the dilated transposed convolution.
+``--profile DIR`` also records a ``jax.profiler`` trace of a few timed one-step calls per row
+(DIR/MODEL_DTYPE/plugins/profile/*/: xplane.pb for TensorBoard/XProf, trace.json.gz for Perfetto).
 
 ``--size seed`` is the seed's exact step (batch 128: 64 real + 64 generated faces for the
 discriminator, 128 latents for the generator; 80×80, width 128, latent 100; the VAE with its
@@ -214,11 +217,15 @@ def _per_step_function(steps: Steps, mesh: jax.sharding.Mesh) -> Callable:
     )
 
 
+PROFILED_CALLS = 10
+
+
 def measure_mode(
-    steps: Steps, initial: TrainState, mesh: jax.sharding.Mesh, data: DeviceFaces, steps_per_call: int, size: Size
+    steps: Steps, initial: TrainState, mesh: jax.sharding.Mesh, data: DeviceFaces, steps_per_call: int, size: Size,
+    profile_dir: Path | None = None,
 ) -> tuple[dict[str, Any], jax.stages.Compiled]:
     """Compile and time one way of running the step from the host state ``initial``: one step per
-    call, or k fused in a lax.scan."""
+    call, or k fused in a lax.scan; with ``profile_dir``, then trace ``PROFILED_CALLS`` more calls."""
     jitted = _per_step_function(steps, mesh) if steps_per_call == 1 else parallel.compile_train_steps(steps.train_step, mesh)
     feed = _Feed(data, steps_per_call)
     state = parallel.put_replicated(initial, mesh)  # a fresh copy: the step donates it
@@ -234,6 +241,11 @@ def measure_mode(
 
     _log(f"compiled in {compile_s:.1f} s; timing")
     seconds = time_calls(call, windows=size.windows, window_s=size.window_s)
+    if profile_dir is not None:
+        _log(f"tracing {PROFILED_CALLS} calls into {profile_dir}")
+        with jax.profiler.trace(str(profile_dir)):
+            for index in range(PROFILED_CALLS):
+                jax.block_until_ready(call(index))
     rates = [steps_per_call / s for s in seconds]
     return {
         "steps_per_call": steps_per_call,
@@ -245,7 +257,7 @@ def measure_mode(
 
 def bench_step(
     steps: Steps, config: ml_collections.ConfigDict, initial: TrainState, size: Size, mesh: jax.sharding.Mesh,
-    images: np.ndarray, fuse: int | None,
+    images: np.ndarray, fuse: int | None, profile_dir: Path | None = None,
 ) -> dict[str, Any]:
     """One (model, dtype) row: per-step and (if ``fuse``) fused timings, FLOPs, achieved rate."""
     model, dtype = config.model.kind, config.model.dtype
@@ -254,7 +266,9 @@ def bench_step(
     data = DeviceFaces(images, batch_size=data_batch, seed=0, mesh=mesh)
     modes: dict[str, Any] = {}
     _log(f"{model} {dtype}: one step per call")
-    modes["per_step"], compiled = measure_mode(steps, initial, mesh, data, 1, size)
+    modes["per_step"], compiled = measure_mode(
+        steps, initial, mesh, data, 1, size, None if profile_dir is None else profile_dir / f"{model}_{dtype}"
+    )
     if fuse and fuse > 1:
         _log(f"{model} {dtype}: {fuse} steps fused per call")
         modes["fused"], _ = measure_mode(steps, initial, mesh, data, fuse, size)
@@ -379,6 +393,7 @@ def run(
     conv_transpose: str = "phase",
     skip: Sequence[str] = (),
     argv: Sequence[str] = (),
+    profile_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark and return its results (the JSON written by the CLI).
 
@@ -402,7 +417,7 @@ def run(
                 _log(f"{model}: initialising")
                 initial[model] = initial_state(steps, size.image_size)
             row_fuse = fuse if fused_rows is None or f"{model}/{dtype}" in fused_rows else None
-            rows.append(bench_step(steps, config, initial[model], size, mesh, images, row_fuse))
+            rows.append(bench_step(steps, config, initial[model], size, mesh, images, row_fuse, profile_dir))
         results["steps"] = rows
 
         if "input" not in skip:
@@ -485,7 +500,8 @@ def format_report(results: dict[str, Any]) -> str:
     lines += [
         "steps/s and images/s: the faster of one step per call (1/call) and k steps fused in one lax.scan (k/call);",
         "images/s = data images consumed (the GAN reads batch/2 real faces per step); GFLOP/step counted from layer",
-        "shapes (gan_arith.flops), XLA GFLOP from the one-step computation's cost_analysis; compile s: 1/call[/k/call].",
+        "shapes (gan_arith.flops), XLA GFLOP from the one-step computation's cost_analysis (on GPU it leaves out",
+        "convolutions run as cuDNN custom calls); compile s: 1/call[/k/call].",
     ]
     if "input" in results:
         fastest = results["input"]["fastest_step"]
@@ -536,6 +552,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--conv-transpose", choices=("phase", "dilated"), default="phase",
                         help="transposed convolution of the timed steps (phase: the fast default; dilated: plain lax)")
     parser.add_argument("--skip", type=_csv(SECTIONS, "--skip"), default=[], help=f"sections to skip: {','.join(SECTIONS)}")
+    parser.add_argument("--profile", type=Path, help="also trace a few one-step calls per row (jax.profiler) into this folder")
     for name in ("batch_size", "image_size", "width", "num_faces", "windows"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, help="override the size preset")
     parser.add_argument("--window-s", type=float, help="override the size preset: seconds per timed window")
@@ -567,7 +584,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(f"on CPU the {fuse}-step lax.scan is timed for {fused_rows[0]} only: XLA:CPU runs convolution "
               "gradients inside loops 5-9x slower (jax-ml/jax#12868); --fused-rows all times every row", flush=True)
     results = run(size, models=args.models, dtypes=args.dtypes, fuse=fuse, fused_rows=fused_rows,
-                  conv_transpose=args.conv_transpose, skip=args.skip, argv=argv)
+                  conv_transpose=args.conv_transpose, skip=args.skip, argv=argv, profile_dir=args.profile)
     print(format_report(results), flush=True)
     if args.json:
         write_json(results, args.json)

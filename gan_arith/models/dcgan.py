@@ -12,7 +12,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gan_arith.models.layers import BIAS_INIT, KERNEL_INIT, ConvTransposeImpl, ConvTranspose2x, num_doublings
+from gan_arith.models.layers import (
+    BIAS_INIT, KERNEL_INIT, ConvTransposeImpl, ConvTranspose2x, num_doublings, rgb_conv,
+)
 
 LEAKY_SLOPE = 0.2
 BASE_SIZE = 5
@@ -38,7 +40,8 @@ class Generator(nn.Module):
         for _ in range(num_doublings(self.image_size, BASE_SIZE)):
             x = ConvTranspose2x(self.width, 4, impl=self.conv_transpose, dtype=self.dtype)(x)
             x = nn.leaky_relu(x, LEAKY_SLOPE)
-        x = nn.Conv(3, (5, 5), padding="SAME", **dense)(x)
+        # rgb_conv: on GPUs a matrix product, where cuDNN is slow with 3 output channels.
+        x = nn.Conv(3, (5, 5), padding="SAME", conv_general_dilated=rgb_conv, **dense)(x)
         return jnp.tanh(x.astype(jnp.float32))
 
 
@@ -57,7 +60,8 @@ class Discriminator(nn.Module):
                 f"Discriminator expects images [B, {self.image_size}, {self.image_size}, 3], got {images_bhwc.shape}"
             )
         conv = dict(padding="SAME", kernel_init=KERNEL_INIT, bias_init=BIAS_INIT, dtype=self.dtype)
-        x = nn.Conv(self.width, (5, 5), **conv)(images_bhwc)
+        # rgb_conv: on GPUs a matrix product, where cuDNN is slow with 3 input channels.
+        x = nn.Conv(self.width, (5, 5), conv_general_dilated=rgb_conv, **conv)(images_bhwc)
         x = nn.leaky_relu(x, LEAKY_SLOPE)
         for _ in range(num_doublings(self.image_size, BASE_SIZE)):
             x = nn.Conv(self.width, (5, 5), strides=(2, 2), **conv)(x)

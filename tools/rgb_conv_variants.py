@@ -1,0 +1,83 @@
+"""Time the seed's DCGAN step with different implementations of its two RGB-end convolutions.
+
+    python tools/rgb_conv_variants.py [--dtypes bfloat16,float32] [--variants matmul,pad8,pad16]
+
+A measuring tool for a GPU session (docs/benchmarks.md), not part of the library: it swaps
+`gan_arith.models.dcgan.rgb_conv` for each variant and times the step as `gan_arith.bench` does.
+- matmul: both ends as matrix products (`matmul_conv`: im2col for D's input, col2im for G's output);
+- padN: D's 3-channel input convolution on cuDNN with the channels zero-padded to N, G's output as matmul.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from gan_arith import bench
+from gan_arith.data.synthetic import write_synthetic_store
+from gan_arith.models import dcgan
+from gan_arith.models.layers import matmul_conv
+from gan_arith.train import parallel
+from gan_arith.train.steps import build_steps
+
+
+def padded_input_conv(channels: int):
+    def conv(lhs, rhs, window_strides, padding, **kwargs):
+        extra = -lhs.shape[-1] % channels
+        lhs = jnp.pad(lhs, ((0, 0), (0, 0), (0, 0), (0, extra)))
+        rhs = jnp.pad(rhs, ((0, 0), (0, 0), (0, extra), (0, 0)))
+        return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs)
+
+    return conv
+
+
+def variant(name: str):
+    input_side = matmul_conv if name == "matmul" else padded_input_conv(int(name.removeprefix("pad")))
+
+    def conv(lhs, rhs, window_strides, padding, **kwargs):
+        small_input = rhs.shape[2] <= rhs.shape[3]
+        return (input_side if small_input else matmul_conv)(lhs, rhs, window_strides, padding, **kwargs)
+
+    return conv
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dtypes", default="bfloat16,float32")
+    parser.add_argument("--variants", default="matmul,pad8,pad16")
+    parser.add_argument("--size", default="seed")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    size = bench.SIZES[args.size]
+    if args.size != "seed":
+        size = dataclasses.replace(size, image_size=10, width=8, batch_size=8, num_faces=64, windows=2, window_s=0.0)
+    mesh = parallel.make_mesh()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        images = write_synthetic_store(Path(tmp) / "faces", num_faces=size.num_faces, image_sizes=[size.image_size]).images(size.image_size)
+        initial = None
+        for dtype in args.dtypes.split(","):
+            for name in args.variants.split(","):
+                dcgan.rgb_conv = variant(name)
+                config = bench.step_config("dcgan", dtype, size)
+                steps = build_steps(config, parallel.batch_sharding(mesh))
+                if initial is None:
+                    initial = bench.initial_state(steps, size.image_size)
+                row = bench.bench_step(steps, config, initial, size, mesh, images, None)
+                per_step = row["modes"]["per_step"]
+                results.append({"variant": name, "dtype": dtype, "steps_per_s": row["steps_per_s"],
+                                "compile_s": per_step["compile_s"], "windows": per_step["window_steps_per_s"]})
+                print(f"RESULT {name:7s} {dtype:9s} {row['steps_per_s']:8.2f} steps/s  compile {per_step['compile_s']:.1f} s  "
+                      f"windows {' '.join(f'{r:.1f}' for r in per_step['window_steps_per_s'])}", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"device": jax.devices()[0].device_kind, "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
