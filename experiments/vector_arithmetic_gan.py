@@ -19,8 +19,9 @@ once adds a few minutes; inversion adds several minutes. GPU: not measured.
 Expected result: figures/gan_scored_arithmetic.png (each concept's k faces and their average,
 then the result) and figures/gan_scored_draws.png (8 draws) show smiling male-presenting faces;
 summary_scored.json has the classifier's Smiling & Male rate of the results beside that of random
-samples. Measured on the CPU-scaled default GAN (8 epochs, which still generates noise): 23% vs 1%,
-a classifier misreading noise, not a working arithmetic.
+samples. Measured on the CPU-scaled default GAN (synthetic faces, 12 epochs) with
+--config.classifier_steps=1500: 67% [57%, 75%] vs 6% of random samples, in 8 s; its faces are still
+rough. After 30 epochs (README, 18 min of training) the result column shows smiling faces: 67% vs 24%.
 """
 
 import sys

@@ -2,7 +2,7 @@
 # One lent-GPU session in one command (the device tool's image has jax, flax, optax, orbax but no
 # ml_collections/tensorboardX: carried as wheels in .whl/). Usage: tools/gpu_session.sh PART...
 # Parts: env, check (the layer tests on the GPU: matmul_conv is the CUDA branch of rgb_conv), bench (the full seed-size bench + profiles), dcgan (DCGAN rows only + profiles),
-# dilated (DCGAN rows with lax.conv_transpose), e2e (the seed run through the real loop, shortened:
+# dilated (DCGAN rows with lax.conv_transpose), variants (tools/rgb_conv_variants.py), e2e (the seed run through the real loop, shortened:
 # 62,500 synthetic faces = 50,000 in the train partition, as the seed's run).
 # Everything lands in $OUT (flat names: the device tool returns files two folders deep at most).
 set -u
@@ -29,6 +29,8 @@ for part in "$@"; do
              --json "$OUT/bench_dcgan.json" 2>&1 | tee "$OUT/bench_dcgan.log"; flatten_profiles /tmp/prof_dcgan dcgan ;;
     dilated) timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --conv-transpose dilated --fuse 1 \
              --skip input,tfdata,conv-transpose --json "$OUT/bench_dilated.json" 2>&1 | tail -25 ;;
+    variants) timeout 200 python3 tools/rgb_conv_variants.py --variants ${VARIANTS:-matmul,im2col2} \
+             --json "$OUT/variants.json" 2>&1 | grep -E "RESULT|differs|Error" ;;
     e2e) rm -rf /tmp/e2e; start=$(date +%s)
          timeout 200 python3 -m experiments.dcgan_celeba --workdir=/tmp/e2e/run \
            --config.data.synthetic_dir=/tmp/e2e/synthetic --config.data.synthetic_faces=62500 \

@@ -5,7 +5,11 @@
 A measuring tool for a GPU session (docs/benchmarks.md), not part of the library: it swaps
 `gan_arith.models.dcgan.rgb_conv` for each variant and times the step as `gan_arith.bench` does.
 - matmul: both ends as matrix products (`matmul_conv`: im2col for D's input, col2im for G's output);
-- padN: D's 3-channel input convolution on cuDNN with the channels zero-padded to N, G's output as matmul.
+- padN: D's 3-channel input convolution on cuDNN with the channels zero-padded to N, G's output as matmul;
+- im2col2: D's input unfolded in two concatenations (the kw column shifts, then the kh row shifts of
+  those) instead of one of kh·kw slices: the one-step concatenation ran at 0.25-0.5 TB/s on an H100
+  (index arithmetic over 26 operands); not yet timed.
+Every variant is first checked against `lax.conv_general_dilated` (value and gradients) on random inputs.
 """
 
 import argparse
@@ -37,8 +41,44 @@ def padded_input_conv(channels: int):
     return conv
 
 
+def two_step_im2col_conv(lhs, rhs, window_strides, padding, **kwargs):
+    kh, kw, c_in, c_out = rhs.shape
+    (top, bottom), (left, right) = [((k - 1) // 2, k // 2) for k in (kh, kw)] if padding == "SAME" else padding
+    x = jnp.pad(lhs, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    height, width = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    columns = jnp.concatenate([x[:, :, j : j + width, :] for j in range(kw)], axis=-1)  # [B, H+p, W, kw*C]
+    patches = jnp.concatenate([columns[:, i : i + height] for i in range(kh)], axis=-1)  # [B, H, W, kh*kw*C]
+    return jnp.dot(patches, rhs.reshape(kh * kw * c_in, c_out), precision=kwargs.get("precision"))
+
+
+def input_side_conv(name: str):
+    if name == "matmul":
+        return matmul_conv
+    if name == "im2col2":
+        return two_step_im2col_conv
+    return padded_input_conv(int(name.removeprefix("pad")))
+
+
+def check_variant(conv) -> None:
+    """The variant must compute the same function: value and both gradients against lax, float32, exact products."""
+    for c_in, c_out in ((3, 16), (16, 3)):
+        x = jax.random.normal(jax.random.key(c_in), (2, 10, 10, c_in))
+        kernel = jax.random.normal(jax.random.key(c_out), (5, 5, c_in, c_out))
+        dn = ("NHWC", "HWIO", "NHWC")
+
+        def loss(f, x, kernel):
+            return jnp.sum(jnp.sin(f(x, kernel, (1, 1), "SAME", dimension_numbers=dn, precision="highest")))
+
+        expected = jax.value_and_grad(lambda *a: loss(jax.lax.conv_general_dilated, *a), argnums=(0, 1))(x, kernel)
+        got = jax.value_and_grad(lambda *a: loss(conv, *a), argnums=(0, 1))(x, kernel)
+        for e, g in zip(jax.tree.leaves(expected), jax.tree.leaves(got)):
+            error = float(jnp.linalg.norm(g - e) / jnp.linalg.norm(e))
+            if not error < 1e-4:
+                raise SystemExit(f"variant differs from lax.conv_general_dilated: relative error {error:.2e}")
+
+
 def variant(name: str):
-    input_side = matmul_conv if name == "matmul" else padded_input_conv(int(name.removeprefix("pad")))
+    input_side = input_side_conv(name)
 
     def conv(lhs, rhs, window_strides, padding, **kwargs):
         small_input = rhs.shape[2] <= rhs.shape[3]
@@ -64,6 +104,7 @@ def main() -> None:
         initial = None
         for dtype in args.dtypes.split(","):
             for name in args.variants.split(","):
+                check_variant(variant(name))
                 dcgan.rgb_conv = variant(name)
                 config = bench.step_config("dcgan", dtype, size)
                 steps = build_steps(config, parallel.batch_sharding(mesh))
