@@ -15,8 +15,6 @@ Every variant is first checked against `lax.conv_general_dilated` (value and gra
 import argparse
 import dataclasses
 import json
-import os
-import sys
 import tempfile
 from pathlib import Path
 
