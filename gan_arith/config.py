@@ -40,7 +40,7 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
             "partition": "train",
             "query": "",  # attribute selection, e.g. "Smiling & ~Male"
             "max_faces": 0,  # 0: all selected faces
-            "pipeline": "auto",  # 'device' (uint8 on device, no TF), 'tfdata', or 'auto'
+            "pipeline": "auto",  # 'device' (uint8 on device, no TF), 'tfdata', or 'auto' (device if it fits and one process)
             "prepare_processes": 0,  # 0: all CPU cores
         }
     )

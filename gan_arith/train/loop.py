@@ -69,19 +69,24 @@ class TfDataBatches:
         return jax.device_put(stacked, self._sharding)
 
 
+def choose_pipeline(choice: str, num_bytes: int) -> str:
+    """'device' or 'tfdata' for config.data.pipeline (``auto``: device-resident when it fits and the job is
+    one process; DeviceFaces holds the whole dataset in one process, tf.data shards it per host)."""
+    if choice == "auto":
+        return "device" if jax.process_count() == 1 and fits_on_device(num_bytes) else "tfdata"
+    if choice not in ("device", "tfdata"):
+        raise ValueError(f"config.data.pipeline must be 'auto', 'device' or 'tfdata', got {choice!r}")
+    return choice
+
+
 def _pipeline(config: ml_collections.ConfigDict, store: FaceStore, indices: np.ndarray, batch_size: int, mesh):
     size = config.model.image_size
-    choice = config.data.pipeline
-    if choice == "auto":
-        needed = len(indices) * size * size * 3
-        choice = "device" if fits_on_device(needed) else "tfdata"
+    choice = choose_pipeline(config.data.pipeline, len(indices) * size * size * 3)
     if choice == "device":
         images = store.gather(size, indices)
         attributes = store.attributes[indices] if store.attribute_names else None
         return DeviceFaces(images, attributes, batch_size=batch_size, seed=config.seed, mesh=mesh), choice
-    if choice == "tfdata":
-        return TfDataBatches(store, indices, size=size, batch_size=batch_size, seed=config.seed, mesh=mesh), choice
-    raise ValueError(f"config.data.pipeline must be 'auto', 'device' or 'tfdata', got {choice!r}")
+    return TfDataBatches(store, indices, size=size, batch_size=batch_size, seed=config.seed, mesh=mesh), choice
 
 
 def _check_resumable(workdir: Path, config: ml_collections.ConfigDict) -> None:

@@ -195,3 +195,13 @@ def test_four_device_run_matches_one_device(tmp_path):
         assert a["step"] == b["step"]
         # Sharded reductions sum in another order: float32 rounding, compounded over the steps.
         np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-4)
+
+
+def test_choose_pipeline_keeps_multi_process_jobs_off_the_single_process_device_path(monkeypatch):
+    assert loop.choose_pipeline("auto", 1 << 20) == "device"
+    assert loop.choose_pipeline("auto", 1 << 60) == "tfdata"  # does not fit
+    assert loop.choose_pipeline("device", 1 << 60) == "device"  # an explicit choice is kept
+    monkeypatch.setattr(jax, "process_count", lambda: 2)  # a TPU pod slice: DeviceFaces is one process only
+    assert loop.choose_pipeline("auto", 1 << 20) == "tfdata"
+    with pytest.raises(ValueError, match="pipeline"):
+        loop.choose_pipeline("grain", 1)
