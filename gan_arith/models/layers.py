@@ -121,7 +121,9 @@ def matmul_conv(
       and multiply by the kernel as a [kh·kw·C_in, C_out] matrix;
     - few output channels: multiply the input by the kernel as a [C_in, kh·kw·C_out] matrix, then
       add up the kh·kw shifted slices of that product (col2im).
-    Both move only the small unfolded tensor through memory, and the products are plain GEMMs.
+    The unfolded tensor is the small one (kh·kw·3 channels), and the products are plain GEMMs. On an
+    H100 this took the seed's DCGAN step from 90.3 to 102.3 steps/s (bf16) and 44.9 to 54.5 (f32);
+    the concatenation and the col2im gradient are now the slow part (docs/benchmarks.md).
     """
     kh, kw, c_in, c_out = rhs.shape
     expected = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
