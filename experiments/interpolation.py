@@ -5,7 +5,7 @@
 Paths run through --config.num_points points (GAN: prior draws; VAE: encoded test faces), with
 --config.steps_per_segment images per segment, once straight (lerp) and once along the great
 circle (slerp). Needs trained runs in --config.dcgan.run / --config.vae.run; a missing one is
-trained first (CPU-scaled: about 13 minutes for the GAN, fewer for the VAE).
+trained first (CPU-scaled: about 10 minutes for the GAN, fewer for the VAE).
 Runtime (CPU, trained runs): about 20 s. GPU: not measured.
 Expected result: figures/interpolation_<kind>.png, a lerp row over a slerp row of faces morphing
 from point to point; summary.json has the latent norm at every step: slerp stays near the

@@ -12,16 +12,16 @@ Without eyeballing (the same run without --config.concepts): concepts are attrib
 generated faces (--config.concept_source=scored) or real faces inverted into the GAN (=inversion).
 --config.num_draws random draws of k members give as many results, which the classifier scores
 against random samples.
-Needs a trained GAN in --config.run; without one it trains first (CPU-scaled: about 13 minutes;
+Needs a trained GAN in --config.run; without one it trains first (CPU-scaled: about 10 minutes;
 --config.train.cpu.num_epochs=N changes the CPU-scaled length).
 Runtime (CPU, 2 shared cores, trained GAN and classifier): about 20 s; training the classifier
 once adds a few minutes; inversion adds several minutes. GPU: not measured.
 Expected result: figures/gan_scored_arithmetic.png (each concept's k faces and their average,
 then the result) and figures/gan_scored_draws.png (8 draws) show smiling male-presenting faces;
 summary_scored.json has the classifier's Smiling & Male rate of the results beside that of random
-samples. Measured on the CPU-scaled default GAN (synthetic faces, 12 epochs) with
---config.classifier_steps=1500: 67% [57%, 75%] vs 6% of random samples, in 8 s; its faces are still
-rough. After 30 epochs (README, 18 min of training) the result column shows smiling faces: 67% vs 24%.
+samples. Measured on the CPU-scaled default GAN (synthetic faces, 20 epochs) with
+--config.classifier_steps=1500: 46% [37%, 56%] vs 22% of random samples (real test faces 24%), in
+11 s; the result column shows smiles on rough faces. After 30 epochs (README): 67% vs 24%.
 """
 
 import sys

@@ -36,6 +36,8 @@ from gan_arith.train.steps import Steps, TrainState, build_steps
 RESUMABLE_CHANGES = (
     "num_epochs", "eval_every_epochs", "keep_checkpoints", "tensorboard", "steps_per_dispatch",
     "num_fd_samples", "classifier_dir", "classifier_steps",
+    # Recipes, already applied: what they change is compared in the effective fields themselves.
+    "cpu", "scale_for_cpu",
 )
 NUM_EVAL_IMAGES = 8
 PROGRESS_METRICS = ("d_loss_real", "d_loss_fake", "g_loss", "loss", "recon", "kl")

@@ -85,11 +85,19 @@ def test_dcgan_command_line_run_and_resume(tmp_path):
 
 def test_config_change_in_the_same_workdir_is_refused(tmp_path):
     config = tiny(vae_celeba, tmp_path, num_epochs=1)
-    loop.train(config, tmp_path / "run")
+    first = loop.train(config, tmp_path / "run")
     other = tiny(vae_celeba, tmp_path, num_epochs=1)
     other.optimizer.learning_rate = 0.5
     with pytest.raises(ValueError, match="optimizer"):
         loop.train(other, tmp_path / "run")
+
+    # A new CPU recipe (e.g. a library update that lengthens the CPU default) is not a different run:
+    # what it changes shows in the effective fields, so a longer run extends the finished one.
+    longer = tiny(vae_celeba, tmp_path, num_epochs=2)
+    longer.cpu.num_epochs = 99
+    summary = loop.train(longer, tmp_path / "run")
+    assert summary["steps"] == summary["total_steps"] == 2 * first["steps"]
+    assert [row["epoch"] for row in metrics_lines(tmp_path / "run", "eval")] == [1, 2]
 
 
 KILL_SCRIPT = """
