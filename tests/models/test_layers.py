@@ -68,6 +68,20 @@ def test_rgb_conv_in_a_flax_conv_equals_plain_conv_on_this_backend():
     np.testing.assert_allclose(jax.jit(ours.apply)(variables, images), plain.apply(variables, images), rtol=1e-5, atol=1e-5)
 
 
+def test_rgb_conv_lowers_to_a_matrix_product_for_cuda_and_a_convolution_for_cpu():
+    # Lowered for each platform without its hardware (jax.export), so CPU-only CI checks the CUDA branch.
+    images = jnp.ones((2, 10, 10, 3))
+    conv = nn.Conv(6, (5, 5), padding="SAME", conv_general_dilated=rgb_conv)
+    variables = jax.jit(conv.init)(jax.random.key(0), images)
+
+    def lowered(platform):
+        return jax.export.export(jax.jit(conv.apply), platforms=[platform])(variables, images).mlir_module()
+
+    cuda, cpu = lowered("cuda"), lowered("cpu")
+    assert "stablehlo.dot_general" in cuda and "stablehlo.convolution" not in cuda
+    assert "stablehlo.convolution" in cpu and "stablehlo.dot_general" not in cpu
+
+
 def test_matmul_conv_rejects_what_it_does_not_compute():
     x, kernel = jnp.ones((1, 8, 8, 3)), jnp.ones((3, 3, 3, 4))
     with pytest.raises(ValueError, match="stride-1"):
