@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from gan_arith.config import base_config
 from gan_arith.data.device import DeviceFaces
 from gan_arith.data.store import FaceStore
 from gan_arith.data.synthetic import write_synthetic_store
@@ -130,15 +131,16 @@ def peak_tflops(device_kind: str, dtype: str) -> tuple[str, float] | None:
     return None
 
 
-def step_config(model: str, dtype: str, size: Size, conv_transpose: str = "phase") -> ml_collections.ConfigDict:
-    """The seed's optimizer (Adam 2e-4, β1 0.5) and the model at ``size``."""
-    return ml_collections.ConfigDict({
-        "model": {
-            "kind": model, "latent_dim": LATENT_DIM[model], "width": size.width, "image_size": size.image_size,
-            "dtype": dtype, "conv_transpose": conv_transpose, "dropout_rate": 0.4, "beta": 1.0,
-        },
-        "optimizer": {"learning_rate": 2e-4, "b1": 0.5, "b2": 0.999, "eps": 1e-7},
-    })
+def step_config(
+    model: str, dtype: str, size: Size, conv_transpose: str = "phase", discriminator_padding: str = "same"
+) -> ml_collections.ConfigDict:
+    """The library's defaults (the seed's optimizer: Adam 2e-4, β1 0.5) with the model at ``size``."""
+    config = base_config(model)
+    config.model.update(
+        latent_dim=LATENT_DIM[model], width=size.width, image_size=size.image_size, dtype=dtype,
+        conv_transpose=conv_transpose, discriminator_padding=discriminator_padding,
+    )
+    return config
 
 
 def time_calls(call: Callable[[int], Any], *, windows: int, window_s: float) -> list[float]:
@@ -286,6 +288,7 @@ def bench_step(
         "width": size.width,
         "latent_dim": LATENT_DIM[model],
         "conv_transpose": config.model.conv_transpose,
+        "discriminator_padding": config.model.discriminator_padding,
         "modes": modes,
         "best_mode": max(modes, key=lambda name: modes[name]["steps_per_s"]),
         "steps_per_s": best["steps_per_s"],
@@ -391,6 +394,7 @@ def run(
     fuse: int = 10,
     fused_rows: Sequence[str] | None = None,
     conv_transpose: str = "phase",
+    discriminator_padding: str = "same",
     skip: Sequence[str] = (),
     argv: Sequence[str] = (),
     profile_dir: Path | None = None,
@@ -410,7 +414,7 @@ def run(
 
         rows, initial = [], {}
         for model, dtype in ((m, d) for m in models for d in dtypes):
-            config = step_config(model, dtype, size, conv_transpose)
+            config = step_config(model, dtype, size, conv_transpose, discriminator_padding)
             steps = build_steps(config, parallel.batch_sharding(mesh))
             if model not in initial:
                 # Parameters and optimizer state are float32 whatever the compute dtype: one init per model.
@@ -551,6 +555,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="comma-separated model/dtype rows timed fused too, or 'all' (default all; vae/float32 on CPU)")
     parser.add_argument("--conv-transpose", choices=("phase", "dilated"), default="phase",
                         help="transposed convolution of the timed steps (phase: the fast default; dilated: plain lax)")
+    parser.add_argument("--discriminator-padding", choices=("same", "symmetric"), default="same",
+                        help="the DCGAN discriminator's stride-2 padding (same: Keras, the seed; symmetric: PyTorch's)")
     parser.add_argument("--skip", type=_csv(SECTIONS, "--skip"), default=[], help=f"sections to skip: {','.join(SECTIONS)}")
     parser.add_argument("--profile", type=Path, help="also trace a few one-step calls per row (jax.profiler) into this folder")
     for name in ("batch_size", "image_size", "width", "num_faces", "windows"):
@@ -584,7 +590,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(f"on CPU the {fuse}-step lax.scan is timed for {fused_rows[0]} only: XLA:CPU runs convolution "
               "gradients inside loops 5-9x slower (jax-ml/jax#12868); --fused-rows all times every row", flush=True)
     results = run(size, models=args.models, dtypes=args.dtypes, fuse=fuse, fused_rows=fused_rows,
-                  conv_transpose=args.conv_transpose, skip=args.skip, argv=argv, profile_dir=args.profile)
+                  conv_transpose=args.conv_transpose, discriminator_padding=args.discriminator_padding,
+                  skip=args.skip, argv=argv, profile_dir=args.profile)
     print(format_report(results), flush=True)
     if args.json:
         write_json(results, args.json)

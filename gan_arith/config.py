@@ -26,6 +26,9 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
             "dtype": "float32",  # compute dtype ('bfloat16' for speed); parameters are always float32
             "conv_transpose": "phase",  # 'dilated' is plain lax.conv_transpose, the slow reference
             "dropout_rate": 0.4,
+            # DCGAN discriminator's stride-2 layers: 'same' (Keras, the seed) or 'symmetric' (PyTorch's
+            # padding=2; faster on GPUs); see models/dcgan.py
+            "discriminator_padding": "same",
             "beta": 1.0,  # VAE: weight of the KL term
         }
     )
@@ -61,6 +64,25 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
     config.tensorboard = True
     config.scale_for_cpu = True
     config.cpu = ml_collections.ConfigDict()  # partial config merged in when no accelerator is present
+    return config
+
+
+# Fields added to `base_config` after runs were saved, with the value those runs were trained with:
+# a saved config lacking one means that value (`with_added_fields`), so old runs load and resume.
+ADDED_FIELDS: dict[tuple[str, ...], Any] = {("model", "discriminator_padding"): "same"}
+
+
+def with_added_fields(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """`config` (a saved run's) with every `ADDED_FIELDS` entry it lacks set to the value it implied."""
+    with config.unlocked():
+        for path, value in ADDED_FIELDS.items():
+            parent = config
+            for key in path[:-1]:
+                parent = parent.get(key)
+                if parent is None:
+                    break
+            if parent is not None and path[-1] not in parent:
+                parent[path[-1]] = value
     return config
 
 

@@ -1,7 +1,8 @@
 """Model FLOPs of one train step, counted from the layer shapes, and XLA's own count to check it.
 
-What is counted: every application of ``nn.Dense``, ``nn.Conv``, ``nn.ConvTranspose`` and
-``ConvTranspose2x``, as multiply-accumulates (MACs), one FLOP pair each (FLOPs = 2·MACs):
+What is counted: every application of ``nn.Dense``, ``nn.Conv``, ``ConvFromPhases``,
+``nn.ConvTranspose`` and ``ConvTranspose2x``, as multiply-accumulates (MACs), one FLOP pair each
+(FLOPs = 2·MACs):
 
 - Dense: (product of the leading dims) · in · out.
 - Conv: B · H_out · W_out · kh · kw · (C_in / groups) · C_out. Taps that land on 'SAME' padding
@@ -36,7 +37,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gan_arith.models.layers import ConvTranspose2x
+from gan_arith.models.layers import ConvFromPhases, ConvTranspose2x
 from gan_arith.train.steps import AutoencoderSteps, GANSteps, Steps, VAESteps
 
 
@@ -56,6 +57,8 @@ def _layer_macs(module: nn.Module, x_shape: tuple[int, ...], y_shape: tuple[int,
         return "Dense", math.prod(x_shape[:-1]) * x_shape[-1] * y_shape[-1]
     if isinstance(module, ConvTranspose2x):
         return "ConvTranspose", math.prod(x_shape[:-1]) * module.kernel_size**2 * x_shape[-1] * y_shape[-1]
+    if isinstance(module, ConvFromPhases):  # a 'SAME' conv of the image the phases hold (shape: the image's)
+        return "Conv", math.prod(y_shape[:-1]) * module.kernel_size**2 * x_shape[-1] * y_shape[-1]
     kernel = (module.kernel_size,) if isinstance(module.kernel_size, int) else tuple(module.kernel_size)
     if isinstance(module, nn.ConvTranspose):
         return "ConvTranspose", math.prod(x_shape[:-1]) * math.prod(kernel) * x_shape[-1] * y_shape[-1]
@@ -63,7 +66,7 @@ def _layer_macs(module: nn.Module, x_shape: tuple[int, ...], y_shape: tuple[int,
     return "Conv", math.prod(y_shape[:-1]) * math.prod(kernel) * (x_shape[-1] // groups) * y_shape[-1]
 
 
-_COUNTED = (nn.Dense, nn.Conv, nn.ConvTranspose, ConvTranspose2x)
+_COUNTED = (nn.Dense, nn.Conv, ConvFromPhases, nn.ConvTranspose, ConvTranspose2x)
 
 
 def model_layers(module: nn.Module, *args: Any, **kwargs: Any) -> list[Layer]:
@@ -197,8 +200,7 @@ def xla_flops(compiled: jax.stages.Compiled) -> float | None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m gan_arith.flops [--kind dcgan] [--batch-size 128] [--image-size 80] [--xla]``."""
-    import ml_collections
-
+    from gan_arith.config import base_config
     from gan_arith.train.steps import build_steps
 
     parser = argparse.ArgumentParser(prog="python -m gan_arith.flops", description=__doc__.split("\n\n")[0])
@@ -211,11 +213,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--xla", action="store_true", help="also compile one step and print XLA's count")
     args = parser.parse_args(argv)
     latent = args.latent_dim or (256 if args.kind == "vae" else 100)
-    config = ml_collections.ConfigDict({
-        "model": {"kind": args.kind, "latent_dim": latent, "width": args.width, "image_size": args.image_size,
-                  "dtype": "float32", "conv_transpose": args.conv_transpose, "dropout_rate": 0.4, "beta": 1.0},
-        "optimizer": {"learning_rate": 2e-4, "b1": 0.5, "b2": 0.999, "eps": 1e-7},
-    })
+    config = base_config(args.kind)
+    config.model.update(latent_dim=latent, width=args.width, image_size=args.image_size, conv_transpose=args.conv_transpose)
     steps = build_steps(config)
     counted = train_step_flops(steps, args.batch_size, args.image_size)
     print(counted.table())

@@ -4,7 +4,7 @@ import ml_collections
 import pytest
 
 from experiments import dcgan_celeba
-from gan_arith.config import apply_overrides, base_config, command_line_fields, scale_for_host
+from gan_arith.config import ADDED_FIELDS, apply_overrides, base_config, command_line_fields, scale_for_host, with_added_fields
 
 
 def test_apply_overrides_merges_nested_fields_and_reports_changes():
@@ -36,3 +36,19 @@ def test_scale_for_cpu_false_runs_the_seed_configuration():
     config = dcgan_celeba.get_config()
     config.scale_for_cpu = False
     assert scale_for_host(config, "cpu") == [] and config.model.image_size == 80 and config.batch_size == 128
+
+
+def test_saved_configs_from_before_a_field_existed_get_the_value_they_were_trained_with():
+    saved = base_config("dcgan")
+    with saved.unlocked():
+        del saved.model["discriminator_padding"]
+        saved.model.width = 32
+    restored = with_added_fields(saved)
+    assert restored.model.discriminator_padding == "same" and restored.model.width == 32
+    chosen = base_config("dcgan")
+    chosen.model.discriminator_padding = "symmetric"
+    assert with_added_fields(chosen).model.discriminator_padding == "symmetric"  # present fields are kept
+    for path in ADDED_FIELDS:  # every added field is a real field of the current config
+        node = base_config("dcgan")
+        for key in path:
+            node = node[key]

@@ -1,4 +1,5 @@
-"""Building blocks shared by the models: image range conversion and a fast exact transposed convolution."""
+"""Building blocks shared by the models: image range conversion, fast exact transposed convolutions,
+and the convolutions at the RGB ends of the DCGAN."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 
 # Keras' defaults, so freshly initialised models start where the seeds' models started.
 KERNEL_INIT = nn.initializers.glorot_uniform()
@@ -50,6 +52,38 @@ def _phase_padding(kernel_size: int, phase: int) -> tuple[int, int, int]:
     return first_tap, -offset, num_taps - 1 + offset
 
 
+@struct.dataclass
+class Phases:
+    """An image [B, 2H, 2W, C] held as its four stride-2 phases: ``phase[a][b] = image[:, a::2, b::2]``.
+
+    ``ConvTranspose2x`` computes its output phase by phase; handing them on uninterleaved to a layer
+    that can use them (``ConvFromPhases``) saves interleaving the activations and de-interleaving
+    their gradient: two passes over the generator's largest tensor. ``shape`` is the image's.
+    """
+
+    phase: tuple[tuple[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        batch, height, width, channels = self.phase[0][0].shape
+        return batch, 2 * height, 2 * width, channels
+
+    @property
+    def dtype(self) -> Any:
+        return self.phase[0][0].dtype
+
+    def interleave(self) -> jax.Array:
+        # [B, H, 2(phase_h), W, 2(phase_w), C] -> [B, 2H, 2W, C]: output (2m + a, 2n + b) = phase[a][b][m, n].
+        rows = [jnp.stack(self.phase[a], axis=3) for a in (0, 1)]
+        return jnp.stack(rows, axis=2).reshape(self.shape)
+
+    @classmethod
+    def split(cls, images_bhwc: jax.Array) -> "Phases":
+        if images_bhwc.shape[1] % 2 or images_bhwc.shape[2] % 2:
+            raise ValueError(f"Phases.split needs an even height and width, got {images_bhwc.shape}")
+        return cls(tuple(tuple(images_bhwc[:, a::2, b::2] for b in (0, 1)) for a in (0, 1)))
+
+
 class ConvTranspose2x(nn.Module):
     """`nn.ConvTranspose(features, (k, k), strides=(2, 2), padding='SAME')` with the same parameters and outputs.
 
@@ -58,22 +92,29 @@ class ConvTranspose2x(nn.Module):
     lhs dilation, whose backward pass XLA runs on a slow path (jax-ml/jax#23783, #31662): on CPU the
     DCGAN generator's forward+backward is about 8x faster this way. impl="dilated" is the plain
     `lax.conv_transpose`, kept as the reference the fast path is tested against.
+
+    `activation` (elementwise) is applied to each phase with the bias before interleaving, where XLA
+    fuses both into the phase convolutions' outputs instead of making another pass over the
+    interleaved image. With interleave=False the result is returned as `Phases`.
     """
 
     features: int
     kernel_size: int
     impl: ConvTransposeImpl = "phase"
     dtype: Any = jnp.float32
+    activation: Callable[[jax.Array], jax.Array] | None = None
+    interleave: bool = True
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array) -> jax.Array | Phases:
         k = self.kernel_size
         kernel = self.param("kernel", KERNEL_INIT, (k, k, x.shape[-1], self.features), jnp.float32)
         bias = self.param("bias", BIAS_INIT, (self.features,), jnp.float32)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         if self.impl == "dilated":
-            y = jax.lax.conv_transpose(x, kernel, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-            return y + bias
+            y = jax.lax.conv_transpose(x, kernel, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias
+            y = y if self.activation is None else self.activation(y)
+            return y if self.interleave else Phases.split(y)
         if self.impl != "phase":
             raise ValueError(f"ConvTranspose2x impl must be 'phase' or 'dilated', got {self.impl!r}")
         phases = [[None, None], [None, None]]
@@ -87,12 +128,11 @@ class ConvTranspose2x(nn.Module):
                     window_strides=(1, 1),
                     padding=((before_h, after_h), (before_w, after_w)),
                     dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                )
-        batch, height, width, _ = x.shape
-        # [B, H, 2(phase_h), W, 2(phase_w), C] -> [B, 2H, 2W, C]: output (2m + ph, 2n + pw) = phase[ph][pw][m, n].
-        rows = [jnp.stack(phases[phase_h], axis=3) for phase_h in (0, 1)]
-        y = jnp.stack(rows, axis=2).reshape(batch, 2 * height, 2 * width, self.features)
-        return y + bias
+                ) + bias
+                if self.activation is not None:
+                    phases[phase_h][phase_w] = self.activation(phases[phase_h][phase_w])
+        result = Phases(tuple(tuple(row) for row in phases))
+        return result.interleave() if self.interleave else result
 
 
 def _same_padding(kernel_size: int) -> tuple[int, int]:
@@ -175,6 +215,82 @@ def rgb_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Any, padding: Any, 
         return lambda x, kernel: conv(x, kernel, window_strides, padding, **kwargs)
 
     return jax.lax.platform_dependent(lhs, rhs, cuda=on(matmul_conv), default=on(jax.lax.conv_general_dilated))
+
+
+def _conv_in_phase_domain(phases: Phases, kernel: jax.Array, precision: Any) -> Phases:
+    """A 'SAME' stride-1 k×k convolution (k odd) of the image held by `phases`, computed phase by phase.
+
+    Per phase one matrix product with the kernel as [C_in, k·k·C_out] gives every pixel's per-tap
+    products (as `matmul_conv`'s col2im); output pixel p sums tap i of input pixel p + i - k//2.
+    For output phase o that input lies in phase (o + i - k//2) mod 2 at offset ⌊(o + i - k//2) / 2⌋.
+    """
+    k, _, c_in, c_out = kernel.shape
+    half = k // 2
+    matrix = kernel.transpose(2, 0, 1, 3).reshape(c_in, k * k * c_out)
+    matrix = jnp.pad(matrix, ((0, 0), (0, -matrix.shape[1] % 8)))  # aligned for tensor cores
+    batch, height, width, _ = phases.phase[0][0].shape
+    before, after = -((-half) // 2), (k - half) // 2  # the largest backward and forward offsets
+    products = [
+        [
+            jnp.pad(
+                jnp.dot(p, matrix, precision=precision)[..., : k * k * c_out].reshape(batch, height, width, k * k, c_out),
+                ((0, 0), (before, after), (before, after), (0, 0), (0, 0)),
+            )
+            for p in row
+        ]
+        for row in phases.phase
+    ]
+
+    def output_phase(out_h: int, out_w: int) -> jax.Array:
+        total = 0
+        for i in range(k):
+            source_h, shift_h = (out_h + i - half) % 2, (out_h + i - half) // 2
+            for j in range(k):
+                source_w, shift_w = (out_w + j - half) % 2, (out_w + j - half) // 2
+                top, left = before + shift_h, before + shift_w
+                total = total + products[source_h][source_w][:, top : top + height, left : left + width, i * k + j]
+        return total
+
+    return Phases(tuple(tuple(output_phase(a, b) for b in (0, 1)) for a in (0, 1)))
+
+
+class ConvFromPhases(nn.Module):
+    """`nn.Conv(features, (k, k), padding='SAME')` (k odd) of the image that `Phases` hold, for a narrow output.
+
+    Same parameters ('kernel' [k, k, C_in, features], 'bias') and result as that `nn.Conv` on
+    `phases.interleave()`. On CUDA GPUs it runs in the phase domain (`_conv_in_phase_domain`):
+    matrix products instead of cuDNN's slow narrow convolution (see `matmul_conv`), and only the
+    `features`-channel output is interleaved, not the C_in-channel input. Elsewhere it interleaves
+    and calls XLA's convolution, which beats the unfolded form on CPUs (as in `rgb_conv`).
+    """
+
+    features: int
+    kernel_size: int
+    dtype: Any = jnp.float32
+    precision: Any = None
+
+    @nn.compact
+    def __call__(self, phases: Phases) -> jax.Array:
+        k = self.kernel_size
+        if k % 2 == 0:
+            raise ValueError(f"ConvFromPhases kernel_size must be odd ('SAME' centres the window), got {k}")
+        kernel = self.param("kernel", KERNEL_INIT, (k, k, phases.shape[-1], self.features), jnp.float32)
+        bias = self.param("bias", BIAS_INIT, (self.features,), jnp.float32)
+        *flat, kernel, bias = nn.dtypes.promote_dtype(
+            *(p for row in phases.phase for p in row), kernel, bias, dtype=self.dtype
+        )
+
+        def phase_domain(p00: jax.Array, p01: jax.Array, p10: jax.Array, p11: jax.Array, kernel: jax.Array) -> jax.Array:
+            return _conv_in_phase_domain(Phases(((p00, p01), (p10, p11))), kernel, self.precision).interleave()
+
+        def interleaved(p00: jax.Array, p01: jax.Array, p10: jax.Array, p11: jax.Array, kernel: jax.Array) -> jax.Array:
+            image = Phases(((p00, p01), (p10, p11))).interleave()
+            return jax.lax.conv_general_dilated(
+                image, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=self.precision
+            )
+
+        y = jax.lax.platform_dependent(*flat, kernel, cuda=phase_domain, default=interleaved)
+        return y + bias
 
 
 def count_parameters(variables: Any) -> int:

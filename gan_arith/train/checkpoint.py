@@ -20,6 +20,7 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from gan_arith.config import with_added_fields
 from gan_arith.files import write_text
 
 from gan_arith.train.steps import Steps, TrainState, build_steps
@@ -92,7 +93,7 @@ def load_config(workdir: str | Path) -> ml_collections.ConfigDict:
     path = Path(workdir) / CONFIG_FILE
     if not path.exists():
         raise FileNotFoundError(f"{workdir} is not a training workdir: it has no {CONFIG_FILE}")
-    return ml_collections.ConfigDict(json.loads(path.read_text()))
+    return with_added_fields(ml_collections.ConfigDict(json.loads(path.read_text())))
 
 
 @dataclasses.dataclass

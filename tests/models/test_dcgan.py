@@ -1,3 +1,4 @@
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,6 +19,61 @@ def test_seed_parameter_counts_and_shapes():
     images = jax.eval_shape(generator.apply, g_vars, jnp.zeros((2, 100)))
     assert images.shape == (2, 80, 80, 3) and images.dtype == jnp.float32
     assert jax.eval_shape(discriminator.apply, d_vars, images).shape == (2,)
+
+
+class _KerasStyleGenerator(nn.Module):
+    """The seed's generator written layer by layer with flax's own layers, as the reference."""
+
+    @nn.compact
+    def __call__(self, z):
+        x = nn.leaky_relu(nn.Dense(5 * 5 * 16)(z), 0.2).reshape(-1, 5, 5, 16)
+        for index in range(2):
+            x = nn.ConvTranspose(16, (4, 4), strides=(2, 2), padding="SAME", name=f"ConvTranspose2x_{index}")(x)
+            x = nn.leaky_relu(x, 0.2)
+        return jnp.tanh(nn.Conv(3, (5, 5), padding="SAME", name="Conv_0")(x))
+
+
+@pytest.mark.parametrize("conv_transpose", ["phase", "dilated"])
+def test_generator_is_the_plain_layer_stack_in_value_and_gradient(conv_transpose):
+    # Phase convolutions, per-phase bias and LeakyReLU, and the RGB layer fed uninterleaved phases
+    # (ConvFromPhases) must compute exactly the seed's stack of Dense, ConvTranspose and Conv layers.
+    z = jax.random.normal(jax.random.key(0), (3, 16))
+    reference = _KerasStyleGenerator()
+    ours = Generator(latent_dim=16, width=16, image_size=20, conv_transpose=conv_transpose)
+    variables = jax.jit(reference.init)(jax.random.key(1), z)
+    assert jax.tree.map(jnp.shape, jax.jit(ours.init)(jax.random.key(1), z)) == jax.tree.map(jnp.shape, variables)
+    np.testing.assert_allclose(jax.jit(ours.apply)(variables, z), reference.apply(variables, z), atol=1e-5)
+
+    def loss(module, variables):
+        return jnp.sum(jnp.sin(3.0 * module.apply(variables, z)))
+
+    expected = jax.jit(jax.grad(loss, argnums=1), static_argnums=0)(reference, variables)
+    got = jax.jit(jax.grad(loss, argnums=1), static_argnums=0)(ours, variables)
+    for e, g in zip(jax.tree.leaves(expected), jax.tree.leaves(got)):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("padding,strided_padding", [("same", "SAME"), ("symmetric", ((2, 2), (2, 2)))])
+def test_discriminator_padding_is_keras_same_or_symmetric(padding, strided_padding):
+    # Both give the seed's table (80 -> 40 -> ... -> 5, same parameters); they differ in where each
+    # stride-2 window sits, so on the same parameters they are different functions.
+    class Reference(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.leaky_relu(nn.Conv(8, (5, 5), padding="SAME", name="Conv_0")(x), 0.2)
+            for index in range(1, 3):
+                x = nn.leaky_relu(nn.Conv(8, (5, 5), strides=(2, 2), padding=strided_padding, name=f"Conv_{index}")(x), 0.2)
+            return nn.Dense(1, name="Dense_0")(x.reshape(x.shape[0], -1))[:, 0]
+
+    images = jax.random.uniform(jax.random.key(0), (3, 20, 20, 3), minval=-1, maxval=1)
+    ours = Discriminator(width=8, image_size=20, padding=padding)
+    variables = jax.jit(ours.init)(jax.random.key(1), images)
+    assert jax.tree.map(jnp.shape, jax.jit(Reference().init)(jax.random.key(1), images)) == jax.tree.map(jnp.shape, variables)
+    np.testing.assert_allclose(jax.jit(ours.apply)(variables, images), Reference().apply(variables, images), atol=1e-5)
+    other = Discriminator(width=8, image_size=20, padding="symmetric" if padding == "same" else "same")
+    assert not np.allclose(other.apply(variables, images), ours.apply(variables, images), atol=1e-3)
+    seed = Discriminator(padding=padding)
+    assert count_parameters(jax.eval_shape(seed.init, jax.random.key(1), jnp.zeros((1, 80, 80, 3)))) == 1_651_841
 
 
 def test_outputs_are_images_and_logits():
@@ -57,5 +113,7 @@ def test_bfloat16_compute_keeps_float32_params_and_close_outputs():
 def test_bad_shapes_are_named():
     with pytest.raises(ValueError, match="latents of shape"):
         jax.jit(Generator(latent_dim=16, width=8, image_size=10).init)(jax.random.key(0), jnp.zeros((1, 15)))
+    with pytest.raises(ValueError, match="padding must be 'same' or 'symmetric'"):
+        jax.jit(Discriminator(width=8, image_size=10, padding="valid").init)(jax.random.key(0), jnp.zeros((1, 10, 10, 3)))
     with pytest.raises(ValueError, match="Discriminator expects"):
         jax.jit(Discriminator(width=8, image_size=10).init)(jax.random.key(0), jnp.zeros((1, 20, 20, 3)))

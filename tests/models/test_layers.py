@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from gan_arith.models.layers import (
-    ConvTranspose2x, as_model_range, count_parameters, from_model_range, matmul_conv, num_doublings, rgb_conv,
-    to_model_range,
+    ConvFromPhases, ConvTranspose2x, Phases, _conv_in_phase_domain, as_model_range, count_parameters,
+    from_model_range, matmul_conv, num_doublings, rgb_conv, to_model_range,
 )
 
 
@@ -98,6 +98,71 @@ def test_dilated_impl_is_lax_conv_transpose():
     )
     with pytest.raises(ValueError, match="impl"):
         ConvTranspose2x(2, 4, impl="bogus").apply(variables, x)
+
+
+@pytest.mark.parametrize("impl", ["phase", "dilated"])
+def test_conv_transpose_activation_and_phases_output(impl):
+    # Bias and activation applied per phase, and the phases handed out uninterleaved, change nothing.
+    x = jax.random.normal(jax.random.key(0), (2, 5, 6, 3))
+    plain = ConvTranspose2x(4, 4, impl=impl)
+    variables = jax.jit(plain.init)(jax.random.key(1), x)
+    expected = nn.leaky_relu(plain.apply(variables, x), 0.2)
+    activated = ConvTranspose2x(4, 4, impl=impl, activation=lambda v: nn.leaky_relu(v, 0.2))
+    np.testing.assert_allclose(activated.apply(variables, x), expected, atol=1e-6)
+    phases = activated.clone(interleave=False).apply(variables, x)
+    assert isinstance(phases, Phases) and phases.shape == (2, 10, 12, 4)
+    np.testing.assert_allclose(phases.interleave(), expected, atol=1e-6)
+    np.testing.assert_allclose(phases.phase[1][0], expected[:, 1::2, 0::2], atol=1e-6)
+
+
+def test_phases_split_interleave_round_trip_and_bad_sizes():
+    images = jax.random.normal(jax.random.key(0), (2, 6, 4, 3))
+    phases = Phases.split(images)
+    np.testing.assert_array_equal(phases.phase[0][1], images[:, 0::2, 1::2])
+    np.testing.assert_array_equal(phases.interleave(), images)
+    with pytest.raises(ValueError, match="even height and width"):
+        Phases.split(jnp.zeros((1, 5, 4, 3)))
+
+
+@pytest.mark.parametrize("kernel_size", [1, 3, 5, 7])
+def test_conv_in_phase_domain_equals_lax_conv_with_gradients(kernel_size):
+    # The CUDA branch of ConvFromPhases, run here on CPU: value and both gradients against the plain 'SAME' conv.
+    x = jax.random.normal(jax.random.key(0), (2, 12, 10, 8))
+    kernel = jax.random.normal(jax.random.key(1), (kernel_size, kernel_size, 8, 3))
+
+    def phase_domain(x, kernel, window_strides, padding, **kwargs):
+        return _conv_in_phase_domain(Phases.split(x), kernel, kwargs["precision"]).interleave()
+
+    out, grads = _conv_value_and_grads(phase_domain, x, kernel, "SAME")
+    expected_out, expected_grads = _conv_value_and_grads(jax.lax.conv_general_dilated, x, kernel, "SAME")
+    np.testing.assert_allclose(out, expected_out, rtol=1e-5, atol=1e-4)
+    for g, e in zip(grads, expected_grads):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-4)
+
+
+def test_conv_from_phases_is_a_flax_conv_of_the_interleaved_image():
+    images = jax.random.normal(jax.random.key(0), (2, 10, 8, 6))
+    plain = nn.Conv(3, (5, 5), padding="SAME", precision="highest")
+    ours = ConvFromPhases(3, 5, precision="highest")
+    variables = jax.jit(plain.init)(jax.random.key(1), images)
+    phases = Phases.split(images)
+    assert jax.tree.map(jnp.shape, jax.jit(ours.init)(jax.random.key(1), phases)) == jax.tree.map(jnp.shape, variables)
+    np.testing.assert_allclose(jax.jit(ours.apply)(variables, phases), plain.apply(variables, images), atol=1e-5)
+    with pytest.raises(ValueError, match="kernel_size must be odd"):
+        ConvFromPhases(3, 4).init(jax.random.key(1), phases)
+
+
+def test_conv_from_phases_lowers_to_matrix_products_for_cuda_and_a_convolution_for_cpu():
+    phases = Phases.split(jnp.ones((2, 10, 10, 8)))
+    layer = ConvFromPhases(3, 5)
+    variables = jax.jit(layer.init)(jax.random.key(0), phases)
+
+    def lowered(platform):
+        return jax.export.export(jax.jit(layer.apply), platforms=[platform])(variables, phases).mlir_module()
+
+    cuda, cpu = lowered("cuda"), lowered("cpu")
+    assert cuda.count("stablehlo.dot_general") == 4 and "stablehlo.convolution" not in cuda
+    assert "stablehlo.convolution" in cpu and "stablehlo.dot_general" not in cpu
 
 
 def test_range_round_trip_and_count():

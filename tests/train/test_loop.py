@@ -95,6 +95,10 @@ def test_config_change_in_the_same_workdir_is_refused(tmp_path):
     # what it changes shows in the effective fields, so a longer run extends the finished one.
     longer = tiny(vae_celeba, tmp_path, num_epochs=2)
     longer.cpu.num_epochs = 99
+    # A run saved before a config field existed (config.ADDED_FIELDS) resumes under today's defaults.
+    saved = json.loads((tmp_path / "run" / checkpoint.CONFIG_FILE).read_text())
+    del saved["model"]["discriminator_padding"]
+    (tmp_path / "run" / checkpoint.CONFIG_FILE).write_text(json.dumps(saved))
     summary = loop.train(longer, tmp_path / "run")
     assert summary["steps"] == summary["total_steps"] == 2 * first["steps"]
     assert [row["epoch"] for row in metrics_lines(tmp_path / "run", "eval")] == [1, 2]

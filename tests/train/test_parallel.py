@@ -11,18 +11,17 @@ SCRIPT = textwrap.dedent(
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
     os.environ["JAX_PLATFORMS"] = "cpu"
     import json
-    import jax, jax.numpy as jnp, ml_collections, numpy as np
+    import jax, jax.numpy as jnp, numpy as np
+    from gan_arith.config import base_config
     from gan_arith.train import parallel
     from gan_arith.train.steps import build_steps
 
     assert jax.device_count() == 4, jax.devices()
     results = {}
     for kind, size in (("dcgan", 10), ("vae", 10)):
-        config = ml_collections.ConfigDict({
-            "model": {"kind": kind, "latent_dim": 8, "width": 8, "image_size": size, "dtype": "float32",
-                      "conv_transpose": "phase", "dropout_rate": 0.4, "beta": 1.0},
-            "optimizer": {"learning_rate": 1e-3, "b1": 0.5, "b2": 0.999, "eps": 1e-7},
-        })
+        config = base_config(kind)
+        config.model.update(latent_dim=8, width=8, image_size=size)
+        config.optimizer.learning_rate = 1e-3
         images = np.random.default_rng(0).integers(0, 256, (3, 8, size, size, 3), dtype=np.uint8)
         for devices in (1, 4):
             mesh = parallel.make_mesh(jax.devices()[:devices])

@@ -4,19 +4,15 @@ import ml_collections
 import numpy as np
 import pytest
 
+from gan_arith.config import base_config
 from gan_arith.train.steps import build_steps, fuse_steps, kl_to_standard_normal
 
 
 def tiny_config(kind: str, image_size: int) -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(
-        {
-            "model": {
-                "kind": kind, "latent_dim": 8, "width": 8, "image_size": image_size, "dtype": "float32",
-                "conv_transpose": "phase", "dropout_rate": 0.4, "beta": 1.0,
-            },
-            "optimizer": {"learning_rate": 2e-3, "b1": 0.5, "b2": 0.999, "eps": 1e-7},
-        }
-    )
+    config = base_config(kind)
+    config.model.update(latent_dim=8, width=8, image_size=image_size)
+    config.optimizer.learning_rate = 2e-3
+    return config
 
 
 def fixed_batch(batch_size: int, image_size: int, seed: int = 0) -> dict:
