@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # One lent-GPU session in one command (the device tool's image has jax, flax, optax, orbax but no
 # ml_collections/tensorboardX: carried as wheels in .whl/). Usage: tools/gpu_session.sh PART...
-# Parts: env, check (the layer tests on the GPU: matmul_conv is the CUDA branch of rgb_conv), bench (the full seed-size bench + profiles), dcgan (DCGAN rows only + profiles),
-# dilated (DCGAN rows with lax.conv_transpose), variants (tools/rgb_conv_variants.py), e2e (the seed run through the real loop, shortened:
-# 62,500 synthetic faces = 50,000 in the train partition, as the seed's run).
+# Parts: env, check (the layer and DCGAN model tests on the GPU: their CUDA branches, matmul_conv and ConvFromPhases' phase domain),
+# bench (the full seed-size bench + profiles), dcgan (DCGAN rows only + profiles), dpad (DCGAN rows with the symmetric
+# discriminator padding), dilated (DCGAN rows with lax.conv_transpose), variants (tools/rgb_conv_variants.py),
+# e2e (the seed run through the real loop, shortened: 62,500 synthetic faces = 50,000 in the train partition, as the
+# seed's run; E2E_DPAD=symmetric for the other padding).
+# Next session (docs/benchmarks.md, "Predicted, not yet measured"): tools/gpu_session.sh env check dcgan dpad e2e (~6 min).
 # Everything lands in $OUT (flat names: the device tool returns files two folders deep at most).
 set -u
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
@@ -22,11 +25,14 @@ for part in "$@"; do
   echo "=== $part $(date -u +%T)"
   case $part in
     env) nvidia-smi -L; python3 -c "import jax, flax, optax, orbax.checkpoint as o; print(jax.__version__, flax.__version__, optax.__version__, jax.devices())" ;;
-    check) JAX_PLATFORMS=cuda timeout 120 python3 -m pytest -q -p no:cacheprovider tests/models/test_layers.py 2>&1 | tail -5 ;;
+    check) JAX_PLATFORMS=cuda timeout 150 python3 -m pytest -q -p no:cacheprovider tests/models/test_layers.py \
+             tests/models/test_dcgan.py 2>&1 | tail -8 ;;
     bench) timeout 300 python3 -m gan_arith.bench --size seed --skip tfdata --profile /tmp/prof_bench \
              --json "$OUT/bench_seed.json" 2>&1 | tee "$OUT/bench_seed.log"; flatten_profiles /tmp/prof_bench bench ;;
     dcgan) timeout 300 python3 -m gan_arith.bench --size seed --models dcgan --skip tfdata --profile /tmp/prof_dcgan \
              --json "$OUT/bench_dcgan.json" 2>&1 | tee "$OUT/bench_dcgan.log"; flatten_profiles /tmp/prof_dcgan dcgan ;;
+    dpad) timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --discriminator-padding symmetric --fuse 1 \
+             --skip input,tfdata,conv-transpose --json "$OUT/bench_dpad.json" 2>&1 | tail -25 ;;
     dilated) timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --conv-transpose dilated --fuse 1 \
              --skip input,tfdata,conv-transpose --json "$OUT/bench_dilated.json" 2>&1 | tail -25 ;;
     variants) timeout 200 python3 tools/rgb_conv_variants.py --variants ${VARIANTS:-matmul,im2col2} \
@@ -35,6 +41,7 @@ for part in "$@"; do
          timeout 200 python3 -m experiments.dcgan_celeba --workdir=/tmp/e2e/run \
            --config.data.synthetic_dir=/tmp/e2e/synthetic --config.data.synthetic_faces=62500 \
            --config.classifier_dir=/tmp/e2e/classifier --config.model.dtype=bfloat16 \
+           --config.model.discriminator_padding=${E2E_DPAD:-same} \
            --config.num_epochs=${E2E_EPOCHS:-4} --config.eval_every_epochs=${E2E_EVAL_EVERY:-2} 2>&1 | tee "$OUT/e2e.log" | tail -40
          echo "e2e wall $(( $(date +%s) - start )) s" | tee -a "$OUT/e2e.log"
          cp /tmp/e2e/run/metrics.jsonl "$OUT/e2e_metrics.jsonl" 2>/dev/null ;;

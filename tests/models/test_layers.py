@@ -43,6 +43,15 @@ def _conv_value_and_grads(conv, x, kernel, padding):
     return out, grads
 
 
+def _assert_same_conv(conv, x, kernel, padding):
+    """`conv` computes `lax.conv_general_dilated`: value and both gradients."""
+    out, grads = _conv_value_and_grads(conv, x, kernel, padding)
+    expected_out, expected_grads = _conv_value_and_grads(jax.lax.conv_general_dilated, x, kernel, padding)
+    np.testing.assert_allclose(out, expected_out, rtol=1e-5, atol=1e-4)
+    for got, expected in zip(grads, expected_grads):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+
+
 # 3 -> 16: the unfolded input (im2col, 75 taps padded to 80); 16 -> 3: the per-tap products (col2im);
 # asymmetric explicit padding and VALID; 8 -> 8 takes the im2col branch with an aligned depth.
 @pytest.mark.parametrize("c_in,c_out,kernel_size,padding", [
@@ -51,11 +60,7 @@ def _conv_value_and_grads(conv, x, kernel, padding):
 def test_matmul_conv_equals_lax_conv_with_gradients(c_in, c_out, kernel_size, padding):
     x = jax.random.normal(jax.random.key(c_in), (2, 9, 11, c_in))
     kernel = jax.random.normal(jax.random.key(c_out), (kernel_size, kernel_size, c_in, c_out))
-    expected_out, expected_grads = _conv_value_and_grads(jax.lax.conv_general_dilated, x, kernel, padding)
-    out, grads = _conv_value_and_grads(matmul_conv, x, kernel, padding)
-    np.testing.assert_allclose(out, expected_out, rtol=1e-5, atol=1e-4)
-    for got, expected in zip(grads, expected_grads):
-        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+    _assert_same_conv(matmul_conv, x, kernel, padding)
 
 
 def test_rgb_conv_in_a_flax_conv_equals_plain_conv_on_this_backend():
@@ -133,11 +138,7 @@ def test_conv_in_phase_domain_equals_lax_conv_with_gradients(kernel_size):
     def phase_domain(x, kernel, window_strides, padding, **kwargs):
         return _conv_in_phase_domain(Phases.split(x), kernel, kwargs["precision"]).interleave()
 
-    out, grads = _conv_value_and_grads(phase_domain, x, kernel, "SAME")
-    expected_out, expected_grads = _conv_value_and_grads(jax.lax.conv_general_dilated, x, kernel, "SAME")
-    np.testing.assert_allclose(out, expected_out, rtol=1e-5, atol=1e-4)
-    for g, e in zip(grads, expected_grads):
-        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-4)
+    _assert_same_conv(phase_domain, x, kernel, "SAME")
 
 
 def test_conv_from_phases_is_a_flax_conv_of_the_interleaved_image():
