@@ -68,10 +68,6 @@ class Phases:
         batch, height, width, channels = self.phase[0][0].shape
         return batch, 2 * height, 2 * width, channels
 
-    @property
-    def dtype(self) -> Any:
-        return self.phase[0][0].dtype
-
     def interleave(self) -> jax.Array:
         # [B, H, 2(phase_h), W, 2(phase_w), C] -> [B, 2H, 2W, C]: output (2m + a, 2n + b) = phase[a][b][m, n].
         rows = [jnp.stack(self.phase[a], axis=3) for a in (0, 1)]
