@@ -368,6 +368,18 @@ def bench_conv_transpose(size: Size, generator_params: Any | None = None) -> dic
     return result
 
 
+def source_digest() -> str:
+    """SHA-256 (12 hex digits) of the package's Python sources: which code a result file measured,
+    also where no git checkout travels along (a copied working tree on a lent GPU)."""
+    import hashlib
+
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
 def _environment(size: Size, argv: Sequence[str]) -> dict[str, Any]:
     import flax
 
@@ -375,6 +387,7 @@ def _environment(size: Size, argv: Sequence[str]) -> dict[str, Any]:
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": "python -m gan_arith.bench " + " ".join(argv),
+        "source_digest": source_digest(),
         "size": dataclasses.asdict(size),
         "changes_from_seed": size.changes(),
         "backend": jax.default_backend(),

@@ -7,6 +7,8 @@ bfloat16 compute must still train.
 
 import dataclasses
 import json
+import shutil
+from pathlib import Path
 
 import flax.linen as nn
 import jax
@@ -44,12 +46,13 @@ def test_bench_smoke_writes_complete_json(tmp_path, capsys):
     assert env["backend"] == "cpu" and env["device_count"] == jax.device_count()
     assert env["size"]["image_size"] == 10 and "image_size 10 (seed 80)" in env["changes_from_seed"]
     assert len(env["load_average_start"]) == 3 and env["total_s"] > 0
+    assert env["source_digest"] == bench.source_digest() and len(env["source_digest"]) == 12
     assert "unknown" in printed  # no peak is known for a CPU
 
     rows = {row["model"]: row for row in results["steps"]}
     assert sorted(rows) == ["dcgan", "vae"]
     for model, row in rows.items():
-        assert row["dtype"] == "bfloat16" and row["conv_transpose"] == "phase"
+        assert row["dtype"] == "bfloat16" and row["conv_transpose"] == "phase" and row["discriminator_padding"] == "same"
         per_step = row["modes"]["per_step"]
         assert per_step["steps_per_call"] == 1 and per_step["compile_s"] > 0
         assert len(per_step["window_steps_per_s"]) == 2 and min(per_step["window_steps_per_s"]) > 0
@@ -248,3 +251,15 @@ def test_bfloat16_training_moves_samples_toward_the_data():
         assert np.all(np.isfinite([float(m[name]) for m in history])), name
     after = distance(state)
     assert after < 0.5 * before, (before, after)
+
+
+def test_source_digest_names_the_code_measured(tmp_path, monkeypatch):
+    # Same sources, same digest; one changed byte in any module, another digest.
+    package = tmp_path / "gan_arith"
+    shutil.copytree(Path(bench.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(bench, "__file__", str(package / "bench.py"))
+    copied = bench.source_digest()
+    (package / "models" / "dcgan.py").write_text((package / "models" / "dcgan.py").read_text() + "\n")
+    assert bench.source_digest() != copied
+    monkeypatch.undo()
+    assert bench.source_digest() == copied

@@ -159,7 +159,8 @@ def main() -> None:
                 (args.hlo_dir / f"{model}_{dtype}.hlo").write_text(hlo)
             rows.append(report(model, dtype, kernels(hlo), args.top))
     if args.json:
-        args.json.write_text(json.dumps({"discriminator_padding": args.discriminator_padding, "rows": rows}, indent=1))
+        args.json.write_text(json.dumps({"source_digest": bench.source_digest(), "jax": jax.__version__,
+                                         "discriminator_padding": args.discriminator_padding, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -116,7 +116,7 @@ def main() -> None:
             rows.append(row)
     if args.json:
         args.json.write_text(json.dumps({"topology": args.topology, "devices": len(devices), "hosts": len(hosts),
-                                         "jax": jax.__version__, "rows": rows}, indent=1))
+                                         "jax": jax.__version__, "source_digest": bench.source_digest(), "rows": rows}, indent=1))
     if bad:
         sys.exit(f"FLOPs per device are not the step's share for {', '.join(bad)}: the batch is not split over the slice")
 
