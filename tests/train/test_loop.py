@@ -64,6 +64,7 @@ def test_dcgan_command_line_run_and_resume(tmp_path):
         f"--config.data.synthetic_dir={tmp_path / 'synthetic'}", "--config.data.synthetic_faces=160",
         "--config.batch_size=16", "--config.num_epochs=2", "--config.eval_every_epochs=1",
         "--config.num_samples=8", "--config.steps_per_dispatch=4", "--config.best_metric=g_loss",
+        "--config.model.discriminator_padding=symmetric",
     ]
     command = [sys.executable, "-m", "experiments.dcgan_celeba", f"--workdir={workdir}", *overrides]
     first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -76,7 +77,8 @@ def test_dcgan_command_line_run_and_resume(tmp_path):
     second = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0 and f"resuming at step {total_steps}" in second.stderr, second.stderr[-3000:]
     run = checkpoint.load_run(workdir)
-    assert int(run.state.step) == total_steps
+    assert int(run.state.step) == total_steps and run.config.model.discriminator_padding == "symmetric"
+    assert run.steps.discriminator.padding == "symmetric"
     assert run.generate(jnp.zeros((2, 8))).shape == (2, 20, 20, 3)
     assert run.discriminate(jnp.zeros((2, 20, 20, 3))).shape == (2,)
     with pytest.raises(ValueError, match="no .*encoder"):
