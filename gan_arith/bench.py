@@ -204,7 +204,7 @@ def initial_state(steps: Steps, image_size: int) -> TrainState:
     return jax.device_get(compiled(jax.random.key(0)))
 
 
-def _per_step_function(steps: Steps, mesh: jax.sharding.Mesh) -> Callable:
+def per_step_function(steps: Steps, mesh: jax.sharding.Mesh) -> Callable:
     """One step per call, the state donated; keys as ``fuse_steps`` draws them, so both paths train alike."""
 
     def step(state: TrainState, batch: dict, rng: jax.Array):
@@ -219,6 +219,17 @@ def _per_step_function(steps: Steps, mesh: jax.sharding.Mesh) -> Callable:
     )
 
 
+def abstract_step_inputs(steps: Steps, mesh: jax.sharding.Mesh, size: Size) -> tuple[Any, dict, jax.ShapeDtypeStruct]:
+    """Shapes, dtypes and shardings of a ``per_step_function`` call's arguments at ``size``: to compile
+    ahead of time for devices this host does not have (tools/gpu_traffic.py, tools/tpu_compile.py)."""
+    replicated, sharded = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+    state = jax.eval_shape(lambda key: steps.init(key, size.image_size), jax.random.key(0))
+    state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), state)
+    images = (steps.data_batch_size(size.batch_size), size.image_size, size.image_size, 3)
+    batch = {"image": jax.ShapeDtypeStruct(images, jnp.uint8, sharding=sharded)}
+    return state, batch, jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=replicated)
+
+
 PROFILED_CALLS = 10
 
 
@@ -228,7 +239,7 @@ def measure_mode(
 ) -> tuple[dict[str, Any], jax.stages.Compiled]:
     """Compile and time one way of running the step from the host state ``initial``: one step per
     call, or k fused in a lax.scan; with ``profile_dir``, then trace ``PROFILED_CALLS`` more calls."""
-    jitted = _per_step_function(steps, mesh) if steps_per_call == 1 else parallel.compile_train_steps(steps.train_step, mesh)
+    jitted = per_step_function(steps, mesh) if steps_per_call == 1 else parallel.compile_train_steps(steps.train_step, mesh)
     feed = _Feed(data, steps_per_call)
     state = parallel.put_replicated(initial, mesh)  # a fresh copy: the step donates it
     rng = parallel.put_replicated(jax.random.key(1), mesh)

@@ -266,3 +266,21 @@ def test_source_digest_names_the_code_measured(tmp_path, monkeypatch):
     assert bench.source_digest() != copied
     monkeypatch.undo()
     assert bench.source_digest() == copied
+
+
+def test_abstract_step_inputs_compile_the_step_ahead_of_time():
+    # What tools/gpu_traffic.py and tools/tpu_compile.py compile for absent devices: here for the CPU,
+    # then run on concrete inputs, giving the same state as the jitted per-step function.
+    size, mesh = tiny_size(), parallel.make_mesh()
+    steps = build_steps(bench.step_config("dcgan", "float32", size), parallel.batch_sharding(mesh))
+    abstract = bench.abstract_step_inputs(steps, mesh, size)
+    compiled = bench.per_step_function(steps, mesh).lower(*abstract).compile()
+    initial = bench.initial_state(steps, size.image_size)
+    images = render_faces(0, 0, steps.data_batch_size(size.batch_size), size.image_size)[0]
+    assert jax.tree.map(lambda a: (a.shape, a.dtype), abstract[0]) == jax.tree.map(lambda a: (a.shape, a.dtype), initial)
+    assert abstract[1]["image"].shape == images.shape
+    state, metrics = compiled(parallel.put_replicated(initial, mesh), {"image": images}, jax.random.key(1))
+    expected, _ = bench.per_step_function(steps, mesh)(parallel.put_replicated(initial, mesh), {"image": images}, jax.random.key(1))
+    assert int(state.step) == 1 and all(np.isfinite(float(v)) for v in metrics.values())
+    for got, want in zip(jax.tree.leaves(state.params), jax.tree.leaves(expected.params)):
+        np.testing.assert_array_equal(got, want)

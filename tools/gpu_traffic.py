@@ -36,11 +36,11 @@ import re  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.experimental import topologies  # noqa: E402
 
 from gan_arith import bench  # noqa: E402
+from gan_arith.train import parallel  # noqa: E402
 from gan_arith.train.steps import build_steps  # noqa: E402
 
 # An H100 SXM as XLA's GPU compiler sees it (jax-ml/jax#28376); runtime and cuDNN versions of jax 0.10's CUDA 13 wheels.
@@ -102,23 +102,12 @@ def memory_bound(kernel: dict) -> bool:
 def compile_step(model: str, dtype: str, discriminator_padding: str) -> str:
     """The optimised HLO of the seed-size step (one step per call, state donated) for one H100."""
     topology = topologies.get_topology_desc(platform="cuda", target_config=H100_TARGET, topology="1x1x1")
-    mesh = topologies.make_mesh(topology, (1,), ("data",))
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    mesh = parallel.make_mesh(topology.devices)
     size = bench.SIZES["seed"]
-    steps = build_steps(bench.step_config(model, dtype, size, discriminator_padding=discriminator_padding))
-    state = jax.eval_shape(lambda key: steps.init(key, size.image_size), jax.random.key(0))
-    state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), state)
-    images = (steps.data_batch_size(size.batch_size), size.image_size, size.image_size, 3)
-    batch = {"image": jax.ShapeDtypeStruct(images, jnp.uint8, sharding=sharded)}
-    rng = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=replicated)
-
-    def step(state, batch, rng):
-        return steps.train_step(state, batch, jax.random.fold_in(rng, state.step))
-
-    jitted = jax.jit(step, in_shardings=(replicated, sharded, replicated), out_shardings=(replicated, replicated),
-                     donate_argnums=0)
-    return jitted.lower(state, batch, rng).compile().as_text()
+    config = bench.step_config(model, dtype, size, discriminator_padding=discriminator_padding)
+    steps = build_steps(config, parallel.batch_sharding(mesh))
+    lowered = bench.per_step_function(steps, mesh).lower(*bench.abstract_step_inputs(steps, mesh, size))
+    return lowered.compile().as_text()
 
 
 def report(model: str, dtype: str, found: list[dict], top: int) -> dict:

@@ -34,7 +34,6 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 from jax.experimental import topologies  # noqa: E402
 
 from gan_arith import bench  # noqa: E402
@@ -61,21 +60,10 @@ def all_reduce_bytes(hlo_text: str) -> tuple[int, int]:
 
 def compile_step(model: str, dtype: str, mesh: jax.sharding.Mesh) -> dict:
     size = bench.SIZES["seed"]
-    replicated, sharded = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-    steps = build_steps(bench.step_config(model, dtype, size), sharded)
+    steps = build_steps(bench.step_config(model, dtype, size), parallel.batch_sharding(mesh))
     parallel.check_batch_size(steps.data_batch_size(size.batch_size), mesh)
-    state = jax.eval_shape(lambda key: steps.init(key, size.image_size), jax.random.key(0))
-    state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), state)
-    images = (steps.data_batch_size(size.batch_size), size.image_size, size.image_size, 3)
-    batch = {"image": jax.ShapeDtypeStruct(images, jnp.uint8, sharding=sharded)}
-    rng = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=replicated)
-
-    def step(state, batch, rng):
-        return steps.train_step(state, batch, jax.random.fold_in(rng, state.step))
-
     started = time.perf_counter()
-    compiled = jax.jit(step, in_shardings=(replicated, sharded, replicated), out_shardings=(replicated, replicated),
-                       donate_argnums=0).lower(state, batch, rng).compile()
+    compiled = bench.per_step_function(steps, mesh).lower(*bench.abstract_step_inputs(steps, mesh, size)).compile()
     compile_s = time.perf_counter() - started
     xla = compiled.cost_analysis()
     xla = xla[0] if isinstance(xla, (list, tuple)) else xla
