@@ -91,7 +91,8 @@ class ConvTranspose2x(nn.Module):
 
     `activation` (elementwise) is applied to each phase with the bias before interleaving, where XLA
     fuses both into the phase convolutions' outputs instead of making another pass over the
-    interleaved image. With interleave=False the result is returned as `Phases`.
+    interleaved image (on GPUs; on CPUs it makes no difference). With interleave=False the result is
+    returned as `Phases`.
     """
 
     features: int
@@ -108,11 +109,15 @@ class ConvTranspose2x(nn.Module):
         bias = self.param("bias", BIAS_INIT, (self.features,), jnp.float32)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         if self.impl == "dilated":
-            y = jax.lax.conv_transpose(x, kernel, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias
-            y = y if self.activation is None else self.activation(y)
+            y = jax.lax.conv_transpose(x, kernel, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            y = self._bias_and_activation(y, bias)
             return y if self.interleave else Phases.split(y)
         if self.impl != "phase":
             raise ValueError(f"ConvTranspose2x impl must be 'phase' or 'dilated', got {self.impl!r}")
+        # Bias and activation go on each phase when there is an activation to fuse them with, or no
+        # interleave: a bare bias is cheaper after the interleave on CPU (the VAE step fell from ~40 to
+        # ~28 steps/s with it per phase).
+        per_phase = self.activation is not None or not self.interleave
         phases = [[None, None], [None, None]]
         for phase_h in (0, 1):
             tap_h, before_h, after_h = _phase_padding(k, phase_h)
@@ -124,11 +129,17 @@ class ConvTranspose2x(nn.Module):
                     window_strides=(1, 1),
                     padding=((before_h, after_h), (before_w, after_w)),
                     dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                ) + bias
-                if self.activation is not None:
-                    phases[phase_h][phase_w] = self.activation(phases[phase_h][phase_w])
+                )
+                if per_phase:
+                    phases[phase_h][phase_w] = self._bias_and_activation(phases[phase_h][phase_w], bias)
         result = Phases(tuple(tuple(row) for row in phases))
-        return result.interleave() if self.interleave else result
+        if not self.interleave:
+            return result
+        return result.interleave() if per_phase else result.interleave() + bias
+
+    def _bias_and_activation(self, y: jax.Array, bias: jax.Array) -> jax.Array:
+        y = y + bias
+        return y if self.activation is None else self.activation(y)
 
 
 def _same_padding(kernel_size: int) -> tuple[int, int]:

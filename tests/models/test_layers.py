@@ -118,6 +118,8 @@ def test_conv_transpose_activation_and_phases_output(impl):
     assert isinstance(phases, Phases) and phases.shape == (2, 10, 12, 4)
     np.testing.assert_allclose(phases.interleave(), expected, atol=1e-6)
     np.testing.assert_allclose(phases.phase[1][0], expected[:, 1::2, 0::2], atol=1e-6)
+    bare = plain.clone(interleave=False).apply(variables, x)  # no activation: the bias still reaches every phase
+    np.testing.assert_allclose(bare.interleave(), plain.apply(variables, x), atol=1e-6)
 
 
 def test_phases_split_interleave_round_trip_and_bad_sizes():
