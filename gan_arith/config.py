@@ -75,14 +75,12 @@ ADDED_FIELDS: dict[tuple[str, ...], Any] = {("model", "discriminator_padding"): 
 def with_added_fields(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """`config` (a saved run's) with every `ADDED_FIELDS` entry it lacks set to the value it implied."""
     with config.unlocked():
-        for path, value in ADDED_FIELDS.items():
-            parent = config
-            for key in path[:-1]:
-                parent = parent.get(key)
-                if parent is None:
-                    break
-            if parent is not None and path[-1] not in parent:
-                parent[path[-1]] = value
+        for (*parents, name), value in ADDED_FIELDS.items():
+            node = config
+            for key in parents:
+                node = node[key]
+            if name not in node:
+                node[name] = value
     return config
 
 

@@ -48,7 +48,8 @@ def test_saved_configs_from_before_a_field_existed_get_the_value_they_were_train
     chosen = base_config("dcgan")
     chosen.model.discriminator_padding = "symmetric"
     assert with_added_fields(chosen).model.discriminator_padding == "symmetric"  # present fields are kept
-    for path in ADDED_FIELDS:  # every added field is a real field of the current config
+    for *parents, name in ADDED_FIELDS:  # every added field is a real field of the current config
         node = base_config("dcgan")
-        for key in path:
+        for key in parents:
             node = node[key]
+        assert name in node

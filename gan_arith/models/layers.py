@@ -201,13 +201,23 @@ def matmul_conv(
         kernel = jnp.pad(rhs.reshape(depth, c_out), ((0, align), (0, 0)))
         return jnp.dot(jnp.concatenate(unfolded, axis=-1), kernel, precision=precision)
     # col2im: per-tap products of every input pixel, then each output pixel sums its taps' products.
-    kernel = rhs.transpose(2, 0, 1, 3).reshape(c_in, kh * kw * c_out)
-    taps = jnp.dot(lhs, jnp.pad(kernel, ((0, 0), (0, -kernel.shape[1] % 8))), precision=precision)
-    taps = taps[..., : kh * kw * c_out].reshape(*lhs.shape[:3], kh * kw, c_out)
+    taps = _tap_products(lhs, rhs, precision)
     # Output (p, q) reads input (p + i - top, q + j - left) through tap (i, j): on the products padded
     # like the input, that is padded position (p + i, q + j).
     taps = jnp.pad(taps, ((0, 0), (top, bottom), (left, right), (0, 0), (0, 0)))
     return sum(taps[:, i : i + height, j : j + width, i * kw + j, :] for i in range(kh) for j in range(kw))
+
+
+def _tap_products(x: jax.Array, kernel: jax.Array, precision: Any) -> jax.Array:
+    """Every pixel of x [B, H, W, C_in] times every tap of kernel [kh, kw, C_in, C_out]: [B, H, W, kh·kw, C_out].
+
+    One matrix product with the kernel as [C_in, kh·kw·C_out], its columns padded to a multiple of 8
+    (tensor cores want aligned GEMMs); tap (i, j) is index i·kw + j.
+    """
+    kh, kw, c_in, c_out = kernel.shape
+    matrix = kernel.transpose(2, 0, 1, 3).reshape(c_in, kh * kw * c_out)
+    products = jnp.dot(x, jnp.pad(matrix, ((0, 0), (0, -matrix.shape[1] % 8))), precision=precision)
+    return products[..., : kh * kw * c_out].reshape(*x.shape[:3], kh * kw, c_out)
 
 
 def rgb_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Any, padding: Any, **kwargs: Any) -> jax.Array:
@@ -227,26 +237,16 @@ def rgb_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Any, padding: Any, 
 def _conv_in_phase_domain(phases: Phases, kernel: jax.Array, precision: Any) -> Phases:
     """A 'SAME' stride-1 k×k convolution (k odd) of the image held by `phases`, computed phase by phase.
 
-    Per phase one matrix product with the kernel as [C_in, k·k·C_out] gives every pixel's per-tap
-    products (as `matmul_conv`'s col2im); output pixel p sums tap i of input pixel p + i - k//2.
-    For output phase o that input lies in phase (o + i - k//2) mod 2 at offset ⌊(o + i - k//2) / 2⌋.
+    Per phase the per-tap products of every pixel (`_tap_products`, as `matmul_conv`'s col2im);
+    output pixel p sums tap i of input pixel p + i - k//2. For output phase o that input lies in
+    phase (o + i - k//2) mod 2 at offset ⌊(o + i - k//2) / 2⌋.
     """
-    k, _, c_in, c_out = kernel.shape
+    k = kernel.shape[0]
     half = k // 2
-    matrix = kernel.transpose(2, 0, 1, 3).reshape(c_in, k * k * c_out)
-    matrix = jnp.pad(matrix, ((0, 0), (0, -matrix.shape[1] % 8)))  # aligned for tensor cores
-    batch, height, width, _ = phases.phase[0][0].shape
+    _, height, width, _ = phases.phase[0][0].shape
     before, after = -((-half) // 2), (k - half) // 2  # the largest backward and forward offsets
-    products = [
-        [
-            jnp.pad(
-                jnp.dot(p, matrix, precision=precision)[..., : k * k * c_out].reshape(batch, height, width, k * k, c_out),
-                ((0, 0), (before, after), (before, after), (0, 0), (0, 0)),
-            )
-            for p in row
-        ]
-        for row in phases.phase
-    ]
+    margins = ((0, 0), (before, after), (before, after), (0, 0), (0, 0))
+    products = [[jnp.pad(_tap_products(p, kernel, precision), margins) for p in row] for row in phases.phase]
 
     def output_phase(out_h: int, out_w: int) -> jax.Array:
         total = 0
