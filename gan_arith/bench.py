@@ -587,6 +587,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, help="override the size preset")
     parser.add_argument("--window-s", type=float, help="override the size preset: seconds per timed window")
     args = parser.parse_args(argv)
+    # Compile times are measured here: a persistent cache (JAX_COMPILATION_CACHE_DIR) would time its reads.
+    jax.config.update("jax_enable_compilation_cache", False)
 
     overrides = {k: v for k, v in vars(args).items() if k in Size.__dataclass_fields__ and v is not None}
     size = dataclasses.replace(SIZES[args.size], **overrides)

@@ -7,6 +7,7 @@ change a few fields and call `run_experiment`. On a host without an accelerator,
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -146,6 +147,25 @@ def command_line_fields(argv: list[str], flag: str = "config") -> frozenset[str]
     return frozenset(arg[len(prefix):].split("=", 1)[0] for arg in argv if arg.startswith(prefix))
 
 
+def default_compilation_cache() -> str:
+    """$GAN_ARITH_COMPILATION_CACHE, else gan_arith/xla in the user's cache directory (XDG)."""
+    if "GAN_ARITH_COMPILATION_CACHE" in os.environ:
+        return os.environ["GAN_ARITH_COMPILATION_CACHE"]
+    return str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gan_arith" / "xla")
+
+
+def use_compilation_cache(directory: str) -> None:
+    """Keep XLA executables in `directory` ('' = off), so a resumed run or the next experiment skips compiling.
+
+    A directory JAX was already given (JAX_COMPILATION_CACHE_DIR) wins. JAX keys each entry by the
+    computation, the devices and the jax/XLA versions, so a stale entry is never used.
+    """
+    import jax
+
+    if directory and not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", directory)
+
+
 def run_experiment(get_config: Callable[[], ml_collections.ConfigDict], main: Callable[..., Any], name: str) -> None:
     """Command-line entry for an experiment module: `--config.key=value` overrides and `--workdir`.
 
@@ -156,6 +176,10 @@ def run_experiment(get_config: Callable[[], ml_collections.ConfigDict], main: Ca
 
     config_flags.DEFINE_config_dict("config", get_config(), "Experiment config; override with --config.key=value.")
     flags.DEFINE_string("workdir", str(Path("workdirs") / name), "Where checkpoints, logs and figures go.")
+    flags.DEFINE_string(
+        "compilation_cache", default_compilation_cache(),
+        "Directory of compiled XLA executables reused across runs ('' turns it off).",
+    )
 
     def _main(argv: list[str]) -> None:
         if len(argv) > 1:
@@ -163,6 +187,7 @@ def run_experiment(get_config: Callable[[], ml_collections.ConfigDict], main: Ca
         import jax
 
         logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
+        use_compilation_cache(flags.FLAGS.compilation_cache)
         config = flags.FLAGS.config
         backend = jax.default_backend()
         changes = scale_for_host(config, backend, keep=command_line_fields(sys.argv))

@@ -1,10 +1,19 @@
 """The config system: overrides merge in place and name what changed; CPU scaling keeps the user's fields."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import ml_collections
 import pytest
 
 from experiments import dcgan_celeba
-from gan_arith.config import ADDED_FIELDS, apply_overrides, base_config, command_line_fields, scale_for_host, with_added_fields
+from gan_arith.config import (
+    ADDED_FIELDS, apply_overrides, base_config, command_line_fields, default_compilation_cache, scale_for_host, with_added_fields,
+)
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_apply_overrides_merges_nested_fields_and_reports_changes():
@@ -53,3 +62,50 @@ def test_saved_configs_from_before_a_field_existed_get_the_value_they_were_train
         for key in parents:
             node = node[key]
         assert name in node
+
+
+# Compiles one function with the cache in argv[1] and prints the cache's hits and the directory JAX used.
+CACHED_COMPILE = """
+import sys
+import jax
+from gan_arith.config import use_compilation_cache
+hits = []
+jax.monitoring.register_event_listener(lambda event, **_: hits.append(event) if event.endswith("/cache_hits") else None)
+use_compilation_cache(sys.argv[1])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+jax.jit(lambda x: (x @ x.T).sum())(jax.numpy.ones((8, 8))).block_until_ready()
+print(len(hits), jax.config.jax_compilation_cache_dir)
+"""
+
+
+def _cached_compile(directory: str, jax_cache_dir: str = "") -> tuple[int, str]:
+    env = {key: value for key, value in os.environ.items() if key != "JAX_COMPILATION_CACHE_DIR"}
+    if jax_cache_dir:
+        env["JAX_COMPILATION_CACHE_DIR"] = jax_cache_dir
+    result = subprocess.run([sys.executable, "-c", CACHED_COMPILE, directory], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    hits, used = result.stdout.split()
+    return int(hits), used
+
+
+def test_compilation_cache_is_reused_by_the_next_process(tmp_path):
+    cache = tmp_path / "xla"
+    assert _cached_compile(str(cache)) == (0, str(cache))
+    assert any(cache.iterdir())
+    hits, used = _cached_compile(str(cache))
+    assert hits > 0 and used == str(cache)
+
+
+def test_a_cache_directory_given_to_jax_wins(tmp_path):
+    theirs = tmp_path / "theirs"
+    assert _cached_compile(str(tmp_path / "ours"), jax_cache_dir=str(theirs)) == (0, str(theirs))
+    assert any(theirs.iterdir()) and not (tmp_path / "ours").exists()
+
+
+def test_default_compilation_cache_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("GAN_ARITH_COMPILATION_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_compilation_cache() == str(tmp_path / "gan_arith" / "xla")
+    monkeypatch.setenv("GAN_ARITH_COMPILATION_CACHE", "")
+    assert default_compilation_cache() == ""

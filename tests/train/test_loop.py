@@ -56,7 +56,7 @@ def test_reconstruction_experiments_write_their_files(module, figure, tmp_path):
 
 
 def test_dcgan_command_line_run_and_resume(tmp_path):
-    """`python -m experiments.dcgan_celeba` with overrides; a second identical command resumes (and has nothing to do)."""
+    """`python -m experiments.dcgan_celeba` with overrides and a compilation cache; a second identical command resumes."""
     workdir = tmp_path / "run"
     overrides = [
         "--config.scale_for_cpu=False", "--config.model.image_size=20", "--config.model.width=8",
@@ -66,15 +66,19 @@ def test_dcgan_command_line_run_and_resume(tmp_path):
         "--config.num_samples=8", "--config.steps_per_dispatch=4", "--config.best_metric=g_loss",
         "--config.model.discriminator_padding=symmetric",
     ]
-    command = [sys.executable, "-m", "experiments.dcgan_celeba", f"--workdir={workdir}", *overrides]
-    first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    cache = tmp_path / "xla"
+    command = [sys.executable, "-m", "experiments.dcgan_celeba", f"--workdir={workdir}", f"--compilation_cache={cache}",
+               *overrides]
+    env = {**os.environ, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}  # tiny steps compile in under 1 s
+    first = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
+    assert any(cache.iterdir())
     assert "synthetic faces" in first.stderr
     assert (workdir / "figures" / "samples_epoch0001.png").exists()
     assert (workdir / "figures" / "samples_epoch0002.png").exists()
     assert (workdir / "tensorboard").is_dir()
     total_steps = json.loads((workdir / "summary.json").read_text())["total_steps"]
-    second = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0 and f"resuming at step {total_steps}" in second.stderr, second.stderr[-3000:]
     run = checkpoint.load_run(workdir)
     assert int(run.state.step) == total_steps and run.config.model.discriminator_padding == "symmetric"
