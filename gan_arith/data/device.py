@@ -5,9 +5,8 @@ device and cached; a batch is a ``jnp.take`` of the permutation's slice inside j
 the host only dispatches a step index. ``epoch_permutation`` gives the same order on the host,
 which the tf.data path uses so that both pipelines yield the same batches for the same seed.
 
-Single process only: with several JAX processes each host would have to feed its local part of
-the global batch, which this module does not implement; it raises instead (use the tf.data path,
-which shards by ``jax.process_index()``).
+With several JAX processes (a TPU pod slice) every process holds the whole dataset and the same
+permutations, and each device gathers its own rows of every global batch: no host feeds another.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -98,10 +98,9 @@ class DeviceFaces:
         seed: int,
         mesh: Mesh | None = None,
     ) -> None:
-        if jax.process_count() > 1:
-            raise NotImplementedError(
-                f"DeviceFaces runs in a single JAX process; this job has {jax.process_count()} "
-                "processes: use the tf.data pipeline (gan_arith.data.tfdata), which shards per host"
+        if mesh is None and jax.process_count() > 1:
+            raise ValueError(
+                f"DeviceFaces needs a mesh over the devices of all {jax.process_count()} processes of this job"
             )
         if not hasattr(images, "dtype") or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(
@@ -135,7 +134,8 @@ class DeviceFaces:
             self._replicated = replicated = NamedSharding(mesh, P())
             self._batch_spec = NamedSharding(mesh, P(DATA_AXIS))
             self._stack_spec = NamedSharding(mesh, P(None, DATA_AXIS))
-        self._arrays = jax.device_put({"image": np.asarray(images), "attributes": attributes}, replicated)
+        arrays = {"image": np.asarray(images), "attributes": attributes}
+        self._arrays = jax.device_put(arrays, replicated) if mesh is None else put_process_local(arrays, replicated)
         self._cached_epoch: int | None = None
         self._cached_perm: jax.Array | None = None
 
@@ -184,6 +184,18 @@ class DeviceFaces:
             self._arrays, self.permutation(epoch), start_step,
             batch_size=self.batch_size, num_steps=num_steps, sharding=self._stack_spec,
         )
+
+
+def put_process_local(tree: Any, sharding: NamedSharding) -> Any:
+    """Global arrays from each process's part of them: its rows of the sharded axes, all of a replicated one.
+
+    One process: `jax.device_put`. Several: `jax.make_array_from_process_local_data`, which, unlike
+    `device_put`, takes a different value on each process (device_put insists that they are equal,
+    and checks it by gathering them).
+    """
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+    return jax.tree.map(lambda local: jax.make_array_from_process_local_data(sharding, np.asarray(local)), tree)
 
 
 def _host_available_bytes() -> int:

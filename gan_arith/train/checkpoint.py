@@ -36,13 +36,18 @@ class Checkpoints:
             raise ValueError(f"best_mode must be 'min' or 'max', got {best_mode!r}")
         self.directory = Path(directory).absolute()
         self.best_metric = best_metric
+        # Both managers save the same step; in a multi-process run their cross-process barriers need
+        # distinct names (orbax names them by step alone).
+        barriers = {name: ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=name) for name in ("latest", "best")}
         self.latest = ocp.CheckpointManager(
-            self.directory / "latest", options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+            self.directory / "latest",
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, multiprocessing_options=barriers["latest"]),
         )
         self.best = ocp.CheckpointManager(
             self.directory / "best",
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=1, best_fn=lambda metrics: float(metrics[best_metric]), best_mode=best_mode, create=True
+                max_to_keep=1, best_fn=lambda metrics: float(metrics[best_metric]), best_mode=best_mode, create=True,
+                multiprocessing_options=barriers["best"],
             ),
         )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,9 +19,10 @@ from typing import Any, Iterator
 import jax
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 
 from gan_arith import figures
-from gan_arith.data.device import DeviceFaces, fits_on_device
+from gan_arith.data.device import DeviceFaces, fits_on_device, put_process_local
 from gan_arith.data.sources import resolve_store, select_faces
 from gan_arith.data.store import FaceStore
 from gan_arith.evaluation.frechet import GeneratorFrechet
@@ -68,14 +70,16 @@ class TfDataBatches:
         batches = [next(self._iterator) for _ in range(num_steps)]
         self._position = (epoch, start_step + num_steps)
         stacked = {key: np.stack([b[key] for b in batches]) for key in batches[0]}
-        return jax.device_put(stacked, self._sharding)
+        return put_process_local(stacked, self._sharding)  # this host's rows of the global batch
 
 
 def choose_pipeline(choice: str, num_bytes: int) -> str:
-    """'device' or 'tfdata' for config.data.pipeline (``auto``: device-resident when it fits and the job is
-    one process; DeviceFaces holds the whole dataset in one process, tf.data shards it per host)."""
+    """'device' or 'tfdata' for config.data.pipeline (``auto``: device-resident when it fits)."""
     if choice == "auto":
-        return "device" if jax.process_count() == 1 and fits_on_device(num_bytes) else "tfdata"
+        fits = fits_on_device(num_bytes)
+        if jax.process_count() > 1:  # one answer on every process: they must all run the same computations
+            fits = bool(np.all(multihost_utils.process_allgather(np.array(fits))))
+        return "device" if fits else "tfdata"
     if choice not in ("device", "tfdata"):
         raise ValueError(f"config.data.pipeline must be 'auto', 'device' or 'tfdata', got {choice!r}")
     return choice
@@ -107,10 +111,11 @@ def _check_resumable(workdir: Path, config: ml_collections.ConfigDict) -> None:
 class _Logger:
     """metrics.jsonl always; TensorBoard scalars and images when tensorboardX is installed."""
 
-    def __init__(self, workdir: Path, tensorboard: bool):
-        self.jsonl = open(workdir / "metrics.jsonl", "a", buffering=1)
+    def __init__(self, workdir: Path, tensorboard: bool, write: bool = True):
+        """`write=False` (every process of a multi-process run but the first) logs nothing."""
+        self.jsonl = open(workdir / "metrics.jsonl", "a", buffering=1) if write else None
         self.writer = None
-        if tensorboard:
+        if tensorboard and write:
             try:
                 from tensorboardX import SummaryWriter
 
@@ -119,7 +124,8 @@ class _Logger:
                 print("tensorboardX is not installed: logging to metrics.jsonl only", file=sys.stderr)
 
     def scalars(self, step: int, split: str, metrics: dict[str, float], **extra: Any) -> None:
-        self.jsonl.write(json.dumps({"step": step, "split": split, **extra, **metrics}) + "\n")
+        if self.jsonl is not None:
+            self.jsonl.write(json.dumps({"step": step, "split": split, **extra, **metrics}) + "\n")
         if self.writer is not None:
             for name, value in metrics.items():
                 self.writer.add_scalar(f"{split}/{name}", value, step)
@@ -129,7 +135,8 @@ class _Logger:
             self.writer.add_image(tag, image_hwc, step, dataformats="HWC")
 
     def close(self) -> None:
-        self.jsonl.close()
+        if self.jsonl is not None:
+            self.jsonl.close()
         if self.writer is not None:
             self.writer.close()
 
@@ -143,33 +150,40 @@ def _eval_batch(store: FaceStore, config: ml_collections.ConfigDict, batch_size:
     return jax.device_put(batch, parallel.batch_sharding(mesh))
 
 
-def _write_figures(
-    kind: str, steps: Steps, state: TrainState, eval_batch: dict[str, jax.Array], fixed_z: jax.Array,
-    workdir: Path, epoch: int, logger: _Logger,
-) -> None:
-    step = int(state.step)
-    out = workdir / "figures"
+def _figure_images(kind: str, steps: Steps, state: TrainState, eval_batch: dict[str, jax.Array], fixed_z: jax.Array) -> dict[str, np.ndarray]:
+    """The epoch's figures as uint8 host arrays: 'samples' (GAN, VAE) and 'originals' + 'reconstructions' (VAE, AE).
+
+    Computed by every process of a multi-process run (the arrays span all of them); one writes them.
+    """
     if kind == "dcgan":
-        images = from_model_range(jax.jit(steps.generate)(state.params["generator"], fixed_z))
-        figures.plot_image_grid(images, out / f"samples_epoch{epoch:04d}.png", title=f"epoch {epoch}, step {step}")
-        logger.image(step, "samples", figures.image_mosaic(images))
-        return
+        return {"samples": from_model_range(jax.jit(steps.generate)(state.params["generator"], fixed_z))}
     originals = eval_batch["image"][:NUM_EVAL_IMAGES]
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     model = steps.model
     images = to_model_range(originals)
+    shown = {"originals": np.asarray(originals)}
     if kind == "vae":
         mean, _ = model.apply(variables, images, method=model.encode)
-        reconstruction = model.apply(variables, mean, method=model.decode)
-        prior = model.apply(variables, fixed_z[:, : model.latent_dim], method=model.decode)
-        figures.plot_image_grid(from_model_range(prior), out / f"samples_epoch{epoch:04d}.png", title=f"VAE prior samples, epoch {epoch}")
+        shown["reconstructions"] = from_model_range(model.apply(variables, mean, method=model.decode))
+        shown["samples"] = from_model_range(model.apply(variables, fixed_z[:, : model.latent_dim], method=model.decode))
     else:
-        reconstruction = model.apply(variables, images)
-    figures.plot_reconstructions(
-        np.asarray(originals), {"reconstruction": from_model_range(reconstruction)},
-        out / f"reconstructions_epoch{epoch:04d}.png", title=f"epoch {epoch}, step {step}",
-    )
-    logger.image(step, "reconstructions", figures.image_mosaic(np.concatenate([np.asarray(originals), from_model_range(reconstruction)])))
+        shown["reconstructions"] = from_model_range(model.apply(variables, images))
+    return shown
+
+
+def _write_figures(kind: str, shown: dict[str, np.ndarray], workdir: Path, epoch: int, step: int, logger: _Logger) -> None:
+    out = workdir / "figures"
+    if "samples" in shown:
+        title = f"epoch {epoch}, step {step}" if kind == "dcgan" else f"VAE prior samples, epoch {epoch}"
+        figures.plot_image_grid(shown["samples"], out / f"samples_epoch{epoch:04d}.png", title=title)
+    if "reconstructions" in shown:
+        figures.plot_reconstructions(
+            shown["originals"], {"reconstruction": shown["reconstructions"]},
+            out / f"reconstructions_epoch{epoch:04d}.png", title=f"epoch {epoch}, step {step}",
+        )
+        logger.image(step, "reconstructions", figures.image_mosaic(np.concatenate([shown["originals"], shown["reconstructions"]])))
+    else:
+        logger.image(step, "samples", figures.image_mosaic(shown["samples"]))
 
 
 def _frechet_metric(config: ml_collections.ConfigDict, store: FaceStore, steps: Steps) -> GeneratorFrechet | None:
@@ -191,7 +205,10 @@ def _frechet_metric(config: ml_collections.ConfigDict, store: FaceStore, steps: 
             f"attribute labels to train one on; use --config.best_metric=g_loss"
         )
     size = config.model.image_size
-    scorer = load_or_train_classifier(store, size, config.classifier_dir, steps=config.classifier_steps)
+    scorer = parallel.first_process_first(
+        lambda: load_or_train_classifier(store, size, config.classifier_dir, steps=config.classifier_steps),
+        "attribute classifier",
+    )
     held_out = store.select(config.data.query or None, "valid")
     rows = held_out if len(held_out) >= 2 else select_faces(store, config.data)
     return GeneratorFrechet.from_real_images(
@@ -224,9 +241,12 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
     parallel.initialize_distributed()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    parallel.check_shared_directory(workdir)
     _check_resumable(workdir, config)
 
-    store, source = resolve_store(config.data, config.model.image_size, config.seed)
+    store, source = parallel.first_process_first(
+        lambda: resolve_store(config.data, config.model.image_size, config.seed), "face store"
+    )
     indices = select_faces(store, config.data)
     mesh = parallel.make_mesh()
     steps = build_steps(config, parallel.batch_sharding(mesh))
@@ -235,7 +255,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
     if len(indices) < batch_size:
         raise ValueError(f"{len(indices)} faces selected, fewer than one batch of {batch_size}")
     data, pipeline = _pipeline(config, store, indices, batch_size, mesh)
-    save_config(workdir, config)
+    # Every process computes; the first writes the files and prints (they would be the same on all).
+    lead = jax.process_index() == 0
+    console = sys.stderr if lead else open(os.devnull, "w")
+    if lead:
+        save_config(workdir, config)
 
     checkpoints = Checkpoints(
         workdir / "checkpoints", keep=config.keep_checkpoints, best_metric=config.best_metric, best_mode=config.best_mode
@@ -260,17 +284,19 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
     print(
         f"{config.model.kind}: {len(indices)} faces from {source}, {pipeline} pipeline, {mesh.size} device(s) "
         f"({jax.default_backend()}), {steps_per_epoch} steps/epoch of {batch_size} faces, {config.num_epochs} epochs"
-        + (f"; resuming at step {start_step}" if resumed else ""),
-        file=sys.stderr,
+        + (f"; resuming at step {start_step}" if resumed else "")
+        + (f"; {jax.process_count()} processes" if jax.process_count() > 1 else ""),
+        file=console,
     )
-    logger = _Logger(workdir, config.tensorboard)
+    logger = _Logger(workdir, config.tensorboard, write=lead)
     last_eval: dict[str, float] = {}
     start_time = time.monotonic()
     try:
         for epoch in range(start_step // steps_per_epoch, config.num_epochs):
             step_in_epoch = int(state.step) - epoch * steps_per_epoch
             progress = Progress(
-                steps_per_epoch, label=f"epoch {epoch + 1}/{config.num_epochs}", unit="img", done=step_in_epoch
+                steps_per_epoch, label=f"epoch {epoch + 1}/{config.num_epochs}", unit="img", done=step_in_epoch,
+                stream=console,
             )
             while step_in_epoch < steps_per_epoch:
                 num_steps = min(steps_per_dispatch, steps_per_epoch - step_in_epoch)
@@ -295,18 +321,23 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
                 if frechet is not None:
                     last_eval["frechet"] = frechet(state.params)
                 logger.scalars(int(state.step), "eval", last_eval, epoch=epoch + 1)
-                _write_figures(config.model.kind, steps, state, eval_batch, fixed_z, workdir, epoch + 1, logger)
+                shown = _figure_images(config.model.kind, steps, state, eval_batch, fixed_z)
+                if lead:
+                    _write_figures(config.model.kind, shown, workdir, epoch + 1, int(state.step), logger)
                 checkpoints.save(state, last_eval)
-                print(f"epoch {epoch + 1}: eval " + "  ".join(f"{k} {v:.4g}" for k, v in last_eval.items()), file=sys.stderr)
+                print(f"epoch {epoch + 1}: eval " + "  ".join(f"{k} {v:.4g}" for k, v in last_eval.items()), file=console)
     finally:
         checkpoints.wait()
         checkpoints.close()
         logger.close()
+        if not lead:
+            console.close()
     elapsed = time.monotonic() - start_time
     summary = {
         "workdir": str(workdir), "source": source, "pipeline": pipeline, "devices": mesh.size,
         "steps": int(state.step), "total_steps": total_steps, "resumed_from": start_step if resumed else None,
         "seconds": round(elapsed, 1), "eval": last_eval,
     }
-    write_json(summary, workdir / "summary.json", indent=2)
+    if lead:
+        write_json(summary, workdir / "summary.json", indent=2)
     return summary

@@ -8,15 +8,20 @@ exercises the code path a TPU pod runs.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Sequence
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence, TypeVar
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from gan_arith.data.device import put_process_local
 from gan_arith.train.steps import Batch, Metrics, TrainState, fuse_steps
 
 DATA_AXIS = "data"
+T = TypeVar("T")
 
 
 def initialize_distributed() -> None:
@@ -28,7 +33,50 @@ def initialize_distributed() -> None:
     multi_host_env = "JAX_COORDINATOR_ADDRESS" in os.environ or os.environ.get("GAN_ARITH_DISTRIBUTED") == "1"
     tpu_pod = os.environ.get("TPU_WORKER_HOSTNAMES", "").count(",") > 0
     if (multi_host_env or tpu_pod) and not jax.distributed.is_initialized():
-        jax.distributed.initialize()
+        # jax reads the coordinator's address from the environment but not the other two.
+        counts = {name: os.environ.get(f"JAX_{name.upper()}") for name in ("num_processes", "process_id")}
+        jax.distributed.initialize(**{name: int(value) for name, value in counts.items() if value is not None})
+
+
+def first_process_first(make: Callable[[], T], name: str) -> T:
+    """`make()` on process 0, then, once it is done, on the others (`name` labels the barrier).
+
+    For artifacts written to disk on first use (a face store, the attribute classifier): on a shared
+    filesystem the other processes then find process 0's; on per-host disks each host makes its own.
+    Concurrent writers of one artifact would race. One process: just `make()`.
+    """
+    if jax.process_count() == 1:
+        return make()
+    if jax.process_index() == 0:
+        made = make()
+    multihost_utils.sync_global_devices(name)
+    if jax.process_index() != 0:
+        made = make()
+    return made
+
+
+def check_shared_directory(directory: Path) -> None:
+    """Raise on every process unless all processes see `directory` as one folder (a no-op for one process).
+
+    The processes of a multi-process run write one orbax checkpoint together and each restores it,
+    so the workdir must be on a filesystem they share (NFS, Filestore, a gcsfuse mount).
+    """
+    if jax.process_count() == 1:
+        return
+    marker = directory / ".shared-directory-check"
+    token = str(time.time_ns())
+    if jax.process_index() == 0:
+        marker.write_text(token)
+    token = multihost_utils.broadcast_one_to_all(np.frombuffer(token.encode().ljust(32), np.uint8))
+    sees = marker.exists() and marker.read_text().encode().ljust(32) == token.tobytes()
+    missing = np.flatnonzero(~multihost_utils.process_allgather(np.array(sees)))
+    if jax.process_index() == 0:
+        marker.unlink()  # after the gather: every process has looked
+    if len(missing):
+        raise ValueError(
+            f"workdir {directory} is not one folder shared by all {jax.process_count()} processes (processes "
+            f"{missing.tolist()} do not see process 0's files there): put it on a filesystem every host mounts"
+        )
 
 
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -74,4 +122,5 @@ def compile_eval_step(
 
 
 def put_replicated(tree: Any, mesh: Mesh) -> Any:
-    return jax.device_put(tree, replicated(mesh))
+    """`tree`, which every process holds whole and equal, as arrays replicated over the mesh."""
+    return put_process_local(tree, replicated(mesh))

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -215,11 +216,91 @@ def test_four_device_run_matches_one_device(tmp_path):
         np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-4)
 
 
-def test_choose_pipeline_keeps_multi_process_jobs_off_the_single_process_device_path(monkeypatch):
+# One process of a two-process job (what each host of a TPU pod slice runs), two CPU devices each.
+TWO_PROCESSES = """
+import os, sys, json
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+import ml_collections, jax
+from gan_arith.train import loop
+config = ml_collections.ConfigDict(json.loads(open(sys.argv[1]).read()))
+summary = loop.train(config, sys.argv[2])
+assert (jax.process_count(), jax.device_count(), summary["devices"]) == (2, 4, 4)
+"""
+
+
+def run_two_processes(config: ml_collections.ConfigDict, tmp_path: Path, *workdirs: Path) -> list[subprocess.CompletedProcess]:
+    """Both processes of a job over localhost (jax.distributed from JAX_* variables); `workdirs` per process."""
+    config_file = tmp_path / "two_processes.json"
+    config_file.write_text(config.to_json())
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        port = probe.getsockname()[1]
+    processes, logs = [], [tmp_path / f"process{index}.log" for index in range(len(workdirs))]
+    for index, (workdir, log) in enumerate(zip(workdirs, logs)):
+        env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COORDINATOR_ADDRESS": f"localhost:{port}",
+               "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(index)}
+        with open(log, "w") as output:  # files, not pipes: an undrained pipe would stall its process mid-run
+            processes.append(subprocess.Popen([sys.executable, "-c", TWO_PROCESSES, str(config_file), str(workdir)],
+                                              cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT))
+    try:
+        for process in processes:
+            process.wait(timeout=400)
+    finally:
+        for process in processes:
+            process.kill()
+    return [subprocess.CompletedProcess(p.args, p.returncode, "", log.read_text()) for p, log in zip(processes, logs)]
+
+
+def assert_same_metrics(workdir: Path, reference: Path) -> None:
+    rows, expected = metrics_lines(workdir), metrics_lines(reference)
+    assert [row["step"] for row in rows] == [row["step"] for row in expected] and rows
+    for a, b in zip(rows, expected):
+        for name in ("d_loss_real", "d_loss_fake", "g_loss"):
+            np.testing.assert_allclose(a[name], b[name], rtol=1e-4)
+
+
+def test_two_processes_train_resume_and_score_like_one(tmp_path):
+    """A pod slice's path on CPU: device-resident data on every host, the face store and the Fréchet
+    metric's classifier made once (process 0 first), one shared checkpoint, resumed by both."""
+    config = tiny(dcgan_celeba, tmp_path, num_epochs=1, best_metric="frechet", num_fd_samples=16, classifier_steps=10,
+                  classifier_dir=str(tmp_path / "classifier"))
+    config.model.image_size = 40  # the Fréchet metric's classifier needs >= 32px
+    config.data.pipeline = "device"
+    workdir = tmp_path / "two"
+    for epochs in (1, 2):
+        config.num_epochs = epochs
+        results = run_two_processes(config, tmp_path, workdir, workdir)
+        for result in results:
+            assert result.returncode == 0, result.stderr[-3000:]
+    steps_per_epoch = metrics_lines(workdir, "eval")[0]["step"]
+    assert f"resuming at step {steps_per_epoch}" in results[0].stderr
+    assert "resuming" not in results[1].stderr  # process 0 alone prints and writes
+    reference = tmp_path / "one"
+    loop.train(config, reference)
+    assert_same_metrics(workdir, reference)
+    assert [row["epoch"] for row in metrics_lines(workdir, "eval")] == [1, 2]  # one writer: no duplicate lines
+    frechet = [row["frechet"] for row in metrics_lines(workdir, "eval")]
+    np.testing.assert_allclose(frechet, [row["frechet"] for row in metrics_lines(reference, "eval")], rtol=1e-3)
+
+
+def test_two_processes_feed_their_rows_through_tf_data(tmp_path):
+    config = tiny(dcgan_celeba, tmp_path, num_epochs=1)
+    config.data.pipeline = "tfdata"  # each host reads its half of every global batch
+    for result in run_two_processes(config, tmp_path, tmp_path / "two", tmp_path / "two"):
+        assert result.returncode == 0, result.stderr[-3000:]
+    loop.train(config, tmp_path / "one")
+    assert_same_metrics(tmp_path / "two", tmp_path / "one")
+
+
+def test_two_processes_refuse_a_workdir_they_do_not_share(tmp_path):
+    results = run_two_processes(tiny(dcgan_celeba, tmp_path), tmp_path, tmp_path / "host0", tmp_path / "host1")
+    for result in results:
+        assert result.returncode != 0 and "is not one folder shared by all 2 processes" in result.stderr, result.stderr[-3000:]
+
+
+def test_choose_pipeline():
     assert loop.choose_pipeline("auto", 1 << 20) == "device"
     assert loop.choose_pipeline("auto", 1 << 60) == "tfdata"  # does not fit
     assert loop.choose_pipeline("device", 1 << 60) == "device"  # an explicit choice is kept
-    monkeypatch.setattr(jax, "process_count", lambda: 2)  # a TPU pod slice: DeviceFaces is one process only
-    assert loop.choose_pipeline("auto", 1 << 20) == "tfdata"
     with pytest.raises(ValueError, match="pipeline"):
         loop.choose_pipeline("grain", 1)
