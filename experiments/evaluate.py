@@ -25,7 +25,7 @@ import ml_collections
 from experiments import dcgan_celeba, vae_celeba
 from gan_arith import artifacts
 from gan_arith.files import write_json, write_text
-from gan_arith.config import analysis_config, run_experiment
+from gan_arith.config import analysis_config, run_experiment, selected_kinds
 from gan_arith.data.store import attribute_mask
 from gan_arith.evaluation.frechet import distribution_distances, load_feature_extractor
 from gan_arith.evaluation.sampling import normal_latents
@@ -85,7 +85,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
         "expression": config.expression, "target": config.target, "k": config.k,
         "feature_network": config.feature_network or "classifier features", "models": {},
     }
-    for kind in config.kinds.split(","):
+    for kind in selected_kinds(config):
         results["models"][kind] = evaluate_model(config, kind)
         print(f"{kind}: {format_success(results['models'][kind]['arithmetic'])}", file=sys.stderr)
     write_json(results, Path(workdir) / "results.json")

@@ -21,7 +21,7 @@ import numpy as np
 from experiments import dcgan_celeba, vae_celeba
 from gan_arith import artifacts, figures
 from gan_arith.files import write_json
-from gan_arith.config import analysis_config, run_experiment
+from gan_arith.config import analysis_config, run_experiment, selected_kinds
 from gan_arith.latent import sweeps
 
 
@@ -38,7 +38,7 @@ def get_config() -> ml_collections.ConfigDict:
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
     summary = {}
-    for kind in config.kinds.split(","):
+    for kind in selected_kinds(config):
         run = artifacts.load_or_train(config[kind].run, config[kind].train)
         points = sweeps.endpoint_latents(run, artifacts.run_store(run), config.num_points, config.seed)
         strips = sweeps.interpolation_strips(run, points, config.steps_per_segment)

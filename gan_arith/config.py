@@ -7,6 +7,7 @@ change a few fields and call `run_experiment`. On a host without an accelerator,
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 from pathlib import Path
@@ -85,6 +86,25 @@ def with_added_fields(config: ml_collections.ConfigDict) -> ml_collections.Confi
     return config
 
 
+# Fields a training run needs positive (checked before it writes anything).
+POSITIVE_FIELDS = (
+    "batch_size", "num_epochs", "eval_every_epochs", "num_samples", "keep_checkpoints",
+    "model.width", "model.latent_dim", "model.image_size", "optimizer.learning_rate",
+)
+
+
+def check_train_config(config: ml_collections.ConfigDict) -> None:
+    """Raise a ValueError naming the first of `POSITIVE_FIELDS` that is not a positive number."""
+    for name in POSITIVE_FIELDS:
+        value = config
+        for key in name.split("."):
+            value = value[key]
+        integer = name != "optimizer.learning_rate"
+        if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) or not value > 0:
+            kind = "a positive integer" if integer else "a positive number"
+            raise ValueError(f"config.{name} must be {kind}, got {value!r}")
+
+
 def analysis_config(
     run: str = "", train: ml_collections.ConfigDict | None = None, *, classifier: bool = True,
     cpu: dict[str, Any] | None = None,
@@ -106,6 +126,15 @@ def analysis_config(
     config.scale_for_cpu = True
     config.cpu = ml_collections.ConfigDict({**({"classifier_steps": 300} if classifier else {}), **(cpu or {})})
     return config
+
+
+def selected_kinds(config: ml_collections.ConfigDict) -> list[str]:
+    """`config.kinds` ("dcgan,vae") as a list, each checked to name one of the experiment's model sections."""
+    kinds = [kind.strip() for kind in config.kinds.split(",") if kind.strip()]
+    known = [kind for kind in ("dcgan", "vae", "ae") if kind in config]
+    if not kinds or any(kind not in known for kind in kinds):
+        raise ValueError(f"config.kinds must be a comma-separated subset of {','.join(known)}, got {config.kinds!r}")
+    return kinds
 
 
 def apply_overrides(
@@ -166,6 +195,26 @@ def use_compilation_cache(directory: str) -> None:
         jax.config.update("jax_compilation_cache_dir", directory)
 
 
+def field_names(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+    """Every dotted field name of `config`, nested ConfigDicts included (`model`, `model.width`, ...)."""
+    names = []
+    for key, value in config.items():
+        names.append(f"{prefix}{key}")
+        if isinstance(value, ml_collections.ConfigDict):
+            names += field_names(value, f"{prefix}{key}.")
+    return names
+
+
+def check_field_names(config: ml_collections.ConfigDict, fields: frozenset[str]) -> None:
+    """Raise a ValueError listing the `fields` (dotted) that `config` lacks, with the closest real names."""
+    known = field_names(config)
+    unknown = sorted(fields - set(known))
+    if unknown:
+        hints = [f"--config.{name}" + (f" (did you mean --config.{close[0]}?)" if (close := difflib.get_close_matches(name, known, 1)) else "")
+                 for name in unknown]
+        raise ValueError(f"unknown config field(s): {', '.join(hints)}")
+
+
 def run_experiment(get_config: Callable[[], ml_collections.ConfigDict], main: Callable[..., Any], name: str) -> None:
     """Command-line entry for an experiment module: `--config.key=value` overrides and `--workdir`.
 
@@ -174,7 +223,12 @@ def run_experiment(get_config: Callable[[], ml_collections.ConfigDict], main: Ca
     from absl import app, flags, logging
     from ml_collections import config_flags
 
-    config_flags.DEFINE_config_dict("config", get_config(), "Experiment config; override with --config.key=value.")
+    config = get_config()
+    try:  # before absl parses them: it would fail on an unknown field with a long traceback
+        check_field_names(config, command_line_fields(sys.argv))
+    except ValueError as error:
+        raise SystemExit(f"{sys.argv[0]}: {error}") from None
+    config_flags.DEFINE_config_dict("config", config, "Experiment config; override with --config.key=value.")
     flags.DEFINE_string("workdir", str(Path("workdirs") / name), "Where checkpoints, logs and figures go.")
     flags.DEFINE_string(
         "compilation_cache", default_compilation_cache(),

@@ -10,7 +10,8 @@ import pytest
 
 from experiments import dcgan_celeba
 from gan_arith.config import (
-    ADDED_FIELDS, apply_overrides, base_config, command_line_fields, default_compilation_cache, scale_for_host, with_added_fields,
+    ADDED_FIELDS, apply_overrides, base_config, check_field_names, check_train_config, command_line_fields,
+    default_compilation_cache, scale_for_host, selected_kinds, with_added_fields,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,3 +110,48 @@ def test_default_compilation_cache_follows_the_environment(monkeypatch, tmp_path
     assert default_compilation_cache() == str(tmp_path / "gan_arith" / "xla")
     monkeypatch.setenv("GAN_ARITH_COMPILATION_CACHE", "")
     assert default_compilation_cache() == ""
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("batch_size", -4, "config.batch_size must be a positive integer, got -4"),
+    ("num_epochs", 0, "config.num_epochs must be a positive integer, got 0"),
+    ("model.latent_dim", 0, "config.model.latent_dim must be a positive integer, got 0"),
+    ("eval_every_epochs", 0, "config.eval_every_epochs must be a positive integer, got 0"),
+    ("optimizer.learning_rate", 0.0, "config.optimizer.learning_rate must be a positive number, got 0.0"),
+])
+def test_train_config_numbers_are_checked_by_name(field, value, message):
+    config = base_config("dcgan")
+    check_train_config(config)
+    *parents, name = field.split(".")
+    node = config
+    for key in parents:
+        node = node[key]
+    with config.unlocked():
+        node[name] = value
+    with pytest.raises(ValueError, match=message.replace(".", r"\.")):
+        check_train_config(config)
+
+
+def test_unknown_command_line_fields_are_named_with_the_closest_real_ones():
+    config = dcgan_celeba.get_config()
+    check_field_names(config, frozenset({"model.width", "cpu.batch_size", "optimizer"}))
+    with pytest.raises(ValueError, match=r"--config\.batch_sise \(did you mean --config\.batch_size\?\), --config\.foo$"):
+        check_field_names(config, frozenset({"foo", "batch_sise"}))
+
+
+def test_an_unknown_field_on_the_command_line_is_one_clear_line():
+    result = subprocess.run([sys.executable, "-m", "experiments.dcgan_celeba", "--config.model.widht=4"], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        f"{REPO / 'experiments' / 'dcgan_celeba.py'}: unknown config field(s): --config.model.widht "
+        "(did you mean --config.model.width?)"
+    ]
+
+
+def test_selected_kinds_names_the_choices():
+    config = ml_collections.ConfigDict({"kinds": "vae", "dcgan": {}, "vae": {}})
+    assert selected_kinds(config) == ["vae"]
+    config.kinds = "gan"
+    with pytest.raises(ValueError, match="subset of dcgan,vae, got 'gan'"):
+        selected_kinds(config)

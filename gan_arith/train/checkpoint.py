@@ -81,6 +81,14 @@ class Checkpoints:
         self.best.close()
 
 
+def has_checkpoint(workdir: str | Path) -> bool:
+    """Whether `workdir` holds a saved step (in checkpoints/latest or checkpoints/best)."""
+    return any(
+        path.name.isdigit() for which in ("latest", "best") if (Path(workdir) / "checkpoints" / which).is_dir()
+        for path in (Path(workdir) / "checkpoints" / which).iterdir()
+    )
+
+
 def abstract_state(steps: Steps, image_size: int, sharding: jax.sharding.Sharding | None = None) -> TrainState:
     """Shapes and dtypes of a fresh state (no compute), optionally with the sharding to restore into."""
     shapes = jax.eval_shape(lambda rng: steps.init(rng, image_size), jax.random.key(0))

@@ -22,6 +22,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from gan_arith import figures
+from gan_arith.config import check_train_config
 from gan_arith.data.device import DeviceFaces, fits_on_device, put_process_local
 from gan_arith.data.sources import resolve_store, select_faces
 from gan_arith.data.store import FaceStore
@@ -29,9 +30,9 @@ from gan_arith.evaluation.frechet import GeneratorFrechet
 from gan_arith.evaluation.scorer import load_or_train_classifier
 from gan_arith.files import write_json
 from gan_arith.models.layers import from_model_range, to_model_range
-from gan_arith.progress import Progress
+from gan_arith.progress import Progress, format_duration
 from gan_arith.train import parallel
-from gan_arith.train.checkpoint import CONFIG_FILE, Checkpoints, abstract_state, load_config, save_config
+from gan_arith.train.checkpoint import CONFIG_FILE, Checkpoints, abstract_state, has_checkpoint, load_config, save_config
 from gan_arith.train.steps import Steps, TrainState, build_steps
 
 # Fields a resumed run may change; anything else would make the checkpoint mean something else.
@@ -96,8 +97,9 @@ def _pipeline(config: ml_collections.ConfigDict, store: FaceStore, indices: np.n
 
 
 def _check_resumable(workdir: Path, config: ml_collections.ConfigDict) -> None:
-    if not (workdir / CONFIG_FILE).exists():
-        return
+    """Refuse a config that differs from the saved one of a run that has checkpoints to resume."""
+    if not (workdir / CONFIG_FILE).exists() or not has_checkpoint(workdir):
+        return  # nothing saved to continue (e.g. a run that failed before its first checkpoint)
     saved = json.loads(load_config(workdir).to_json())
     current = json.loads(config.to_json())
     differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k) and k not in RESUMABLE_CHANGES)
@@ -239,19 +241,23 @@ def _mean_metrics(stacked: dict[str, np.ndarray]) -> dict[str, float]:
 def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
     """Train (or resume) the run described by `config` in `workdir`; returns a summary dict."""
     parallel.initialize_distributed()
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    parallel.check_shared_directory(workdir)
-    _check_resumable(workdir, config)
-
-    store, source = parallel.first_process_first(
-        lambda: resolve_store(config.data, config.model.image_size, config.seed), "face store"
-    )
-    indices = select_faces(store, config.data)
+    # Bad settings fail here, before anything is written: the numbers, then the model's own checks
+    # (shapes traced without compute).
+    check_train_config(config)
     mesh = parallel.make_mesh()
     steps = build_steps(config, parallel.batch_sharding(mesh))
     batch_size = steps.data_batch_size(config.batch_size)
     parallel.check_batch_size(batch_size, mesh)
+    state_shapes = abstract_state(steps, config.model.image_size, parallel.replicated(mesh))
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    parallel.check_shared_directory(workdir)
+    _check_resumable(workdir, config)
+    store, source = parallel.first_process_first(
+        lambda: resolve_store(config.data, config.model.image_size, config.seed), "face store"
+    )
+    indices = select_faces(store, config.data)
     if len(indices) < batch_size:
         raise ValueError(f"{len(indices)} faces selected, fewer than one batch of {batch_size}")
     data, pipeline = _pipeline(config, store, indices, batch_size, mesh)
@@ -264,8 +270,18 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
     checkpoints = Checkpoints(
         workdir / "checkpoints", keep=config.keep_checkpoints, best_metric=config.best_metric, best_mode=config.best_mode
     )
-    state = checkpoints.restore(abstract_state(steps, config.model.image_size, parallel.replicated(mesh)))
+    state = checkpoints.restore(state_shapes)
     resumed = state is not None
+    steps_per_epoch = data.steps_per_epoch
+    total_steps = steps_per_epoch * config.num_epochs
+    summary_file = workdir / "summary.json"
+    if resumed and int(state.step) >= total_steps and summary_file.exists():
+        checkpoints.close()
+        print(f"{workdir}: already trained for {int(state.step)} steps ({config.num_epochs} epochs); "
+              f"its summary is {summary_file} (raise --config.num_epochs to train on)", file=console)
+        if not lead:
+            console.close()
+        return json.loads(summary_file.read_text())
     if state is None:
         state = parallel.put_replicated(steps.init(jax.random.key(config.seed), config.model.image_size), mesh)
     train_steps = parallel.compile_train_steps(steps.train_step, mesh)
@@ -277,13 +293,13 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
     eval_batch = _eval_batch(store, config, batch_size, mesh)
     frechet = _frechet_metric(config, store, steps)
 
-    steps_per_epoch = data.steps_per_epoch
     steps_per_dispatch = resolve_steps_per_dispatch(config.steps_per_dispatch, jax.default_backend())
-    total_steps = steps_per_epoch * config.num_epochs
     start_step = int(state.step)
+    per_step = (f"{batch_size} real faces (batch {config.batch_size}: + {batch_size} generated)"
+                if config.model.kind == "dcgan" else f"{batch_size} faces")
     print(
         f"{config.model.kind}: {len(indices)} faces from {source}, {pipeline} pipeline, {mesh.size} device(s) "
-        f"({jax.default_backend()}), {steps_per_epoch} steps/epoch of {batch_size} faces, {config.num_epochs} epochs"
+        f"({jax.default_backend()}), {steps_per_epoch} steps/epoch of {per_step}, {config.num_epochs} epochs"
         + (f"; resuming at step {start_step}" if resumed else "")
         + (f"; {jax.process_count()} processes" if jax.process_count() > 1 else ""),
         file=console,
@@ -313,6 +329,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
                 step_in_epoch += num_steps
                 logger.scalars(int(state.step), "train", metrics, epoch=epoch + 1)
                 shown = {k: v for k, v in metrics.items() if k in PROGRESS_METRICS}
+                # The whole run's remaining time at this invocation's pace, evaluations included.
+                pace = (time.monotonic() - start_time) / (int(state.step) - start_step)
+                shown["run_ETA"] = format_duration(pace * (total_steps - int(state.step)))
                 progress.update(num_steps, num_steps * batch_size, shown)
             progress.close()
             finished = epoch + 1 == config.num_epochs
@@ -339,5 +358,5 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
         "seconds": round(elapsed, 1), "eval": last_eval,
     }
     if lead:
-        write_json(summary, workdir / "summary.json", indent=2)
+        write_json(summary, summary_file, indent=2)
     return summary

@@ -78,9 +78,11 @@ def test_dcgan_command_line_run_and_resume(tmp_path):
     assert (workdir / "figures" / "samples_epoch0001.png").exists()
     assert (workdir / "figures" / "samples_epoch0002.png").exists()
     assert (workdir / "tensorboard").is_dir()
-    total_steps = json.loads((workdir / "summary.json").read_text())["total_steps"]
+    summary = (workdir / "summary.json").read_text()
+    total_steps = json.loads(summary)["total_steps"]
     second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert second.returncode == 0 and f"resuming at step {total_steps}" in second.stderr, second.stderr[-3000:]
+    assert second.returncode == 0 and f"already trained for {total_steps} steps" in second.stderr, second.stderr[-3000:]
+    assert (workdir / "summary.json").read_text() == summary  # the finished run's summary stays
     run = checkpoint.load_run(workdir)
     assert int(run.state.step) == total_steps and run.config.model.discriminator_padding == "symmetric"
     assert run.steps.discriminator.padding == "symmetric"
@@ -88,6 +90,22 @@ def test_dcgan_command_line_run_and_resume(tmp_path):
     assert run.discriminate(jnp.zeros((2, 20, 20, 3))).shape == (2,)
     with pytest.raises(ValueError, match="no .*encoder"):
         run.encode
+
+
+def test_bad_settings_fail_before_anything_is_written(tmp_path):
+    for field, value, message in (("image_size", 37, "image_size must be 5·2"), ("width", 0, "config.model.width")):
+        config = tiny(dcgan_celeba, tmp_path)
+        config.model[field] = value
+        with pytest.raises(ValueError, match=message):
+            loop.train(config, tmp_path / "run")
+        assert not (tmp_path / "run").exists() and not (tmp_path / "synthetic").exists()
+
+
+def test_a_run_that_saved_no_checkpoint_does_not_pin_its_config(tmp_path):
+    config = tiny(vae_celeba, tmp_path, num_epochs=1)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(tiny(vae_celeba, tmp_path, seed=5).to_json())  # a run that died early
+    assert loop.train(config, tmp_path / "run")["steps"] > 0
 
 
 def test_config_change_in_the_same_workdir_is_refused(tmp_path):
