@@ -7,8 +7,11 @@ writes), else raw CelebA from $GAN_ARITH_CELEBA (prepared first), else built-in 
 Seed configuration (GPU/TPU): 80×80×3, latent 100, width 128, batch 128 (64 real + 64 generated
 for D, 128 latents for G), Adam 2e-4/β1 0.5, 100 epochs, samples + checkpoint every 10 epochs.
 Runtime: CPU default (scaled: 40×40, width 32, batch 32, 4,000 synthetic faces, 20 epochs = 4,000
-steps) measured 10 min 14 s wall on the 2 idle cores of the CI-type machine (~110 images/s);
-Fréchet distance 91.2, 40.9, 20.6, 14.8 at epochs 5-20 (12 epochs, the old default, leave rough faces).
+steps) measured 10 min 14 s wall on the 2 idle cores of the CI-type machine (~110 images/s), 13 min
+25 s from a fresh clone of 16e6f9d while other jobs shared the cores; that run's Fréchet distances
+were 30.8, 124.2 (a collapse), 56.9, 20.1 at epochs 5-20, best = epoch 20. GAN runs are chaotic: a
+change of floating-point rounding (another jax, CPU or an exact rewrite of a layer) gives another
+trajectory (the same command at 2b05c2c logged 91.2, 40.9, 20.6, 14.8).
 Seed configuration on one H100 in bfloat16
 (--config.model.dtype=bfloat16): 8 s per epoch of 50,000 faces after a 28 s first epoch; 4 epochs
 with 2 evaluations took 115 s, so the seed's 100 epochs take about 15 minutes (docs/benchmarks.md).
