@@ -13,7 +13,9 @@ Runtime (CPU, 2 shared cores, trained GAN and classifier): about a minute; the c
 once per store, adds about 6 minutes the first time. GPU: not measured.
 Expected result: summary.json with per-sampler numbers and acceptance rates; if the discriminator
 knows good faces, the filtered samplers have a lower Fréchet distance and higher confidence than
-unfiltered ones. figures/scored_faces.png shows the best- and worst-scored faces.
+unfiltered ones; it does not always (README: on one CelebA run rejection sampling helped and the top
+25% did not; on one synthetic run neither did). figures/scored_faces.png shows the best- and
+worst-scored faces.
 """
 
 import sys
