@@ -135,7 +135,7 @@ class DeviceFaces:
             self._batch_spec = NamedSharding(mesh, P(DATA_AXIS))
             self._stack_spec = NamedSharding(mesh, P(None, DATA_AXIS))
         arrays = {"image": np.asarray(images), "attributes": attributes}
-        self._arrays = jax.device_put(arrays, replicated) if mesh is None else put_process_local(arrays, replicated)
+        self._arrays = put_process_local(arrays, replicated)
         self._cached_epoch: int | None = None
         self._cached_perm: jax.Array | None = None
 
@@ -186,7 +186,7 @@ class DeviceFaces:
         )
 
 
-def put_process_local(tree: Any, sharding: NamedSharding) -> Any:
+def put_process_local(tree: Any, sharding: jax.sharding.Sharding | jax.Device) -> Any:
     """Global arrays from each process's part of them: its rows of the sharded axes, all of a replicated one.
 
     One process: `jax.device_put`. Several: `jax.make_array_from_process_local_data`, which, unlike

@@ -327,11 +327,12 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
                         f"rate or use float32 and re-run."
                     )
                 step_in_epoch += num_steps
-                logger.scalars(int(state.step), "train", metrics, epoch=epoch + 1)
+                step = epoch * steps_per_epoch + step_in_epoch  # = state.step, without another device read
+                logger.scalars(step, "train", metrics, epoch=epoch + 1)
                 shown = {k: v for k, v in metrics.items() if k in PROGRESS_METRICS}
                 # The whole run's remaining time at this invocation's pace, evaluations included.
-                pace = (time.monotonic() - start_time) / (int(state.step) - start_step)
-                shown["run_ETA"] = format_duration(pace * (total_steps - int(state.step)))
+                pace = (time.monotonic() - start_time) / (step - start_step)
+                shown["run_ETA"] = format_duration(pace * (total_steps - step))
                 progress.update(num_steps, num_steps * batch_size, shown)
             progress.close()
             finished = epoch + 1 == config.num_epochs
@@ -340,9 +341,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
                 if frechet is not None:
                     last_eval["frechet"] = frechet(state.params)
                 logger.scalars(int(state.step), "eval", last_eval, epoch=epoch + 1)
-                shown = _figure_images(config.model.kind, steps, state, eval_batch, fixed_z)
+                images = _figure_images(config.model.kind, steps, state, eval_batch, fixed_z)
                 if lead:
-                    _write_figures(config.model.kind, shown, workdir, epoch + 1, int(state.step), logger)
+                    _write_figures(config.model.kind, images, workdir, epoch + 1, int(state.step), logger)
                 checkpoints.save(state, last_eval)
                 print(f"epoch {epoch + 1}: eval " + "  ".join(f"{k} {v:.4g}" for k, v in last_eval.items()), file=console)
     finally:

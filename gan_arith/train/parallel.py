@@ -64,11 +64,11 @@ def check_shared_directory(directory: Path) -> None:
     if jax.process_count() == 1:
         return
     marker = directory / ".shared-directory-check"
-    token = str(time.time_ns())
+    token = time.time_ns() % 2**31  # int32: what the broadcast carries without x64
     if jax.process_index() == 0:
-        marker.write_text(token)
-    token = multihost_utils.broadcast_one_to_all(np.frombuffer(token.encode().ljust(32), np.uint8))
-    sees = marker.exists() and marker.read_text().encode().ljust(32) == token.tobytes()
+        marker.write_text(str(token))
+    token = int(multihost_utils.broadcast_one_to_all(np.int32(token)))  # process 0's, after it wrote
+    sees = marker.exists() and marker.read_text() == str(token)
     missing = np.flatnonzero(~multihost_utils.process_allgather(np.array(sees)))
     if jax.process_index() == 0:
         marker.unlink()  # after the gather: every process has looked
