@@ -102,13 +102,10 @@ def load_or_train_classifier(
     columns = [store.attribute_names.index(name) for name in names]
     model = AttributeClassifier(num_attributes=len(names), width=width)
     path = _classifier_dir(Path(directory), store, image_size, names, width, steps)
-    # A per-process artifact: no barrier with the other processes of a multi-process job (orbax then
-    # leaves creating the directory to us).
-    this_process = ocp.options.MultiprocessingOptions(primary_host=jax.process_index(), active_processes={jax.process_index()})
-    (path / "weights").mkdir(parents=True, exist_ok=True)
-    manager = ocp.CheckpointManager(
-        path.absolute() / "weights", options=ocp.CheckpointManagerOptions(create=False, multiprocessing_options=this_process)
-    )
+    # In a multi-process job every process gets here together (orbax numbers its saves per process,
+    # so a save by one process alone would put the job's later joint saves out of step): each trains
+    # the same classifier, and they save it as one.
+    manager = ocp.CheckpointManager(path.absolute() / "weights", options=ocp.CheckpointManagerOptions(create=True))
     try:
         if manager.latest_step() is not None and (path / CLASSIFIER_FILE).exists():
             params = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore())

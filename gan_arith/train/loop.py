@@ -207,10 +207,7 @@ def _frechet_metric(config: ml_collections.ConfigDict, store: FaceStore, steps: 
             f"attribute labels to train one on; use --config.best_metric=g_loss"
         )
     size = config.model.image_size
-    scorer = parallel.first_process_first(
-        lambda: load_or_train_classifier(store, size, config.classifier_dir, steps=config.classifier_steps),
-        "attribute classifier",
-    )
+    scorer = load_or_train_classifier(store, size, config.classifier_dir, steps=config.classifier_steps)
     held_out = store.select(config.data.query or None, "valid")
     rows = held_out if len(held_out) >= 2 else select_faces(store, config.data)
     return GeneratorFrechet.from_real_images(

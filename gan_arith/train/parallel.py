@@ -41,9 +41,10 @@ def initialize_distributed() -> None:
 def first_process_first(make: Callable[[], T], name: str) -> T:
     """`make()` on process 0, then, once it is done, on the others (`name` labels the barrier).
 
-    For artifacts written to disk on first use (a face store, the attribute classifier): on a shared
-    filesystem the other processes then find process 0's; on per-host disks each host makes its own.
-    Concurrent writers of one artifact would race. One process: just `make()`.
+    For artifacts written to disk on first use (the face store): on a shared filesystem the other
+    processes then find process 0's; on per-host disks each host makes its own. Concurrent writers of
+    one artifact would race. Not for orbax saves: orbax numbers saves per process, so one process
+    saving alone would put the job's later joint checkpoints out of step. One process: just `make()`.
     """
     if jax.process_count() == 1:
         return make()
