@@ -8,7 +8,7 @@ rejection sampling (Azadi et al. 2019) at --config.drs_acceptance. Each is measu
 test-partition faces of the run's store: Fréchet distance and KID in the attribute classifier's
 feature space (not comparable to published FID/KID), and the classifier's mean confidence. Two
 disjoint real sets (validation vs test) give the floor those distances can reach.
-Needs a trained GAN in --config.run; without one it trains first (CPU-scaled), saying so.
+Needs a trained GAN in --config.run; the default one is trained first when missing (CPU-scaled), saying so.
 Runtime (CPU, 2 shared cores, trained GAN and classifier): about a minute; the classifier, trained
 once per store, adds about 6 minutes the first time. GPU: not measured.
 Expected result: summary.json with per-sampler numbers and acceptance rates; if the discriminator

@@ -10,7 +10,7 @@ real test faces, with 95% Wilson intervals; the Fréchet distance and KID betwee
 and --config.num_generated samples in the classifier's feature space (or in the network of
 --config.feature_network, a jax.export file, e.g. an Inception port). Classifier-feature numbers
 rank this project's models; they are not comparable to published FID.
-Needs trained runs in --config.dcgan.run / --config.vae.run (trained first, CPU-scaled, if missing).
+Needs trained runs in --config.dcgan.run / --config.vae.run (the defaults are trained first, CPU-scaled, when missing).
 Runtime (CPU, trained runs and classifiers): about 30 s. GPU: not measured.
 Expected result: results.json and results.md (a markdown table) in the workdir; arithmetic
 results labelled Smiling & Male far more often than random samples.

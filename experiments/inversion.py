@@ -8,7 +8,7 @@ Gaussian prior): "optimisation" (Adam from --config.restarts random starts, best
 "encoder" (a LatentEncoder trained on G(z) -> z, then fine-tuned on real train faces through the
 generator; saved with orbax in WORKDIR/encoder and reused) and "encoder+optimisation" (the
 encoder's output as the single start). Reports PSNR/SSIM and seconds per image of each.
-Needs a trained GAN in --config.run; without one it trains first (CPU-scaled), saying so.
+Needs a trained GAN in --config.run; the default one is trained first when missing (CPU-scaled), saying so.
 Runtime (CPU, 2 shared cores, trained GAN and classifier): about 6 minutes the first time, 3-4 of
 them training the encoder (saved and reused), about 2 minutes after that. GPU: not measured.
 Expected result: summary.json; the encoder alone is fastest but blurriest, optimisation reaches a

@@ -6,7 +6,7 @@
 concepts of --config.queries). (2) The first few latent dimensions across --config.num_encodings
 encoded test faces (the seed used 90), against the prior N(0, 1), with per-dimension mean and std
 and Kolmogorov-Smirnov tests against N(0, 1).
-Needs a trained VAE in --config.run; without one it trains first (CPU-scaled: several minutes).
+Needs a trained VAE in --config.run; the default one is trained first when missing (CPU-scaled: several minutes).
 Runtime (CPU, trained VAE): about 20 s. GPU: not measured.
 Expected result: figures/concept_histograms.png and figures/dimension_histograms.png; summary.json;
 as in the seed, the values look normal-ish but not always centred on 0 with unit spread (the

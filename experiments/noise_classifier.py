@@ -8,7 +8,7 @@ logit D(G(z)); or "confidence", the attribute classifier's mean max(p, 1 − p))
 its ROC AUC on the held-out rest. Then samples only predicted-good noise (P(good | z) >
 --config.threshold) and compares its Fréchet distance and KID to real test faces (attribute
 classifier features; not comparable to published FID) with unfiltered samples of the same size.
-Needs a trained GAN in --config.run; without one it trains first (CPU-scaled), saying so.
+Needs a trained GAN in --config.run; the default one is trained first when missing (CPU-scaled), saying so.
 Runtime (CPU, 2 shared cores, trained GAN and classifier): under a minute. GPU: not measured.
 Expected result: summary.json; an AUC of 0.5 means quality is not predictable from z, 1.0 fully;
 figures/roc.png (held-out ROC curve) and figures/predicted_faces.png (faces of the noise the

@@ -12,7 +12,7 @@ Without eyeballing (the same run without --config.concepts): concepts are attrib
 generated faces (--config.concept_source=scored) or real faces inverted into the GAN (=inversion).
 --config.num_draws random draws of k members give as many results, which the classifier scores
 against random samples.
-Needs a trained GAN in --config.run; without one it trains first (CPU-scaled: about 10 minutes;
+Needs a trained GAN in --config.run; the default one is trained first when missing (CPU-scaled: about 10 minutes;
 --config.train.cpu.num_epochs=N changes the CPU-scaled length).
 Runtime (CPU, 2 shared cores, trained GAN and classifier): about 20 s; training the classifier
 once adds a few minutes; inversion adds several minutes. GPU: not measured.

@@ -215,6 +215,27 @@ def check_field_names(config: ml_collections.ConfigDict, fields: frozenset[str])
         raise ValueError(f"unknown config field(s): {', '.join(hints)}")
 
 
+def check_given_runs(config: ml_collections.ConfigDict, fields: frozenset[str], defaults: ml_collections.ConfigDict) -> None:
+    """Raise a ValueError for a trained-run field (`run`, `dcgan.run`, ...) among the command-line `fields`
+    whose directory holds no training run: the experiment would silently train a new one there (minutes
+    to hours) when the user meant an existing run — a typo, or the wrong folder. Only the default run
+    directory (`defaults`) is trained on demand."""
+    from gan_arith.train.checkpoint import CONFIG_FILE
+
+    for name in sorted(fields):
+        if name.split(".")[-1] != "run":
+            continue
+        run, default = config, defaults
+        for key in name.split("."):
+            run, default = run[key], default[key]
+        if not (Path(run) / CONFIG_FILE).is_file():
+            raise ValueError(
+                f"--config.{name}={run}: no training run there ({CONFIG_FILE} missing). Give the --workdir of a "
+                f"training command, or leave --config.{name} out to use the default {default} (trained first "
+                f"if it holds no run)"
+            )
+
+
 def run_experiment(get_config: Callable[[], ml_collections.ConfigDict], main: Callable[..., Any], name: str) -> None:
     """Command-line entry for an experiment module: `--config.key=value` overrides and `--workdir`.
 
@@ -243,6 +264,10 @@ def run_experiment(get_config: Callable[[], ml_collections.ConfigDict], main: Ca
         logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
         use_compilation_cache(flags.FLAGS.compilation_cache)
         config = flags.FLAGS.config
+        try:
+            check_given_runs(config, command_line_fields(sys.argv), get_config())
+        except ValueError as error:
+            raise SystemExit(f"{sys.argv[0]}: {error}") from None
         backend = jax.default_backend()
         changes = scale_for_host(config, backend, keep=command_line_fields(sys.argv))
         if changes:

@@ -8,9 +8,10 @@ from pathlib import Path
 import ml_collections
 import pytest
 
-from experiments import dcgan_celeba
+from experiments import dcgan_celeba, evaluate
 from gan_arith.config import (
-    ADDED_FIELDS, apply_overrides, base_config, check_field_names, check_train_config, command_line_fields,
+    ADDED_FIELDS, apply_overrides, base_config, check_field_names, check_given_runs, check_train_config,
+    command_line_fields,
     default_compilation_cache, scale_for_host, selected_kinds, with_added_fields,
 )
 
@@ -147,6 +148,29 @@ def test_an_unknown_field_on_the_command_line_is_one_clear_line():
         f"{REPO / 'experiments' / 'dcgan_celeba.py'}: unknown config field(s): --config.model.widht "
         "(did you mean --config.model.width?)"
     ]
+
+
+def test_a_run_given_on_the_command_line_must_hold_a_training_run(tmp_path):
+    defaults = evaluate.get_config()
+    config = evaluate.get_config()
+    config.dcgan.run, config.vae.run = str(tmp_path / "dcgan_typo"), str(tmp_path / "vae")
+    (tmp_path / "vae").mkdir()
+    (tmp_path / "vae" / "config.json").write_text("{}")
+    check_given_runs(config, frozenset({"vae.run", "kinds"}), defaults)
+    check_given_runs(config, frozenset(), defaults)  # the defaults are trained on demand
+    with pytest.raises(ValueError, match=rf"--config\.dcgan\.run={tmp_path / 'dcgan_typo'}: no training run there "
+                                         rf".*the default {defaults.dcgan.run} "):
+        check_given_runs(config, frozenset({"dcgan.run", "vae.run"}), defaults)
+
+
+def test_a_missing_run_on_the_command_line_is_refused_before_anything_is_written(tmp_path):
+    workdir = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "experiments.inversion", f"--config.run={tmp_path / 'typo'}",
+                             f"--workdir={workdir}"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"{REPO / 'experiments' / 'inversion.py'}: --config.run={tmp_path / 'typo'}: no training run there")
+    assert not workdir.exists() and not (tmp_path / "typo").exists()
 
 
 def test_selected_kinds_names_the_choices():

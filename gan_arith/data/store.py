@@ -24,6 +24,7 @@ ends with exactly the same store.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -38,6 +39,8 @@ from gan_arith.files import atomic_write
 FORMAT = "gan_arith-faces/1"
 MANIFEST = "manifest.json"
 SOURCES = ("celeba", "folder", "tfds", "synthetic")
+# Preparation settings that change how a store is laid out or computed, not which faces it holds.
+_LAYOUT_SETTINGS = ("sizes", "shard_size", "detect_batch")
 PARTITIONS = {"train": 0, "valid": 1, "validation": 1, "test": 2}
 KEYPOINT_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 _TMP_PREFIX = ".tmp-"
@@ -292,6 +295,16 @@ class FaceStore:
         self.boxes: np.ndarray = cat("box")
         self.confidence: np.ndarray = cat("confidence")
         self.keypoints: np.ndarray = cat("keypoints")
+
+    def content_key(self) -> str:
+        """A digest of the faces the store holds (source, preparation settings, per-face metadata), the
+        same wherever the store is copied or moved and whatever sizes it has: artifacts derived from
+        the faces (the attribute classifier) are keyed by it rather than by the store's path."""
+        settings = {k: v for k, v in self.manifest.get("settings", {}).items() if k not in _LAYOUT_SETTINGS}
+        digest = hashlib.sha1(json.dumps([self.manifest["source"], settings, self.attribute_names], sort_keys=True).encode())
+        for array in (self.file_names, self.attributes, self.partition, self.boxes, self.confidence):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()[:16]
 
     def _load_meta(self, index: int, num_faces: int) -> dict[str, np.ndarray]:
         path = self.root / meta_file(index)

@@ -80,7 +80,7 @@ def classifier_attributes(store: FaceStore, requested: Sequence[str] = ()) -> tu
 
 
 def _classifier_dir(directory: Path, store: FaceStore, size: int, attributes: Sequence[str], width: int, steps: int) -> Path:
-    key = json.dumps([str(Path(store.root).resolve()), store.num_faces, size, list(attributes), width, steps])
+    key = json.dumps([store.content_key(), size, list(attributes), width, steps])
     return directory / f"{Path(store.root).name}-{size}px-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 
 

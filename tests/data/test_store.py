@@ -1,6 +1,7 @@
 """Tests for gan_arith/data/store.py: round trip, atomic resume, validation, attribute queries."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -68,6 +69,23 @@ def test_round_trip(tmp_path):
         store.images(16)
     with pytest.raises(IndexError):
         store.gather(4, [15])
+
+
+def test_content_key_follows_the_faces_not_the_path_or_layout(tmp_path):
+    def key(name, settings=None, flip_labels=False):
+        w = writer(tmp_path / name, **({"settings": settings} if settings else {}))
+        for i, n in enumerate(SHARD_SIZES):
+            images, meta, counts = make_shard(i, n)
+            w.write_shard(i, images, {**meta, "attributes": -meta["attributes"]} if flip_labels else meta, counts)
+        w.finalize()
+        return FaceStore(tmp_path / name).content_key()
+
+    original = key("a")
+    shutil.copytree(tmp_path / "a", tmp_path / "moved")
+    assert FaceStore(tmp_path / "moved").content_key() == original
+    assert key("relaid", {"seed": 1, "sizes": (4,), "shard_size": 99}) == original
+    assert key("seed2", {"seed": 2, "sizes": (8, 4)}) != original
+    assert key("relabelled", flip_labels=True) != original
 
 
 def test_interrupted_writer_resumes_to_identical_store(tmp_path):
