@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Collection, Iterator
 
 import jax
 import ml_collections
@@ -25,10 +25,11 @@ from gan_arith import figures
 from gan_arith.config import check_train_config
 from gan_arith.data.device import DeviceFaces, fits_on_device, put_process_local
 from gan_arith.data.sources import resolve_store, select_faces
-from gan_arith.data.store import FaceStore
+from gan_arith.data.store import FaceStore, partition_code
 from gan_arith.evaluation.frechet import GeneratorFrechet
 from gan_arith.evaluation.scorer import load_or_train_classifier
 from gan_arith.files import write_json
+from gan_arith.models.classifier import MIN_IMAGE_SIZE
 from gan_arith.models.layers import from_model_range, to_model_range
 from gan_arith.progress import Progress, format_duration
 from gan_arith.train import parallel
@@ -43,6 +44,7 @@ RESUMABLE_CHANGES = (
     "cpu", "scale_for_cpu",
 )
 NUM_EVAL_IMAGES = 8
+PIPELINES = ("auto", "device", "tfdata")
 PROGRESS_METRICS = ("d_loss_real", "d_loss_fake", "g_loss", "loss", "recon", "kl")
 
 
@@ -74,15 +76,45 @@ class TfDataBatches:
         return put_process_local(stacked, self._sharding)  # this host's rows of the global batch
 
 
+def check_run_choices(config: ml_collections.ConfigDict, eval_metrics: Collection[str]) -> None:
+    """Raise a ValueError naming a choice of `config` that the run cannot honour. Checked before anything
+    is written: each would otherwise surface only after the face store is made (minutes for raw CelebA)
+    or, for a best_metric that the eval step (`eval_metrics`) does not log, never: no best checkpoint
+    would be kept, and the latent tools would silently read the last one."""
+    if config.data.pipeline not in PIPELINES:
+        raise ValueError(f"config.data.pipeline must be one of {', '.join(PIPELINES)}, got {config.data.pipeline!r}")
+    if config.data.partition:
+        try:
+            partition_code(config.data.partition)
+        except ValueError as error:
+            raise ValueError(f"config.data.partition: {error}") from None
+    if config.data.max_faces < 0:
+        raise ValueError(f"config.data.max_faces must be >= 0 (0 = all selected faces), got {config.data.max_faces}")
+    if config.steps_per_dispatch < 0:
+        raise ValueError(f"config.steps_per_dispatch must be >= 0 (0 = auto), got {config.steps_per_dispatch}")
+    if config.best_mode not in ("min", "max"):
+        raise ValueError(f"config.best_mode must be 'min' or 'max', got {config.best_mode!r}")
+    kind = config.model.kind
+    known = sorted(eval_metrics) + (["frechet"] if kind == "dcgan" else [])
+    if config.best_metric not in known:
+        raise ValueError(
+            f"config.best_metric={config.best_metric!r} is not an eval metric of {kind} runs; they log {', '.join(known)}"
+        )
+    if config.best_metric == "frechet" and (config.best_mode != "min" or config.model.image_size < MIN_IMAGE_SIZE):
+        raise ValueError(
+            f"best_metric='frechet' needs best_mode='min' and images of at least {MIN_IMAGE_SIZE}px (its attribute "
+            f"classifier's minimum), got best_mode={config.best_mode!r}, image_size={config.model.image_size}; "
+            f"use --config.best_metric=g_loss"
+        )
+
+
 def choose_pipeline(choice: str, num_bytes: int) -> str:
-    """'device' or 'tfdata' for config.data.pipeline (``auto``: device-resident when it fits)."""
+    """'device' or 'tfdata' for config.data.pipeline, one of `PIPELINES` (``auto``: device-resident when it fits)."""
     if choice == "auto":
         fits = fits_on_device(num_bytes)
         if jax.process_count() > 1:  # one answer on every process: they must all run the same computations
             fits = bool(np.all(multihost_utils.process_allgather(np.array(fits))))
         return "device" if fits else "tfdata"
-    if choice not in ("device", "tfdata"):
-        raise ValueError(f"config.data.pipeline must be 'auto', 'device' or 'tfdata', got {choice!r}")
     return choice
 
 
@@ -196,11 +228,6 @@ def _frechet_metric(config: ml_collections.ConfigDict, store: FaceStore, steps: 
     """
     if config.best_metric != "frechet":
         return None
-    if config.model.kind != "dcgan" or config.best_mode != "min":
-        raise ValueError(
-            f"best_metric='frechet' needs a dcgan run with best_mode='min', got kind={config.model.kind!r}, "
-            f"best_mode={config.best_mode!r}"
-        )
     if not store.attribute_names:
         raise ValueError(
             f"best_metric='frechet' measures samples with an attribute classifier, and {store.root} has no "
@@ -224,8 +251,6 @@ def resolve_steps_per_dispatch(requested: int, backend: str) -> int:
     convolutions inside a scan body 5-9x slower than the same step dispatched alone (measured with
     `python -m gan_arith.bench`; jax-ml/jax#12868), so CPU runs dispatch one step at a time.
     """
-    if requested < 0:
-        raise ValueError(f"config.steps_per_dispatch must be >= 0 (0 = auto), got {requested}")
     if requested:
         return requested
     return 1 if backend == "cpu" else 10
@@ -238,14 +263,17 @@ def _mean_metrics(stacked: dict[str, np.ndarray]) -> dict[str, float]:
 def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
     """Train (or resume) the run described by `config` in `workdir`; returns a summary dict."""
     parallel.initialize_distributed()
-    # Bad settings fail here, before anything is written: the numbers, then the model's own checks
-    # (shapes traced without compute).
+    # Bad settings fail here, before anything is written: the numbers, the model's own checks (shapes
+    # traced without compute), then the named choices (against the metrics the eval step would log).
     check_train_config(config)
     mesh = parallel.make_mesh()
     steps = build_steps(config, parallel.batch_sharding(mesh))
     batch_size = steps.data_batch_size(config.batch_size)
     parallel.check_batch_size(batch_size, mesh)
     state_shapes = abstract_state(steps, config.model.image_size, parallel.replicated(mesh))
+    size = config.model.image_size
+    eval_batch_spec = {"image": jax.ShapeDtypeStruct((batch_size, size, size, 3), np.uint8)}
+    check_run_choices(config, jax.eval_shape(steps.eval_step, state_shapes, eval_batch_spec, jax.random.key(0)))
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
