@@ -85,6 +85,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
         "expression": config.expression, "target": config.target, "k": config.k,
         "feature_network": config.feature_network or "classifier features", "models": {},
     }
+    pools.check_arithmetic(config.expression, config.queries)
     for kind in selected_kinds(config):
         results["models"][kind] = evaluate_model(config, kind)
         print(f"{kind}: {format_success(results['models'][kind]['arithmetic'])}", file=sys.stderr)

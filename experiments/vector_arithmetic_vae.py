@@ -57,6 +57,7 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
+    pools.check_arithmetic(config.expression, config.queries)
     run, store, scorer = artifacts.run_store_and_classifier(config)
     figures_dir = Path(workdir) / "figures"
     pool = pools.encoded_pool(

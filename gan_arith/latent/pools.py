@@ -27,6 +27,7 @@ from gan_arith.latent.concepts import (
     DEFAULT_K, draw_concept_members, parse_concept_assignments, parse_concept_queries, query_probability,
     top_scored_candidates,
 )
+from gan_arith.latent.expression import evaluate
 from gan_arith.models.layers import as_model_range, from_model_range
 from gan_arith.train.checkpoint import TrainedRun
 
@@ -80,6 +81,15 @@ def split_definitions(text: str) -> list[str]:
 def parse_queries(text: str) -> dict[str, str]:
     """`"smiling_woman=Smiling & ~Male; ..."` -> {concept: attribute query}."""
     return parse_concept_queries(split_definitions(text))
+
+
+def check_arithmetic(expression: str, definitions: str, *, hand_picked: bool = False) -> None:
+    """Raise a ValueError for concept `definitions` (attribute queries, or grid indices when `hand_picked`)
+    that do not parse, or an `expression` that does not parse or names a concept they do not define:
+    experiments call it first, before a model is loaded, trained or sampled."""
+    items = split_definitions(definitions)
+    names = parse_concept_assignments(items) if hand_picked else parse_concept_queries(items)
+    evaluate(expression, {name: np.zeros(1) for name in names})  # the same checks as the real evaluation
 
 
 def generate_images(run: TrainedRun, latents: Any, batch_size: int = _BATCH) -> np.ndarray:

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from experiments import interpolation, latent_distributions, vector_arithmetic_gan, vector_arithmetic_vae
+from experiments import evaluate, interpolation, latent_distributions, vector_arithmetic_gan, vector_arithmetic_vae
+from gan_arith import artifacts
 
 
 def _read(path) -> dict:
@@ -100,3 +101,20 @@ def test_latent_distributions_summarises_concepts_and_dimensions(tiny_experiment
     assert len(summary["normality"]["p_value"]) == 8
     assert all(0.0 <= p <= 1.0 for p in summary["normality"]["p_value"])
     _assert_figures(summary["figures"].values())
+
+
+@pytest.mark.parametrize("module,changes", [
+    (vector_arithmetic_gan, {"expression": "smiling_woman - neutral_woman + neutral_mna"}),
+    (vector_arithmetic_gan, {"concepts": "a=1,2; b=3", "expression": "a - c"}),
+    (vector_arithmetic_vae, {"queries": "smiling_woman=Smiling; smiling_woman=Male"}),
+    (evaluate, {"expression": "smiling_woman -"}),
+])
+def test_arithmetic_mistakes_are_refused_before_a_model_is_loaded_or_trained(module, changes, tmp_path, monkeypatch):
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded (or trained) before the arithmetic was checked")
+
+    monkeypatch.setattr(artifacts, "load_or_train", no_model)
+    config = module.get_config()
+    config.update(changes)
+    with pytest.raises(ValueError, match="unknown concept|unexpected|defined twice"):
+        module.main(config, str(tmp_path))

@@ -21,6 +21,22 @@ def test_split_definitions_and_queries():
         pools.parse_queries("a=Smiling; a=Male")
 
 
+@pytest.mark.parametrize("expression,definitions,hand_picked,message", [
+    (pools.SEED_EXPRESSION, pools.SEED_QUERIES, False, None),
+    ("a - b + c", "a=1,2; b=3; c=4", True, None),
+    ("a - b + d", "a=Smiling; b=Male; c=Eyeglasses", False, "unknown concept\\(s\\) d in the expression; known concepts: a, b, c"),
+    ("a - * b", "a=1; b=2", True, "unexpected .\*. at position 4"),
+    ("a", "a=1,x", True, "'x' in 'a=1,x' is not a non-negative integer index"),
+    ("a", "a=Smiling", True, "is not a non-negative integer index"),  # queries given where indices are meant
+])
+def test_check_arithmetic_before_any_model_is_loaded(expression, definitions, hand_picked, message):
+    if message is None:
+        pools.check_arithmetic(expression, definitions, hand_picked=hand_picked)
+    else:
+        with pytest.raises(ValueError, match=message):
+            pools.check_arithmetic(expression, definitions, hand_picked=hand_picked)
+
+
 def test_saved_latents_are_drawn_once_and_reused(tmp_path):
     path = tmp_path / "grid.npy"
     first = pools.saved_latents(path, 6, 4, seed=1)
