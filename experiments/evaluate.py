@@ -26,7 +26,7 @@ from experiments import dcgan_celeba, vae_celeba
 from gan_arith import artifacts
 from gan_arith.files import write_json, write_text
 from gan_arith.config import analysis_config, run_experiment, selected_kinds
-from gan_arith.data.store import attribute_mask
+from gan_arith.data.store import attribute_mask, check_query
 from gan_arith.evaluation.frechet import distribution_distances, load_feature_extractor
 from gan_arith.evaluation.sampling import normal_latents
 from gan_arith.evaluation.success_rate import arithmetic_success, format_success, rate_of, results_markdown
@@ -57,6 +57,7 @@ def get_config() -> ml_collections.ConfigDict:
 
 def evaluate_model(config: ml_collections.ConfigDict, kind: str) -> dict:
     run, store, scorer = artifacts.run_store_and_classifier(config, kind)
+    check_query(config.target, scorer.attribute_names)
     pool = pools.label_defined_pool(
         run, store, scorer, pools.parse_queries(config.queries), pool_size=config.pool_size, top_n=config.top_n,
         per_concept=config.per_concept, partition=config.partition, seed=config.seed,

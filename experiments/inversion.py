@@ -54,7 +54,8 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
     encoder_params = inversion.load_or_train_encoder(
         Path(workdir) / "encoder", encoder, run.generate,
         store.gather(run.image_size, store.select(None, "train")[: config.finetune_faces]),
-        trained_for={"run": str(Path(run.workdir).absolute()), "step": int(run.state.step)},
+        trained_for={"run": str(Path(run.workdir).absolute()), "step": int(run.state.step),
+                     "classifier_steps": config.classifier_steps},
         latent_steps=config.encoder_steps, finetune_steps=config.finetune_steps, loss=loss, seed=config.seed,
     )
     results = inversion.compare_inversion_methods(

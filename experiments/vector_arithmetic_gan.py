@@ -34,10 +34,12 @@ from experiments import dcgan_celeba
 from gan_arith import artifacts, figures
 from gan_arith.files import write_json
 from gan_arith.config import analysis_config, run_experiment
+from gan_arith.data.store import check_query
 from gan_arith.evaluation.scorer import load_or_train_classifier
 from gan_arith.evaluation.success_rate import arithmetic_success, format_success
 from gan_arith.latent import pools
 from gan_arith.latent.arithmetic import arithmetic_summary, concept_arithmetic, write_arithmetic_figures
+from gan_arith.latent.expression import parse
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -69,10 +71,12 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
         grid = figures.plot_index_grid(
             pools.generate_images(run, latents), workdir / "figures" / "index_grid.png", title=f"{run.workdir}: pick by number"
         )
-        print(f"Numbered faces in {grid}; name concept members by number, e.g.\n  python -m experiments.vector_arithmetic_gan "
-              "--config.concepts='smiling_woman=12,45,78; neutral_woman=3,9,41; neutral_man=7,22,60'", file=sys.stderr)
+        example = "; ".join(f"{name}=i,j,k" for name in parse(config.expression))
+        print(f"Numbered faces in {grid}; name concept members by number:\n  python -m experiments.vector_arithmetic_gan "
+              f"--config.concepts='{example}'", file=sys.stderr)
         store = artifacts.run_store(run)
         scorer = load_or_train_classifier(store, run.image_size, config.classifier_dir, steps=config.classifier_steps)
+        check_query(config.target, scorer.attribute_names)
         pool = pools.label_defined_pool(
             run, store, scorer, pools.parse_queries(config.queries), source=config.concept_source,
             pool_size=config.pool_size, top_n=config.top_n, per_concept=config.per_concept, seed=config.seed,

@@ -31,6 +31,7 @@ from experiments import vae_celeba
 from gan_arith import artifacts, figures
 from gan_arith.files import write_json
 from gan_arith.config import analysis_config, run_experiment
+from gan_arith.data.store import check_query
 from gan_arith.evaluation.success_rate import arithmetic_success, format_success
 from gan_arith.latent import pools, sweeps
 from gan_arith.latent.arithmetic import arithmetic_summary, concept_arithmetic, write_arithmetic_figures
@@ -59,6 +60,10 @@ def get_config() -> ml_collections.ConfigDict:
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
     pools.check_arithmetic(config.expression, config.queries)
     run, store, scorer = artifacts.run_store_and_classifier(config)
+    check_query(config.target, scorer.attribute_names)
+    check_query(config.edit_query, store.attribute_names)
+    sweeps.check_edit(store.attribute_names, config.edit_attribute, condition=config.edit_condition,
+                      method=config.direction_method)
     figures_dir = Path(workdir) / "figures"
     pool = pools.encoded_pool(
         run, store, pools.parse_queries(config.queries), per_concept=config.per_concept, partition=config.partition

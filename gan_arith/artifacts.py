@@ -1,7 +1,8 @@
 """What the latent and evaluation experiments start from: a trained generative model.
 
-`load_or_train(run_dir, train_config)` loads the trained run in `run_dir`, or — when there is none —
-trains one there first with `train_config` (CPU-scaled on a host without an accelerator), saying so.
+`load_or_train(run_dir, train_config)` loads the trained run in `run_dir` (finishing a stopped one
+first), or — when there is none — trains one there first with `train_config` (CPU-scaled on a host
+without an accelerator), saying so.
 `run_store_and_classifier(config)` adds the run's face store and its attribute classifier.
 """
 
@@ -17,22 +18,34 @@ from gan_arith.config import command_line_fields, scale_for_host
 from gan_arith.data.sources import resolve_store
 from gan_arith.data.store import FaceStore
 from gan_arith.evaluation.scorer import AttributeScorer, load_or_train_classifier
-from gan_arith.train.checkpoint import CONFIG_FILE, TrainedRun, load_run
+from gan_arith.train.checkpoint import CONFIG_FILE, TrainedRun, has_checkpoint, load_config, load_run
 from gan_arith.train.loop import train
 
 
 def load_or_train(run_dir: str | Path, train_config: ml_collections.ConfigDict) -> TrainedRun:
-    """The trained run in `run_dir` (best checkpoint); if it has none, train `train_config` there first."""
+    """The trained run in `run_dir` (best checkpoint), which must be of `train_config`'s model kind.
+
+    A run that was stopped before it finished is finished first with its own saved config; a
+    directory without a run gets one trained with `train_config` (CPU-scaled without an accelerator).
+    """
     run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).exists() or not (run_dir / "summary.json").exists():
-        config = ml_collections.ConfigDict(train_config.to_dict())
-        # The user's own --config.train.* fields win over the CPU scaling, as for a training command.
-        changes = scale_for_host(config, jax.default_backend(), keep=command_line_fields(sys.argv, "config.train"))
-        print(
-            f"No finished training run in {run_dir}: training a {config.model.kind} there first"
-            + (f" (CPU-scaled: {'; '.join(changes)})" if changes else ""),
-            file=sys.stderr,
-        )
+    kind = train_config.model.kind
+    saved = load_config(run_dir) if (run_dir / CONFIG_FILE).exists() else None
+    if saved is not None and saved.model.kind != kind:
+        raise ValueError(f"{run_dir} holds a {saved.model.kind} run; this experiment needs a {kind} run")
+    if not (run_dir / "summary.json").exists():
+        if saved is not None and has_checkpoint(run_dir):
+            config = saved
+            print(f"{run_dir}: an unfinished training run; finishing it with its own config first", file=sys.stderr)
+        else:
+            config = ml_collections.ConfigDict(train_config.to_dict())
+            # The user's own --config.train.* fields win over the CPU scaling, as for a training command.
+            changes = scale_for_host(config, jax.default_backend(), keep=command_line_fields(sys.argv, "config.train"))
+            print(
+                f"No finished training run in {run_dir}: training a {kind} there first"
+                + (f" (CPU-scaled: {'; '.join(changes)})" if changes else ""),
+                file=sys.stderr,
+            )
         train(config, run_dir)
     return load_run(run_dir)
 

@@ -379,6 +379,11 @@ def partition_code(partition: str | int) -> int:
 _TOKEN_RE = re.compile(r"\s*(?:(?P<name>[A-Za-z0-9_]+)|(?P<op>[~&|()]))")
 
 
+def check_query(query: str, attribute_names: Sequence[str]) -> None:
+    """Raise the ValueError `attribute_mask` would (syntax, unknown attribute) without any faces to select."""
+    attribute_mask(query, attribute_names, np.zeros((0, len(attribute_names)), np.int8))
+
+
 def attribute_mask(query: str, attribute_names: Sequence[str], attributes: np.ndarray) -> np.ndarray:
     """Boolean mask of the rows of ``attributes`` (int8 ±1) that satisfy ``query``.
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import sys
 import time
@@ -384,14 +385,17 @@ def load_or_train_encoder(
 
     Training: `latent_steps` of G(z) -> z regression (`fit_encoder`), then `finetune_steps` on
     `real_images` through the reconstruction `loss` (`finetune_encoder`). `trained_for` names the
-    generator (e.g. its workdir and step); it is stored in `encoder.json` with the settings, and a
-    saved encoder whose record differs is retrained rather than silently reused.
+    generator (e.g. its workdir and step) and the loss's feature network; it is stored in
+    `encoder.json` with the settings and a digest of `real_images`, and a saved encoder whose record
+    differs is retrained rather than silently reused.
     """
     directory = Path(directory).absolute()
     record = {
         "trained_for": trained_for, "latent_dim": encoder.latent_dim, "width": encoder.width,
         "image_size": int(real_images.shape[1]), "latent_steps": latent_steps, "finetune_steps": finetune_steps,
         "feature_weight": loss.feature_weight, "prior_weight": loss.prior_weight, "seed": seed,
+        "real_faces": len(real_images),
+        "real_faces_sha1": hashlib.sha1(np.ascontiguousarray(real_images).tobytes()).hexdigest(),
     }
     meta_path = directory / ENCODER_FILE
     checkpointer = ocp.StandardCheckpointer()

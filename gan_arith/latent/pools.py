@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -67,6 +68,7 @@ class ConceptPool:
         }
         if self.candidate_scores:
             summary["mean_candidate_score"] = {n: float(np.mean(s)) for n, s in self.candidate_scores.items()}
+            summary["candidates_matching"] = {n: int(np.sum(s >= 0.5)) for n, s in self.candidate_scores.items()}
         return summary
 
 
@@ -147,6 +149,16 @@ def scored_pool(
         name: query_probability(queries[name], scorer.attribute_names, probabilities)[rows]
         for name, rows in candidates.items()
     }
+    for name, values in scores.items():
+        # A rare concept's top_n is filled with faces that do not match it: its vector means something else.
+        matching = int(np.sum(values >= 0.5))
+        if matching < len(values):
+            print(
+                f"warning: concept {name!r} ({queries[name]}): only {matching} of its {len(values)} candidates are "
+                f"classified as matching (P >= 0.5; mean P {np.mean(values):.2f}) among {count} samples; raise "
+                f"--config.pool_size or lower --config.top_n",
+                file=sys.stderr,
+            )
     return ConceptPool(latents, images, candidates, "scored", candidate_scores=scores)
 
 

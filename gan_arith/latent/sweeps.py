@@ -52,10 +52,22 @@ def interpolation_strips(
     return strips
 
 
-def _attribute_labels(attributes: np.ndarray, attribute_names: Sequence[str], name: str) -> np.ndarray:
-    if name not in attribute_names:
-        raise ValueError(f"unknown attribute {name!r}; the labels have {', '.join(attribute_names)}")
-    return np.asarray(attributes)[:, list(attribute_names).index(name)] > 0
+DIRECTION_METHODS = ("mean_difference", "linear")
+
+
+def check_edit(attribute_names: Sequence[str], attribute: str, *, condition: str | None = None,
+               method: str = "mean_difference") -> None:
+    """Raise a ValueError for an edit `attribute_directions` cannot fit: experiments call it before encoding."""
+    for name in filter(None, (attribute, condition)):
+        if name not in attribute_names:
+            raise ValueError(f"unknown attribute {name!r}; the labels have {', '.join(attribute_names)}")
+    if condition == attribute:
+        raise ValueError(
+            f"the edit's condition {condition!r} is the edited attribute itself: projecting it out of its own "
+            f"direction leaves nothing (choose another condition, or none)"
+        )
+    if method not in DIRECTION_METHODS:
+        raise ValueError(f"direction method must be one of {', '.join(DIRECTION_METHODS)}, got {method!r}")
 
 
 def attribute_directions(
@@ -74,15 +86,14 @@ def attribute_directions(
     (logistic-regression normal). With `condition`, also `"<attribute> ⊥ <condition>"`: the same
     direction with the condition's direction projected out (conditional editing).
     """
+    check_edit(attribute_names, attribute, condition=condition, method=method)
 
     def fit(name: str) -> np.ndarray:
-        labels = _attribute_labels(attributes, attribute_names, name)
+        labels = np.asarray(attributes)[:, list(attribute_names).index(name)] > 0
         difference = mean_difference_direction(latents, labels, normalize=False)
         if method == "mean_difference":
             return difference
-        if method == "linear":
-            return linear_direction(latents, labels) * np.linalg.norm(difference)
-        raise ValueError(f"method must be 'mean_difference' or 'linear', got {method!r}")
+        return linear_direction(latents, labels) * np.linalg.norm(difference)
 
     directions = {attribute: fit(attribute)}
     if condition:

@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Callable, Literal
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import orbax.checkpoint as ocp
 
 from gan_arith.config import with_added_fields
 from gan_arith.files import write_text
+from gan_arith.models.layers import as_model_range
 
 from gan_arith.train.steps import Steps, TrainState, build_steps
 
@@ -111,7 +113,8 @@ def load_config(workdir: str | Path) -> ml_collections.ConfigDict:
 
 @dataclasses.dataclass
 class TrainedRun:
-    """A trained model loaded from a workdir, with jitted callables on images in [-1, 1]."""
+    """A trained model loaded from a workdir, with jitted callables on images (uint8 [0, 255] or float [-1, 1])
+    and on latent batches [B, latent_dim]."""
 
     config: ml_collections.ConfigDict
     steps: Steps
@@ -134,11 +137,22 @@ class TrainedRun:
         if self.kind != kind:
             raise ValueError(f"{self.workdir} holds a {self.kind!r} model, which has no {what}")
 
+    def _on_latents(self, fn: Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array], jax.Array]:
+        """`fn` jitted, for latent batches only: a single [D] latent would pass some layers and not others."""
+        jitted = jax.jit(fn)
+
+        def call(z: jax.Array) -> jax.Array:
+            if jnp.ndim(z) != 2 or jnp.shape(z)[1] != self.latent_dim:
+                raise ValueError(f"latents must be a batch [B, {self.latent_dim}], got shape {jnp.shape(z)}")
+            return jitted(z)
+
+        return call
+
     @cached_property
     def generate(self) -> Callable[[jax.Array], jax.Array]:
         """latents [B, latent_dim] -> images [B, S, S, 3] (GAN generator or VAE decoder)."""
         if self.kind == "dcgan":
-            return jax.jit(lambda z: self.steps.generate(self.state.params["generator"], z))
+            return self._on_latents(lambda z: self.steps.generate(self.state.params["generator"], z))
         self._require("vae", "generator or decoder")
         return self.decode
 
@@ -147,7 +161,7 @@ class TrainedRun:
         """images -> real/fake logits [B] (dropout off)."""
         self._require("dcgan", "discriminator")
         variables = {"params": self.state.params["discriminator"]}
-        return jax.jit(lambda images: self.steps.discriminator.apply(variables, images))
+        return jax.jit(lambda images: self.steps.discriminator.apply(variables, as_model_range(images)))
 
     @cached_property
     def encode(self) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
@@ -155,14 +169,14 @@ class TrainedRun:
         self._require("vae", "encoder")
         model = self.steps.model
         variables = {"params": self.state.params, "batch_stats": self.state.batch_stats}
-        return jax.jit(lambda images: model.apply(variables, images, method=model.encode))
+        return jax.jit(lambda images: model.apply(variables, as_model_range(images), method=model.encode))
 
     @cached_property
     def decode(self) -> Callable[[jax.Array], jax.Array]:
         self._require("vae", "decoder")
         model = self.steps.model
         variables = {"params": self.state.params, "batch_stats": self.state.batch_stats}
-        return jax.jit(lambda z: model.apply(variables, z, method=model.decode))
+        return self._on_latents(lambda z: model.apply(variables, z, method=model.decode))
 
     @cached_property
     def reconstruct(self) -> Callable[[jax.Array], jax.Array]:
@@ -171,7 +185,7 @@ class TrainedRun:
             return jax.jit(lambda images: self.decode(self.encode(images)[0]))
         self._require("ae", "reconstruction")
         variables = {"params": self.state.params, "batch_stats": self.state.batch_stats}
-        return jax.jit(lambda images: self.steps.model.apply(variables, images))
+        return jax.jit(lambda images: self.steps.model.apply(variables, as_model_range(images)))
 
 
 def load_run(workdir: str | Path, which: Literal["best", "latest"] = "best") -> TrainedRun:

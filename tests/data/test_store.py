@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from gan_arith.data.store import FaceStore, StoreWriter, attribute_mask, image_file, meta_file
+from gan_arith.data.store import FaceStore, StoreWriter, attribute_mask, check_query, image_file, meta_file
 
 NAMES = ["Smiling", "Male", "Eyeglasses", "5_o_Clock_Shadow"]
 SIZES = [8, 4]
@@ -229,3 +229,5 @@ def test_attribute_mask(query, expected):
 def test_attribute_mask_errors(query, message):
     with pytest.raises(ValueError, match=message):
         attribute_mask(query, NAMES, ATTRS)
+    with pytest.raises(ValueError, match=message):  # the same check, before any faces are at hand
+        check_query(query, NAMES)

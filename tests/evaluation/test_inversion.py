@@ -145,6 +145,10 @@ def test_encoder_is_trained_once_per_generator_and_its_start_is_compared_with_ra
     monkeypatch.setattr(inversion, "fit_encoder", refuse)
     with pytest.raises(Retrained):  # another generator: the saved encoder is not reused
         load_or_train_encoder(tmp_path / "encoder", encoder, generate, real, **{**settings, "trained_for": {"generator": "x"}})
+    with pytest.raises(Retrained):  # fine-tuned on other real faces (fewer, or the same number of others)
+        load_or_train_encoder(tmp_path / "encoder", encoder, generate, real[:-1], **settings)
+    with pytest.raises(Retrained):
+        load_or_train_encoder(tmp_path / "encoder", encoder, generate, real[::-1], **settings)
 
     results = compare_inversion_methods(real, generate, LATENT, jax.random.PRNGKey(14), encode=encoder_fn(encoder, params),
                                         steps=30, restarts=2, batch_size=8)

@@ -76,6 +76,18 @@ def test_vae_arithmetic_and_conditional_edits(tiny_experiment_config, tmp_path):
     assert set(summary["figures"]) == {"arithmetic", "draws", "edits"}
 
 
+@pytest.mark.parametrize("changes,message", [
+    ({"edit_condition": "Smiling"}, "is the edited attribute itself"),
+    ({"edit_attribute": "Smilling"}, "unknown attribute 'Smilling'"),
+    ({"target": "Smiling & Bald"}, "unknown attribute 'Bald'"),
+])
+def test_vae_edit_and_target_mistakes_are_refused_before_any_output(tiny_experiment_config, tmp_path, changes, message):
+    config = tiny_experiment_config(vector_arithmetic_vae, "vae", **changes)
+    with pytest.raises(ValueError, match=message):
+        vector_arithmetic_vae.main(config, str(tmp_path))
+    assert not any(tmp_path.iterdir())
+
+
 def test_interpolation_slerp_keeps_the_norm_lerp_dips(tiny_experiment_config, tmp_path):
     config = tiny_experiment_config(interpolation, num_points=3, steps_per_segment=4)
     interpolation.main(config, str(tmp_path))

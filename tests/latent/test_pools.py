@@ -68,6 +68,17 @@ def test_scored_pool_keeps_the_best_scored_samples(fake_run, fake_scorer):
     assert all(set(rows.ravel()) <= set(pool.candidates[name]) for name, rows in draws.items())
 
 
+def test_a_rare_concept_s_unmatched_candidates_are_reported(fake_run, fake_scorer, capsys):
+    queries = {"rare": "Smiling & Male & Eyeglasses", "neutral": "~Smiling"}
+    pool = pools.scored_pool(fake_run, fake_scorer, queries, count=50, top_n=5, seed=0)
+    matching = {name: int(np.sum(scores >= 0.5)) for name, scores in pool.candidate_scores.items()}
+    assert matching["rare"] < 5 == matching["neutral"]  # P(three attributes) ~ 1/8 under this scorer
+    assert pool.summary()["candidates_matching"] == matching
+    warnings = capsys.readouterr().err.splitlines()
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f"warning: concept 'rare' (Smiling & Male & Eyeglasses): only {matching['rare']} of its 5 candidates")
+
+
 def test_real_faces_by_query_and_encoded_pool(tmp_path, fake_run):
     store = ensure_synthetic_store(tmp_path / "faces", num_faces=60, image_sizes=(8,))
     queries = {"smiling": "Smiling", "glasses_man": "Eyeglasses & Male"}

@@ -37,8 +37,13 @@ def test_attribute_directions_errors():
     latents, attributes = _labelled(num=50)
     with pytest.raises(ValueError, match="unknown attribute 'Young'"):
         sweeps.attribute_directions(latents, attributes, NAMES, "Young")
-    with pytest.raises(ValueError, match="method"):
+    with pytest.raises(ValueError, match="method must be one of mean_difference, linear, got 'eyeballed'"):
         sweeps.attribute_directions(latents, attributes, NAMES, "Smiling", method="eyeballed")
+    with pytest.raises(ValueError, match="unknown attribute 'Mael'"):
+        sweeps.attribute_directions(latents, attributes, NAMES, "Smiling", condition="Mael")
+    with pytest.raises(ValueError, match="condition 'Smiling' is the edited attribute itself"):
+        sweeps.attribute_directions(latents, attributes, NAMES, "Smiling", condition="Smiling")
+    sweeps.check_edit(NAMES, "Smiling", condition="", method="linear")  # no condition: fine
 
 
 def test_edit_sweep_and_response(fake_run, fake_scorer):

@@ -49,11 +49,16 @@ def test_reconstruction_experiments_write_their_files(module, figure, tmp_path):
     assert (workdir / "config.json").exists() and (workdir / "summary.json").exists()
     assert len(metrics_lines(workdir, "eval")) == 2
     run = checkpoint.load_run(workdir)
-    images = jnp.zeros((2, run.image_size, run.image_size, 3))
-    assert run.reconstruct(images).shape == images.shape
+    faces = np.random.default_rng(0).integers(0, 256, (2, run.image_size, run.image_size, 3), dtype=np.uint8)
+    images = faces / 127.5 - 1.0
+    reconstructions = run.reconstruct(images)
+    assert reconstructions.shape == images.shape
+    np.testing.assert_allclose(run.reconstruct(faces), reconstructions, atol=1e-5)  # uint8 faces are taken as such
     if run.kind == "vae":
         mean, _ = run.encode(images)
         assert run.decode(mean).shape == images.shape
+        with pytest.raises(ValueError, match=r"latents must be a batch \[B, 8\], got shape \(8,\)"):
+            run.decode(mean[0])
 
 
 def test_dcgan_command_line_run_and_resume(tmp_path):
@@ -88,6 +93,10 @@ def test_dcgan_command_line_run_and_resume(tmp_path):
     assert run.steps.discriminator.padding == "symmetric"
     assert run.generate(jnp.zeros((2, 8))).shape == (2, 20, 20, 3)
     assert run.discriminate(jnp.zeros((2, 20, 20, 3))).shape == (2,)
+    faces = np.random.default_rng(0).integers(0, 256, (2, 20, 20, 3), dtype=np.uint8)
+    np.testing.assert_allclose(run.discriminate(faces), run.discriminate(faces / 127.5 - 1.0), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="latents must be a batch"):
+        run.generate(jnp.zeros(8))
     with pytest.raises(ValueError, match="no .*encoder"):
         run.encode
 

@@ -1,0 +1,45 @@
+"""What the latent and evaluation experiments start from: a trained run of the right kind, finished first."""
+
+import json
+
+import pytest
+
+from experiments import dcgan_celeba, vae_celeba
+from gan_arith import artifacts
+from gan_arith.train import checkpoint
+
+
+def tiny_vae(tmp_path, **changes):
+    config = vae_celeba.get_config()
+    config.scale_for_cpu = False
+    config.model.update(image_size=20, width=8, latent_dim=4)
+    config.data.update(default_store=str(tmp_path / "none"), synthetic_dir=str(tmp_path / "synthetic"), synthetic_faces=64)
+    config.update(batch_size=16, num_epochs=1, eval_every_epochs=1, num_samples=4, tensorboard=False)
+    config.update(changes)
+    return config
+
+
+def test_a_run_of_another_kind_is_refused_before_anything_runs(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / checkpoint.CONFIG_FILE).write_text(tiny_vae(tmp_path).to_json())
+    with pytest.raises(ValueError, match="holds a vae run; this experiment needs a dcgan run"):
+        artifacts.load_or_train(tmp_path / "run", dcgan_celeba.get_config())
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [checkpoint.CONFIG_FILE]
+
+
+def test_a_stopped_run_is_finished_with_its_own_config(tmp_path, capsys):
+    config = tiny_vae(tmp_path, num_epochs=2)
+    workdir = tmp_path / "run"
+    artifacts.load_or_train(workdir, tiny_vae(tmp_path, num_epochs=1))  # trains one epoch: "stopped" after it
+    assert "training a vae there first" in capsys.readouterr().err
+    saved = json.loads((workdir / checkpoint.CONFIG_FILE).read_text())
+    saved["num_epochs"] = 2  # as if it had been started for two epochs and killed after the first
+    (workdir / checkpoint.CONFIG_FILE).write_text(json.dumps(saved))
+    (workdir / "summary.json").unlink()
+
+    run = artifacts.load_or_train(workdir, tiny_vae(tmp_path, num_epochs=5, seed=3))  # another recipe: not used
+    assert "an unfinished training run; finishing it with its own config first" in capsys.readouterr().err
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["resumed_from"] == summary["total_steps"] // 2 and summary["steps"] == summary["total_steps"]
+    assert run.config.num_epochs == config.num_epochs and run.config.seed == 0
+    assert int(run.state.step) == summary["total_steps"]
