@@ -1,4 +1,4 @@
-"""Tests for gan_arith/latent/plots.py: each figure writes a PNG of the expected size, tiles in place."""
+"""Tests for gan_arith/figures.py: each figure writes a PNG of the expected size, tiles in place, text clear."""
 
 import os
 
@@ -169,3 +169,163 @@ def test_roc_curves(tmp_path):
         plots.plot_roc_curves({"bad": (np.zeros(3), np.zeros(4))}, tmp_path / "bad.png")
     with pytest.raises(ValueError, match="empty"):
         plots.plot_roc_curves({}, tmp_path / "none.png")
+
+
+# --- Text never overlaps a tile or other text, and is never clipped, however long the labels ---
+
+LONG_COEFFICIENTS = {"smiling_woman_with_eyeglasses": 2.0, "neutral_woman": -0.5, "blond_young_woman": -0.5,
+                     "neutral_man": 1.0}
+LONG_TITLE = ("2*smiling_woman_with_eyeglasses - (neutral_woman + blond_young_woman)/2 + neutral_man - neutral_man"
+              " (synthetic concepts)")
+
+
+@pytest.fixture
+def rendered(monkeypatch):
+    """The Figure objects the plot functions save, in call order (the PNGs are still written)."""
+    figures, save = [], plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or save(fig, path))
+    return figures
+
+
+def _overlap(a, b, tolerance=0.5) -> bool:
+    """Whether two display-space boxes share more than `tolerance` pixels in both directions."""
+    return min(a.x1, b.x1) - max(a.x0, b.x0) > tolerance and min(a.y1, b.y1) - max(a.y0, b.y0) > tolerance
+
+
+def _assert_clear(fig) -> dict[str, object]:
+    """Every text inside the figure and clear of every tile and every other text; tiles apart. Returns
+    {text without line breaks or spaces: its box}."""
+    renderer = fig.canvas.get_renderer()
+    frame = fig.bbox
+    tiles = [axes.get_window_extent(renderer) for axes in fig.axes]
+    texts = {text.get_text(): text.get_window_extent(renderer) for text in fig.texts if text.get_text()}
+    for text, box in texts.items():
+        assert (frame.x0 - 0.5 <= box.x0 and box.x1 <= frame.x1 + 0.5
+                and frame.y0 - 0.5 <= box.y0 and box.y1 <= frame.y1 + 0.5), f"{text!r} {box} outside {frame}"
+        assert not any(_overlap(box, tile) for tile in tiles), f"{text!r} overlaps a tile"
+    boxes = list(texts.items())
+    for i, (text, box) in enumerate(boxes):
+        for other, other_box in boxes[i + 1:]:
+            assert not _overlap(box, other_box), f"{text!r} overlaps {other!r}"
+    for i, tile in enumerate(tiles):
+        assert not any(_overlap(tile, other) for other in tiles[i + 1:])
+    return {"".join(text.split()): box for text, box in texts.items()}
+
+
+def _squeezed(text: str) -> str:
+    return "".join(text.split())
+
+
+def test_arithmetic_figure_fits_long_names_and_a_long_title(tmp_path, rendered):
+    faces = _solid_faces(range(0, 120, 10))
+    members = {name: faces[:3] for name in LONG_COEFFICIENTS}
+    averages = {name: faces[3] for name in LONG_COEFFICIENTS}
+    plots.plot_concept_arithmetic(members, averages, LONG_COEFFICIENTS, faces[4:6], tmp_path / "a.png",
+                                  title=LONG_TITLE)
+    texts = _assert_clear(rendered[-1])
+    # Nothing was cut: every row label and the whole title are there (line breaks aside).
+    assert _squeezed(LONG_TITLE) in texts
+    assert _squeezed(plots._term_label("smiling_woman_with_eyeglasses", 2.0, first=True)) in texts
+    assert "=result" in texts
+    assert Image.open(tmp_path / "a.png").size[0] <= 1000  # widened for the labels, not blown up
+
+
+def test_draws_headers_fit_their_columns(tmp_path, rendered):
+    faces = _solid_faces([10, 20, 30])
+    averages = {name: faces for name in LONG_COEFFICIENTS}
+    plots.plot_arithmetic_draws(averages, LONG_COEFFICIENTS, faces, tmp_path / "d.png", title=LONG_TITLE)
+    texts = _assert_clear(rendered[-1])
+    header = _squeezed(plots._term_label("smiling_woman_with_eyeglasses", 2.0, first=True, separator="\n"))
+    assert header in texts
+    assert texts[header].width <= plots.TILE_INCHES * plots.DPI  # wrapped to its column
+
+
+def test_default_inversion_labels_clear_the_first_column(tmp_path, rendered):
+    """experiments.inversion's own method names: "encoder+optimisation" ran over the first image."""
+    originals = _solid_faces([10, 20, 30, 40])
+    methods = {name: originals for name in ("optimisation", "encoder", "encoder+optimisation")}
+    captions = {name: ["31.0 dB"] * 4 for name in methods}
+    path = plots.plot_reconstructions(originals, methods, tmp_path / "r.png", captions=captions,
+                                      title="inverting 4 test faces")
+    texts = _assert_clear(rendered[-1])
+    assert "encoder+optimisation" in texts
+    assert Image.open(path).size[0] < 700  # the label column grew only as much as the label needs
+
+
+@pytest.mark.parametrize("plot", ["grid", "scored", "edits"])
+def test_other_tile_figures_keep_long_text_clear(tmp_path, rendered, plot):
+    faces = _solid_faces(range(0, 60, 10))
+    if plot == "grid":  # a narrow figure: the title wraps to two tiles' width
+        plots.plot_image_grid(faces[:2], tmp_path / "g.png", captions=["draw_with_a_long_caption_0", "1"],
+                              title=LONG_TITLE)
+    elif plot == "scored":
+        plots.plot_scored_faces(faces, np.arange(6.0), tmp_path / "s.png", count=3, title=LONG_TITLE)
+    else:
+        sweep = np.broadcast_to(faces[:2][None], (3, 2, 8, 8, 3))
+        plots.plot_edit_sweep({"smiling_woman_with_eyeglasses_minus_neutral": sweep, "b": sweep}, [0.0, 1.5, 3.0],
+                              tmp_path / "e.png", faces=2, title=LONG_TITLE)
+    texts = _assert_clear(rendered[-1])
+    assert _squeezed(LONG_TITLE) in texts
+
+
+def test_short_labels_keep_the_default_layout(tmp_path):
+    """The least sizes stay what the pixel-exact tests above assume: nothing grows for short text."""
+    faces = _solid_faces([10, 20])
+    png = _read(plots.plot_arithmetic_draws({"a": faces, "b": faces}, {"a": 1.0, "b": -0.5}, faces, tmp_path / "d.png",
+                                            title="synthetic concepts, 2 draws"))
+    assert png.shape == (TITLE + 2 * CAPTION + 2 * TILE, plots.LABEL_INCHES["draw"] * plots.DPI + 3 * TILE, 3)
+
+
+# --- Interpolation strips of any length give a PNG of bounded width ---
+
+def _frame_faces(length: int) -> np.ndarray:
+    """Frame i is a flat tile whose red and green channels spell i, so a shown tile names its frame."""
+    index = np.arange(length)
+    colours = np.stack([index % 256, index // 256, np.zeros_like(index)], axis=1).astype(np.uint8)
+    return np.broadcast_to(colours[:, None, None, :], (length, 8, 8, 3)).copy()
+
+
+def _shown(fig, rows: int) -> list[int]:
+    """The frame index of each tile of the first row, left to right."""
+    tiles = sorted(fig.axes, key=lambda axes: (-round(axes.get_position().y0, 6), axes.get_position().x0))
+    first_row = tiles[: len(tiles) // rows]
+    return [int(a.images[0].get_array()[0, 0, 0]) + 256 * int(a.images[0].get_array()[0, 0, 1]) for a in first_row]
+
+
+def test_long_interpolation_is_thinned_to_a_bounded_width(tmp_path, rendered):
+    points, steps = 20, 40  # `interpolation --config.num_points=20 --config.steps_per_segment=40`
+    length = (points - 1) * steps + 1
+    ts = np.linspace(0, points - 1, length)
+    strips = {"lerp": _frame_faces(length), "slerp": _frame_faces(length)}
+    path = plots.plot_interpolation(strips, tmp_path / "i.png", ts=ts, title="dcgan: lerp vs slerp through 20 points")
+    width, height = Image.open(path).size
+    assert width <= 4000 and height <= 400
+    fig = rendered[-1]
+    texts = _assert_clear(fig)
+    shown = _shown(fig, rows=2)
+    assert len(shown) == plots.MAX_STRIP_FRAMES and shown == sorted(set(shown))
+    assert set(range(0, length, steps)) <= set(shown)  # both ends and every key point
+    headers = sorted((box.x0, float(text[2:])) for text, box in texts.items() if text.startswith("t="))
+    np.testing.assert_allclose([t for _, t in headers], ts[shown], atol=0.005)  # each column headed by its own t
+    assert any(f"{len(shown)}of{length}frames" in text for text in texts)  # the title says frames were left out
+
+
+def test_interpolation_thinning_without_ts_heads_frames(tmp_path, rendered):
+    path = plots.plot_interpolation(_frame_faces(300), tmp_path / "i.png", max_frames=10)
+    assert Image.open(path).size[0] == 10 * TILE
+    shown = _shown(rendered[-1], rows=1)
+    assert shown[0] == 0 and shown[-1] == 299 and len(shown) == 10
+    texts = _assert_clear(rendered[-1])
+    assert {f"frame{i}" for i in shown} <= set(texts)
+
+
+def test_shown_frames():
+    np.testing.assert_array_equal(plots._shown_frames(5, [], 8), np.arange(5))
+    frames = plots._shown_frames(761, range(0, 761, 40), 32)
+    assert len(frames) == 32 and len(set(frames)) == 32 and set(range(0, 761, 40)) <= set(frames)
+    frames = plots._shown_frames(101, [], 6)
+    np.testing.assert_array_equal(frames, [0, 20, 40, 60, 80, 100])
+    frames = plots._shown_frames(1000, range(0, 1000, 10), 8)  # more keys than columns: thin the keys, keep the ends
+    assert len(frames) == 8 and frames[0] == 0 and frames[-1] == 999
+    with pytest.raises(ValueError, match="max_frames"):
+        plots.plot_interpolation(_frame_faces(3), "unused.png", max_frames=1)
