@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -82,8 +82,11 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
 
 
 class KIDResult(NamedTuple):
+    """KID: the mean over subsets and its std over subsets; std is None when it estimates nothing
+    (one subset, or subsets that are each the whole of both sets, hence all identical)."""
+
     mean: float
-    std: float
+    std: float | None
 
 
 def _polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -108,6 +111,9 @@ def kernel_inception_distance(
 
     Each subset draws `subset_size` rows of each set without replacement (default min(1000, Na, Nb)).
     Unbiased means identical distributions give a mean near 0 that can be slightly negative.
+    When `subset_size` is the size of both sets every subset is both whole sets (std 0, though the
+    estimate is not exact), so the std is None: no estimate of the spread. When it is the size of
+    one set only, the std reflects the subsampling of the other set alone.
     """
     features_a, features_b = _check_pair(features_a, features_b)
     largest = min(features_a.shape[0], features_b.shape[0])
@@ -124,7 +130,8 @@ def kernel_inception_distance(
         )
         for _ in range(subsets)
     ]
-    return KIDResult(float(np.mean(values)), float(np.std(values)))
+    identical = subsets < 2 or subset_size == features_a.shape[0] == features_b.shape[0]
+    return KIDResult(float(np.mean(values)), None if identical else float(np.std(values)))
 
 
 def distribution_distances(
@@ -134,10 +141,14 @@ def distribution_distances(
     kid_subsets: int = 100,
     kid_subset_size: int | None = None,
     seed: int = 0,
-) -> dict[str, float]:
-    """{"frechet", "kid_mean", "kid_std"} between real and generated features: what the loop and reports log."""
+) -> dict[str, float | None]:
+    """{"frechet", "kid_mean", "kid_std", "kid_subset_size"} between real and generated features: what
+    reports log. "kid_std" is None where the subsets cannot estimate a spread (see
+    `kernel_inception_distance`): printed as "± n/a", never as ± 0."""
     kid = kernel_inception_distance(real_features, generated_features, kid_subsets, kid_subset_size, seed)
-    return {"frechet": frechet_distance(real_features, generated_features), "kid_mean": kid.mean, "kid_std": kid.std}
+    size = min(1000, len(real_features), len(generated_features)) if kid_subset_size is None else kid_subset_size
+    return {"frechet": frechet_distance(real_features, generated_features), "kid_mean": kid.mean, "kid_std": kid.std,
+            "kid_subset_size": int(size)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,10 +234,10 @@ def sample_quality(
     kid_subsets: int = 100,
     kid_subset_size: int | None = None,
     seed: int = 0,
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """How close `images` [N, H, W, 3] come to the real faces behind `real_features` [M, F].
 
-    {"frechet", "kid_mean", "kid_std"} in the feature space of `features`, plus "confidence" (the
+    {"frechet", "kid_mean", "kid_std", "kid_subset_size"} in the feature space of `features`, plus "confidence" (the
     mean `classifier_confidence`, 0.5 undecided .. 1 certain) when `logits_fn` maps images to
     attribute logits [N, A]. Compare sets of equal size: the Fréchet estimate is biased upwards
     by an amount that shrinks with the number of samples.
@@ -252,7 +263,8 @@ def compare_sample_quality(
     """`sample_quality` of each named image set against the same real features.
 
     The KID subset size is capped at the smallest set (and the real set), so every set is
-    measured with the same estimator.
+    measured with the same estimator; where the cap makes each subset the whole of both sets, the
+    KID std is None (no estimate of its spread), not 0.
     """
     if not image_sets:
         raise ValueError("image_sets is empty: there is nothing to compare")
@@ -264,14 +276,93 @@ def compare_sample_quality(
     }
 
 
+def format_kid_std(std: float | None, digits: int = 4) -> str:
+    """The KID std with `digits` decimals, or "n/a" where there is no estimate of it (None or NaN)."""
+    return "n/a" if std is None or not np.isfinite(std) else f"{std:.{digits}f}"
+
+
 def format_quality(quality: Mapping[str, Mapping[str, float]]) -> str:
     """One line per set of `compare_sample_quality`'s result, for the experiments' printed summary."""
     width = max(len(name) for name in quality)
     return "\n".join(
-        f"{name:>{width}}: Fréchet {q['frechet']:.3f}  KID {q['kid_mean']:.4f} ± {q['kid_std']:.4f}"
+        f"{name:>{width}}: Fréchet {q['frechet']:.3f}  KID {q['kid_mean']:.4f} ± {format_kid_std(q['kid_std'])}"
         + (f"  confidence {q['confidence']:.3f}" if "confidence" in q else "")
         for name, q in quality.items()
     )
+
+
+NOISE_METRICS = ("frechet", "kid_mean")  # both: lower is closer to the real faces
+_METRIC_LABELS = {"frechet": ("Fréchet", 3), "kid_mean": ("KID", 4)}  # printed name, decimals
+
+
+def noise_floor(
+    quality: Mapping[str, Mapping[str, float]], unfiltered: Sequence[str], metrics: Sequence[str] = NOISE_METRICS
+) -> dict[str, dict[str, Any]]:
+    """{metric: {"mean", "std", "values"}} over independent unfiltered sample sets (`unfiltered`, names in
+    `quality`, at least 2): how much a distance moves between sets of the same sampler. std is the
+    sample std (ddof 1); with few sets it is itself a rough estimate."""
+    if len(unfiltered) < 2:
+        raise ValueError(f"a noise floor needs at least 2 unfiltered sample sets, got {len(unfiltered)}")
+    floor = {}
+    for metric in metrics:
+        values = [float(quality[name][metric]) for name in unfiltered]
+        floor[metric] = {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)), "values": values}
+    return floor
+
+
+def versus_noise(value: float, floor: Mapping[str, Any], spreads: float = 2.0) -> dict[str, Any]:
+    """A filtered sampler's distance against the unfiltered sets' noise floor (lower is better).
+
+    {"value", "difference" (value − unfiltered mean), "in_spreads" (difference / unfiltered std, None
+    when the std is 0), "verdict"}: "better" or "worse" when |difference| >= spreads × std, else
+    "within noise" ("no noise estimate" when the std is 0).
+    """
+    difference, std = float(value) - floor["mean"], floor["std"]
+    if not std > 0:
+        return {"value": float(value), "difference": difference, "in_spreads": None, "verdict": "no noise estimate"}
+    verdict = "within noise" if abs(difference) < spreads * std else ("better" if difference < 0 else "worse")
+    return {"value": float(value), "difference": difference, "in_spreads": difference / std, "verdict": verdict}
+
+
+def compare_with_noise(
+    quality: Mapping[str, Mapping[str, float]],
+    unfiltered: Sequence[str],
+    filtered: Sequence[str],
+    spreads: float = 2.0,
+    metrics: Sequence[str] = NOISE_METRICS,
+) -> dict[str, Any]:
+    """The noise floor of the `unfiltered` sets and each `filtered` sampler's verdict against it, JSON-ready:
+    {"unfiltered_sets", "spreads", "rule", "floor": {metric: ...}, "samplers": {name: {metric: versus_noise}}}."""
+    floor = noise_floor(quality, unfiltered, metrics)
+    return {
+        "unfiltered_sets": list(unfiltered),
+        "spreads": spreads,
+        "rule": f"better/worse when |value - unfiltered mean| >= {spreads:g} x the std over the unfiltered sets, "
+                "else within noise",
+        "floor": floor,
+        "samplers": {
+            name: {metric: versus_noise(quality[name][metric], floor[metric], spreads) for metric in metrics}
+            for name in filtered
+        },
+    }
+
+
+def format_noise(comparison: Mapping[str, Any]) -> str:
+    """Printed lines for `compare_with_noise`: the noise floor, then each filtered sampler's verdicts."""
+    floor = comparison["floor"]
+    sets = len(comparison["unfiltered_sets"])
+    lines = [f"noise floor, {sets} unfiltered sets (mean ± std): " + ", ".join(
+        f"{_METRIC_LABELS[m][0]} {f['mean']:.{_METRIC_LABELS[m][1]}f} ± {f['std']:.{_METRIC_LABELS[m][1]}f}"
+        for m, f in floor.items())]
+    width = max([len(name) for name in comparison["samplers"]] + [0])
+    for name, verdicts in comparison["samplers"].items():
+        parts = []
+        for metric, v in verdicts.items():
+            title, digits = _METRIC_LABELS[metric]
+            spread = "n/a" if v["in_spreads"] is None else f"{v['in_spreads']:+.1f}"
+            parts.append(f"{title} {v['value']:.{digits}f} ({v['difference']:+.{digits}f}, {spread} std): {v['verdict']}")
+        lines.append(f"{name:>{width}} vs unfiltered: " + "; ".join(parts))
+    return "\n".join(lines)
 
 
 @dataclasses.dataclass(frozen=True)

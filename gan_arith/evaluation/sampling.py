@@ -153,6 +153,24 @@ def normal_latents(key: jax.Array, count: int, latent_dim: int) -> jax.Array:
     return jax.random.normal(key, (count, latent_dim), jnp.float32)
 
 
+def check_noise_sets(num_sets: int) -> None:
+    """Raise a ValueError unless `num_sets` unfiltered sets can give a noise floor (a spread needs two)."""
+    if num_sets < 2:
+        raise ValueError(f"config.noise_sets must be >= 2 (a spread needs two sets), got {num_sets}")
+
+
+def more_unfiltered_sets(
+    generate: Callable[[jax.Array], jax.Array], latent_dim: int, count: int, seed: int, num_sets: int
+) -> dict[str, np.ndarray]:
+    """Images of `num_sets` − 1 further independent sets of `count` prior samples, "unfiltered_2", ...:
+    with an experiment's own "unfiltered" set, the sets whose spread is the noise floor a filtered
+    sampler must beat (`frechet.compare_with_noise`). Their keys come from `seed` alone."""
+    check_noise_sets(num_sets)
+    keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), 1), num_sets - 1)
+    return {f"unfiltered_{i}": batched_apply(generate, normal_latents(key, count, latent_dim), 256)
+            for i, key in enumerate(keys, start=2)}
+
+
 def top_fraction_sample(
     score_fn: ScoreFn,
     latent_dim: int,

@@ -131,6 +131,23 @@ def format_success(success: dict[str, Any]) -> str:
     )
 
 
+def significant(value: float, digits: int = 3) -> str:
+    """`value` to `digits` significant digits, trailing zeros kept and no exponent: 14.0, 1.92, 0.106, 124."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:.{digits - 1}f}" if value == 0 else str(value)
+    rounded = float(f"{value:.{digits - 1}e}")  # rounding first: 9.996 -> 10.0, not 10.00
+    return f"{rounded:.{max(digits - 1 - math.floor(math.log10(abs(rounded))), 0)}f}"
+
+
+def format_kid(mean: float, std: float | None) -> str:
+    """KID as `mean ± std`: the std to 2 significant digits and the mean to 3, both to the finer decimal
+    place (0.106 ± 0.012, 0.0190 ± 0.0004 -> 0.01904 ± 0.00040); "± n/a" where there is no std."""
+    if std is None or not math.isfinite(std):
+        return f"{significant(mean)} ± n/a"
+    places = max(len(significant(mean, 3).partition(".")[2]), len(significant(std, 2).partition(".")[2]) if std > 0 else 0)
+    return f"{mean:.{places}f} ± {std:.{places}f}"
+
+
 def results_markdown(results: dict[str, Any]) -> str:
     """A markdown table of `experiments.evaluate`'s results.json: one row per model kind."""
     target = results["target"]
@@ -138,7 +155,7 @@ def results_markdown(results: dict[str, Any]) -> str:
         f"Command: `{results['command']}`",
         "",
         f"| model | classifier test accuracy | {target}: arithmetic results | random samples | real test faces "
-        f"| Fréchet distance ({results['feature_network']}) | KID |",
+        f"| Fréchet distance ({results['feature_network']}) | KID (± std over subsets) |",
         "|---|---|---|---|---|---|---|",
     ]
     for kind, row in results["models"].items():
@@ -146,7 +163,7 @@ def results_markdown(results: dict[str, Any]) -> str:
         distances = row["distances"]
         lines.append(
             f"| {kind} | {accuracy} | {_percent(row['arithmetic']['result'])} | {_percent(row['arithmetic']['baseline'])} "
-            f"| {_percent(row['real_target_rate'])} | {distances['frechet']:.3g} "
-            f"| {distances['kid_mean']:.3g} ± {distances['kid_std']:.2g} |"
+            f"| {_percent(row['real_target_rate'])} | {significant(distances['frechet'])} "
+            f"| {format_kid(distances['kid_mean'], distances['kid_std'])} |"
         )
     return "\n".join(lines) + "\n"

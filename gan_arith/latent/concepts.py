@@ -5,14 +5,17 @@ A concept is defined by candidate indices into a pool of latent vectors [N, D]:
 - by an attribute query over labelled faces (`smiling_woman=Smiling & ~Male`, the store's query
   language), e.g. real faces encoded by the VAE,
 - by the same query scored softly on classifier probabilities of generated faces (top-n).
-Draws pick k members per concept (k = 3 like the seeds); a concept vector is their mean.
+Draws pick k members per concept (k = 3 like the seeds); a concept vector is their mean. Draws are
+distinct: a repeated draw would repeat a result, not add a trial.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import re
+import sys
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -174,20 +177,64 @@ def top_scored_candidates(
 def draw_concept_members(
     rng: np.random.Generator, candidates: Mapping[str, np.ndarray], k: int = DEFAULT_K, num_draws: int = 1
 ) -> dict[str, np.ndarray]:
-    """Draw k distinct members per concept, num_draws times: {name: int64 [num_draws, k]}.
+    """Draw k distinct members per concept, num_draws distinct draws where they exist: {name: int64 [M, k]}.
 
-    Raises ValueError naming the concept if it has fewer than k candidates.
+    A draw is one member set per concept. No two draws share the same member sets for every concept:
+    they would give the same latents, the same result and the same verdict, so a repeat is not
+    another trial. Draws are made as always (per concept in turn, num_draws times `rng.choice`);
+    only repeats are replaced, by draws that have not occurred, so with plenty of candidates (the
+    defaults) the draws are those of the plain sampler. When fewer than num_draws distinct draws
+    exist (the product over concepts of C(candidates, k)), all of them are returned, M < num_draws,
+    and a warning line on stderr gives the counts; M is what summaries report as the draws.
+
+    Raises ValueError naming the concept if it has fewer than k candidates or lists one twice.
     """
     if k < 1:
         raise ValueError(f"k (members per concept) must be >= 1, got {k}")
     if num_draws < 1:
         raise ValueError(f"num_draws must be >= 1, got {num_draws}")
-    members = {}
+    pools = {}
     for name, indices in candidates.items():
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if indices.size < k:
             raise ValueError(f"concept {name!r} has {indices.size} candidate(s), fewer than k={k}")
-        members[name] = np.stack([rng.choice(indices, size=k, replace=False) for _ in range(num_draws)])
+        if np.unique(indices).size != indices.size:
+            raise ValueError(f"concept {name!r} lists a candidate more than once: {indices.tolist()}")
+        pools[name] = indices
+    names = list(pools)
+    total = math.prod(math.comb(indices.size, k) for indices in pools.values())
+    if total <= num_draws:  # every joint draw once, in random order
+        every = list(itertools.product(*(itertools.combinations(pools[name].tolist(), k) for name in names)))
+        order = rng.permutation(len(every))
+        members = {name: np.array([every[i][j] for i in order], dtype=np.int64).reshape(-1, k)
+                   for j, name in enumerate(names)}
+    else:
+        members = {name: np.stack([rng.choice(pools[name], size=k, replace=False) for _ in range(num_draws)])
+                   for name in names}
+        seen, keep, extra = set(), [], []
+        for i in range(num_draws):
+            key = tuple(tuple(sorted(members[name][i].tolist())) for name in names)
+            if key not in seen:
+                seen.add(key)
+                keep.append(i)
+        # Repeats are redrawn; more draws exist than are asked for, so new ones keep turning up.
+        for _ in range(100 * (num_draws - len(keep))):
+            if len(keep) + len(extra) == num_draws:
+                break
+            draw = [rng.choice(pools[name], size=k, replace=False) for name in names]
+            key = tuple(tuple(sorted(rows.tolist())) for rows in draw)
+            if key not in seen:
+                seen.add(key)
+                extra.append(draw)
+        members = {name: np.concatenate([members[name][keep], np.array([draw[j] for draw in extra], np.int64).reshape(-1, k)])
+                   for j, name in enumerate(names)}
+    found = len(members[names[0]]) if names else num_draws
+    if found < num_draws:
+        counts = ", ".join(f"{name} {indices.size}" for name, indices in pools.items())
+        why = (f"only {total} distinct draw(s) of k={k} members exist" if total <= num_draws
+               else f"only {found} distinct draw(s) of k={k} members (of {total}) were found")
+        print(f"warning: {why} (candidates per concept: {counts}), fewer than the {num_draws} requested: "
+              f"using {found} draw(s); a repeated draw would not be another trial", file=sys.stderr)
     return members
 
 

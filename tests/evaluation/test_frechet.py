@@ -10,7 +10,11 @@ from gan_arith.evaluation.frechet import (
     FeatureExtractor,
     GeneratorFrechet,
     compare_sample_quality,
+    compare_with_noise,
+    format_noise,
     format_quality,
+    noise_floor,
+    versus_noise,
     _unbiased_mmd2,
     distribution_distances,
     frechet_distance,
@@ -90,6 +94,21 @@ def test_kid_is_unbiased_for_identical_distributions_and_positive_for_different_
     assert distribution_distances(x, y + 1.0, kid_subsets=100, kid_subset_size=100)["kid_mean"] == shifted.mean
 
 
+def test_kid_spread_is_unavailable_when_every_subset_is_the_same():
+    rng = np.random.default_rng(7)
+    x, y = rng.normal(size=(30, 3)), rng.normal(size=(30, 3)) + 0.5
+    whole = kernel_inception_distance(x, y, subsets=20, subset_size=30, rng=0)
+    # Every subset is both whole sets: the value stands, its spread is unknown (not 0).
+    assert whole.std is None and whole.mean == pytest.approx(_unbiased_mmd2(x, y), rel=1e-9)
+    assert kernel_inception_distance(x, y, subsets=20, rng=0).std is None  # the default size, capped at 30
+    assert kernel_inception_distance(x, y, subsets=1, subset_size=10, rng=0).std is None  # one subset
+    assert kernel_inception_distance(x, y, subsets=20, subset_size=10, rng=0).std > 0
+    assert kernel_inception_distance(x, np.vstack([y, y + 0.1]), subsets=20, subset_size=30, rng=0).std > 0
+    distances = distribution_distances(x, y, kid_subsets=20)
+    assert distances["kid_std"] is None and distances["kid_subset_size"] == 30
+    assert distribution_distances(x, y, kid_subsets=20, kid_subset_size=10)["kid_subset_size"] == 10
+
+
 def test_kid_rejects_a_subset_larger_than_a_set():
     with pytest.raises(ValueError, match="subset_size must be in"):
         kernel_inception_distance(np.zeros((10, 2)), np.zeros((20, 2)), subset_size=11)
@@ -155,6 +174,51 @@ def test_compare_sample_quality_ranks_a_shifted_set_worse_and_adds_confidence():
     assert len(lines) == 2 and lines[1].startswith("shifted: Fréchet") and "confidence" in lines[1]
     with pytest.raises(ValueError, match="image_sets is empty"):
         compare_sample_quality({}, features(real), features)
+
+
+def test_compare_sample_quality_reports_no_kid_spread_when_sets_are_smaller_than_the_subset_size():
+    rng = np.random.default_rng(1)
+    real = rng.uniform(-0.5, 0.5, size=(40, 4, 4, 3)).astype(np.float32)
+    sample = rng.uniform(-0.5, 0.5, size=(40, 4, 4, 3)).astype(np.float32) + 0.1
+    features = _mean_color_features()
+    quality = compare_sample_quality({"sample": sample}, features(real), features, kid_subsets=5, kid_subset_size=500)
+    assert quality["sample"]["kid_std"] is None and quality["sample"]["kid_subset_size"] == 40
+    assert quality["sample"]["kid_mean"] > 0
+    assert format_quality(quality).endswith(f"KID {quality['sample']['kid_mean']:.4f} ± n/a")
+    subsampled = compare_sample_quality({"sample": sample}, features(real), features, kid_subsets=5, kid_subset_size=20)
+    assert f"± {subsampled['sample']['kid_std']:.4f}" in format_quality(subsampled)
+
+
+UNFILTERED = ["unfiltered", "unfiltered_2", "unfiltered_3"]
+
+
+def _quality(frechets, kids):
+    return {name: {"frechet": f, "kid_mean": k} for name, f, k in zip(
+        UNFILTERED + ["better", "same", "worse"], frechets, kids)}
+
+
+def test_filtered_samplers_are_judged_against_the_spread_of_unfiltered_sets():
+    # Unfiltered Fréchet 5, 6, 7: mean 6, std (ddof 1) 1. KID 0.25 thrice: no spread at all.
+    quality = _quality([5.0, 6.0, 7.0, 3.9, 4.2, 8.5], [0.25, 0.25, 0.25, 0.125, 0.25, 0.5])
+    floor = noise_floor(quality, UNFILTERED)
+    assert floor["frechet"] == {"mean": 6.0, "std": 1.0, "values": [5.0, 6.0, 7.0]}
+    comparison = compare_with_noise(quality, UNFILTERED, ["better", "same", "worse"])
+    verdicts = {name: v["frechet"] for name, v in comparison["samplers"].items()}
+    assert verdicts["better"] == pytest.approx({"value": 3.9, "difference": -2.1, "in_spreads": -2.1, "verdict": "better"})
+    # 1.8 std below the mean: lower, but within what another unfiltered set could score.
+    assert verdicts["same"]["verdict"] == "within noise" and verdicts["same"]["in_spreads"] == pytest.approx(-1.8)
+    assert verdicts["worse"]["verdict"] == "worse"
+    assert comparison["samplers"]["worse"]["kid_mean"]["verdict"] == "no noise estimate"
+    assert comparison["samplers"]["worse"]["kid_mean"]["in_spreads"] is None
+    lenient = compare_with_noise(quality, UNFILTERED, ["better"], spreads=3.0)
+    assert lenient["samplers"]["better"]["frechet"]["verdict"] == "within noise"
+    lines = format_noise(comparison).splitlines()
+    assert lines[0] == "noise floor, 3 unfiltered sets (mean ± std): Fréchet 6.000 ± 1.000, KID 0.2500 ± 0.0000"
+    assert lines[2] == ("  same vs unfiltered: Fréchet 4.200 (-1.800, -1.8 std): within noise; "
+                        "KID 0.2500 (+0.0000, n/a std): no noise estimate")
+    with pytest.raises(ValueError, match="at least 2 unfiltered sample sets"):
+        noise_floor(quality, ["unfiltered"])
+    assert versus_noise(6.5, {"mean": 6.0, "std": 0.2}, spreads=2.0)["verdict"] == "worse"
 
 
 def test_generator_frechet_equals_the_distance_of_generated_features():

@@ -92,7 +92,36 @@ def test_arithmetic_success_scores_results_against_baseline_and_formats():
                            "real_target_rate": rate_of(np.array([True, False])).as_dict(),
                            "distances": {"frechet": 1.5, "kid_mean": 0.01, "kid_std": 0.002}}},
     })
-    assert "| vae | Male 0.980 | 50% [" in table and "| 1.5 | 0.01 ± 0.002 |" in table
+    assert "| vae | Male 0.980 | 50% [" in table and "| 1.50 | 0.0100 ± 0.0020 |" in table
+
+
+def _distances_table(distances):
+    from gan_arith.evaluation.success_rate import results_markdown
+
+    rate = rate_of(np.array([True, False])).as_dict()
+    arithmetic = {"result": rate, "baseline": rate}
+    return results_markdown({
+        "command": "c", "target": "Smiling", "feature_network": "f",
+        "models": {"gan": {"classifier_accuracy": {}, "arithmetic": arithmetic, "real_target_rate": rate,
+                           "distances": distances}},
+    })
+
+
+def test_results_markdown_keeps_significant_digits_and_shows_a_missing_kid_spread_as_na():
+    table = _distances_table({"frechet": 14.0, "kid_mean": 0.1063, "kid_std": 0.0100})
+    assert "| 14.0 | 0.106 ± 0.010 |" in table  # not "14" and "0.106 ± 0.01"
+    assert "| 1.92 | 0.01904 ± 0.00040 |" in _distances_table({"frechet": 1.92, "kid_mean": 0.01904, "kid_std": 0.0004})
+    # No estimate of the spread (subsets all alike): the value stands, the spread is n/a, not 0.
+    assert "| 124 | 0.0500 ± n/a |" in _distances_table({"frechet": 124.2, "kid_mean": 0.05, "kid_std": None})
+    assert "± n/a |" in _distances_table({"frechet": 3.0, "kid_mean": 0.05, "kid_std": float("nan")})
+
+
+@pytest.mark.parametrize("value, text", [(14.0, "14.0"), (1.92, "1.92"), (0.106, "0.106"), (9.996, "10.0"),
+                                         (-0.0021, "-0.00210"), (1234.5, "1230"), (0.0, "0.00")])
+def test_significant_digits(value, text):
+    from gan_arith.evaluation.success_rate import significant
+
+    assert significant(value) == text
 
 
 def test_wilson_bounds_are_exact_at_zero_and_all():

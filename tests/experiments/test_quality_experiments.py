@@ -55,12 +55,35 @@ def test_loop_logs_the_frechet_distance_and_keeps_the_lowest_as_best(tiny_gan):
     assert metric(run.state.params) == pytest.approx(min(row["frechet"] for row in evals), rel=1e-4)
 
 
-def test_discriminator_filter_writes_distances_for_each_sampler(tiny_gan, tmp_path):
+def _check_noise(summary: dict, filtered: list[str], sets: int, printed: str) -> None:
+    """The summary's noise floor is the spread of `sets` unfiltered sets; each filtered sampler is judged by it."""
+    noise, quality = summary["noise"], summary["quality"]
+    names = ["unfiltered"] + [f"unfiltered_{i}" for i in range(2, sets + 1)]
+    assert noise["unfiltered_sets"] == names and noise["spreads"] == 2.0
+    frechets = [quality[name]["frechet"] for name in names]
+    assert len(set(frechets)) == sets  # independent sets, not one set scored again
+    assert noise["floor"]["frechet"]["mean"] == pytest.approx(sum(frechets) / sets)
+    std = noise["floor"]["frechet"]["std"]
+    assert std == pytest.approx((sum((f - sum(frechets) / sets) ** 2 for f in frechets) / (sets - 1)) ** 0.5)
+    assert set(noise["samplers"]) == set(filtered)
+    assert "noise floor, %d unfiltered sets" % sets in printed
+    for name in filtered:
+        verdict = noise["samplers"][name]["frechet"]
+        difference = quality[name]["frechet"] - noise["floor"]["frechet"]["mean"]
+        assert verdict["difference"] == pytest.approx(difference) and verdict["in_spreads"] == pytest.approx(difference / std)
+        expected = "within noise" if abs(difference) < 2 * std else ("better" if difference < 0 else "worse")
+        assert verdict["verdict"] == expected
+        assert f"{name} vs unfiltered: Fréchet {quality[name]['frechet']:.3f}" in printed and expected in printed
+
+
+def test_discriminator_filter_writes_distances_for_each_sampler(tiny_gan, tmp_path, capsys):
     config = experiment_config(discriminator_filter, tiny_gan, num_samples=48, num_real=64, top_fraction=0.25,
                                drs_acceptance=0.5, drs_burn_in=256, kid_subsets=5)
     discriminator_filter.main(config, str(tmp_path))
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert set(summary["quality"]) == {"unfiltered", "top_fraction", "rejection_sampling", "real_valid"}
+    assert set(summary["quality"]) == {"unfiltered", "unfiltered_2", "unfiltered_3", "top_fraction",
+                                       "rejection_sampling", "real_valid"}
+    _check_noise(summary, ["top_fraction", "rejection_sampling"], 3, capsys.readouterr().err)
     for numbers in summary["quality"].values():
         assert math.isfinite(numbers["frechet"]) and numbers["frechet"] >= 0
         assert 0.5 <= numbers["confidence"] <= 1 and math.isfinite(numbers["kid_mean"])
@@ -85,14 +108,24 @@ def test_inversion_compares_three_methods_and_saves_the_encoder(tiny_gan, tmp_pa
     assert (tmp_path / "encoder" / "params").is_dir()
 
 
-def test_noise_classifier_reports_auc_and_filtered_distances(tiny_gan, tmp_path):
+def test_noise_classifier_reports_auc_and_filtered_distances(tiny_gan, tmp_path, capsys):
     config = experiment_config(noise_classifier, tiny_gan, pool_size=400, mlp_steps=40, num_samples=32, num_real=64,
-                               kid_subsets=5)
+                               kid_subsets=5, noise_sets=2)
     noise_classifier.main(config, str(tmp_path))
     summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary["quality"]) == {"unfiltered", "unfiltered_2", "predicted_good"}
+    _check_noise(summary, ["predicted_good"], 2, capsys.readouterr().err)
     assert summary["held_out"] == 40  # 20% of the 200 labelled extremes (25% each side of 400)
     assert 0 <= summary["held_out_auc"] <= 1 and summary["train_accuracy"] > 0.5
     assert summary["sampling"]["accepted"] >= 32 and 0 < summary["sampling"]["acceptance_rate"] <= 1
     for numbers in summary["quality"].values():
         assert math.isfinite(numbers["frechet"]) and numbers["frechet"] >= 0
     assert all(Path(path).stat().st_size > 1000 for path in summary["figures"])
+
+
+@pytest.mark.parametrize("module", [discriminator_filter, noise_classifier])
+def test_one_unfiltered_set_gives_no_noise_floor_and_is_refused_first(module, tmp_path):
+    config = module.get_config()
+    config.update(run=str(tmp_path / "no_run"), noise_sets=1)
+    with pytest.raises(ValueError, match="noise_sets must be >= 2"):
+        module.main(config, str(tmp_path))

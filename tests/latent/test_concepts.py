@@ -97,18 +97,64 @@ def test_top_scored_candidates():
         concepts.top_scored_candidates({"man": "Male"}, NAMES, probabilities, top_n=6)
 
 
-def test_draw_concept_members():
-    candidates = {"a": np.array([10, 11, 12, 13]), "b": np.array([20, 21, 22])}
-    members = concepts.draw_concept_members(np.random.default_rng(0), candidates, k=3, num_draws=50)
-    assert members["a"].shape == (50, 3) and members["b"].shape == (50, 3)
+def _joint(members, i):
+    return tuple(tuple(sorted(rows[i])) for rows in members.values())
+
+
+def test_draw_concept_members(capsys):
+    candidates = {"a": np.array([10, 11, 12, 13, 14]), "b": np.array([20, 21, 22, 23])}
+    members = concepts.draw_concept_members(np.random.default_rng(0), candidates, k=3, num_draws=30)
+    assert members["a"].shape == (30, 3) and members["b"].shape == (30, 3)
     for name, drawn in members.items():
         assert np.isin(drawn, candidates[name]).all()
         assert all(len(set(row)) == 3 for row in drawn)  # distinct within a draw
-    assert len({tuple(sorted(row)) for row in members["a"]}) == 4  # all 4 subsets of size 3 occur
-    again = concepts.draw_concept_members(np.random.default_rng(0), candidates, k=3, num_draws=50)
+    # 10 x 4 = 40 joint draws exist: 30 of them, no two alike (the plain sampler repeats some here).
+    assert len({_joint(members, i) for i in range(30)}) == 30
+    nearly_all = concepts.draw_concept_members(np.random.default_rng(1), candidates, k=3, num_draws=39)
+    assert len({_joint(nearly_all, i) for i in range(39)}) == 39 == len(nearly_all["a"])  # repeats redrawn
+    assert capsys.readouterr().err == ""
+    again = concepts.draw_concept_members(np.random.default_rng(0), candidates, k=3, num_draws=30)
     np.testing.assert_array_equal(again["a"], members["a"])
-    with pytest.raises(ValueError, match="concept 'b' has 3 candidate\\(s\\), fewer than k=4"):
-        concepts.draw_concept_members(np.random.default_rng(0), candidates, k=4)
+    np.testing.assert_array_equal(again["b"], members["b"])
+    with pytest.raises(ValueError, match="concept 'b' has 4 candidate\\(s\\), fewer than k=5"):
+        concepts.draw_concept_members(np.random.default_rng(0), candidates, k=5)
+    with pytest.raises(ValueError, match="concept 'a' lists a candidate more than once"):
+        concepts.draw_concept_members(np.random.default_rng(0), {"a": np.array([1, 2, 2, 3])}, k=2)
+
+
+def test_draws_are_the_plain_samplers_when_candidates_are_plenty():
+    # The defaults (30 scored candidates per concept, k = 3, 100 draws): the same stream, the same draws.
+    candidates = {name: np.random.default_rng(i).permutation(2000)[:30] for i, name in enumerate("xyz")}
+    rng = np.random.default_rng(0)
+    plain = {name: np.stack([rng.choice(rows, size=3, replace=False) for _ in range(100)])
+             for name, rows in candidates.items()}
+    members = concepts.draw_concept_members(np.random.default_rng(0), candidates, k=3, num_draws=100)
+    for name in candidates:
+        np.testing.assert_array_equal(members[name], plain[name])
+
+
+def test_too_few_candidates_give_every_distinct_draw_once_and_say_so(capsys):
+    # 3 candidates per concept and k = 3: one distinct draw, not 10 copies of it counted as 10 trials.
+    candidates = {"a": np.array([5, 6, 7]), "b": np.array([1, 2, 3]), "c": np.array([8, 9, 0])}
+    members = concepts.draw_concept_members(np.random.default_rng(0), candidates, k=3, num_draws=10)
+    assert {name: sorted(rows[0]) for name, rows in members.items()} == {"a": [5, 6, 7], "b": [1, 2, 3], "c": [0, 8, 9]}
+    assert all(rows.shape == (1, 3) for rows in members.values())
+    err = capsys.readouterr().err
+    assert "only 1 distinct draw(s) of k=3 members exist" in err and "a 3, b 3, c 3" in err
+    assert "fewer than the 10 requested: using 1 draw(s)" in err and len(err.splitlines()) == 1
+    # 4 x 1 joint draws: all four, each once, whatever the number asked for.
+    members = concepts.draw_concept_members(np.random.default_rng(1), {"a": np.arange(4), "b": np.arange(4, 7)}, 3, 50)
+    assert len(members["a"]) == len(members["b"]) == 4
+    assert {tuple(sorted(row)) for row in members["a"]} == {(0, 1, 2), (0, 1, 3), (0, 2, 3), (1, 2, 3)}
+    assert "only 4 distinct draw(s)" in capsys.readouterr().err
+
+
+def test_pool_draw_passes_distinct_draws_through():
+    from gan_arith.latent.pools import ConceptPool
+
+    pool = ConceptPool(np.zeros((6, 2)), np.zeros((6, 1, 1, 3), np.uint8), {"a": np.arange(3), "b": np.arange(3, 6)},
+                       "scored")
+    assert {name: rows.shape for name, rows in pool.draw(k=3, num_draws=10).items()} == {"a": (1, 3), "b": (1, 3)}
 
 
 def test_arithmetic_results_exact():
