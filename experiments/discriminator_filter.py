@@ -23,8 +23,9 @@ acceptance rates; if the discriminator knows good faces, the filtered samplers h
 distance and higher confidence than unfiltered ones, by more than the noise; it does not always
 (measure before filtering). Measured: `--config.run` a copy of workdirs/dcgan_celeba (synthetic faces,
 300-step classifier, CPU defaults): unfiltered sets 11.46, 13.04, 11.96 (12.16 ± 0.81); top 25% 8.24
-(-4.9 std) and rejection sampling 7.83 (-5.4 std): both better. figures/scored_faces.png shows the
-best- and worst-scored faces.
+(-4.9 std) and rejection sampling 7.83 (-5.4 std): both better. The README's two GAN runs: CelebA,
+both within noise; synthetic, both worse (52 s and 50 s with the classifier's first training).
+figures/scored_faces.png shows the best- and worst-scored faces.
 """
 
 import sys

@@ -16,7 +16,8 @@ Runtime (CPU, 2 shared cores, trained GAN and classifier): under a minute (53 s)
 Expected result: summary.json; an AUC of 0.5 means quality is not predictable from z, 1.0 fully;
 a verdict of the predicted-good noise against the noise floor (measured on a copy of
 workdirs/dcgan_celeba, synthetic faces, 300-step classifier, CPU defaults: AUC 0.970, Fréchet 11.39
-against unfiltered 12.39 ± 0.57, -1.7 std: within noise);
+against unfiltered 12.39 ± 0.57, -1.7 std: within noise; the README's CelebA run: within noise, its
+synthetic run: worse);
 figures/roc.png (held-out ROC curve) and figures/predicted_faces.png (faces of the noise the
 classifier likes most and least).
 """
