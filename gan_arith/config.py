@@ -53,7 +53,7 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
     config.batch_size = 128
     config.num_epochs = 100
     config.eval_every_epochs = 10
-    config.steps_per_dispatch = 0  # train steps fused into one jitted lax.scan call; 0: 1 on CPU, 10 elsewhere
+    config.steps_per_dispatch = 0  # train steps fused in one jitted lax.scan (logged as their mean); 0: 1 on CPU, 10 elsewhere
     config.num_samples = 64  # fixed latent batch for the sample grid
     config.keep_checkpoints = 3
     config.best_metric = "loss"  # an eval metric name; lower is better unless best_mode='max'

@@ -28,10 +28,10 @@ from gan_arith.data.sources import resolve_store, select_faces
 from gan_arith.data.store import FaceStore, partition_code
 from gan_arith.evaluation.frechet import GeneratorFrechet
 from gan_arith.evaluation.scorer import load_or_train_classifier
-from gan_arith.files import write_json
+from gan_arith.files import write_json, write_text
 from gan_arith.models.classifier import MIN_IMAGE_SIZE
 from gan_arith.models.layers import from_model_range, to_model_range
-from gan_arith.progress import Progress, format_duration
+from gan_arith.progress import Pace, Progress, format_eta
 from gan_arith.train import parallel
 from gan_arith.train.checkpoint import CONFIG_FILE, Checkpoints, abstract_state, has_checkpoint, load_config, save_config
 from gan_arith.train.steps import Steps, TrainState, build_steps
@@ -143,17 +143,30 @@ def _check_resumable(workdir: Path, config: ml_collections.ConfigDict) -> None:
 
 
 class _Logger:
-    """metrics.jsonl always; TensorBoard scalars and images when tensorboardX is installed."""
+    """metrics.jsonl always; TensorBoard scalars and images when tensorboardX is installed.
 
-    def __init__(self, workdir: Path, tensorboard: bool, write: bool = True):
+    A run resumed at `start_step` first drops what an interrupted invocation logged after that step
+    (it is about to be logged again): metrics.jsonl is rewritten without those rows, and TensorBoard
+    is told to hide them (`purge_step`).
+    """
+
+    def __init__(self, workdir: Path, tensorboard: bool, start_step: int, write: bool = True):
         """`write=False` (every process of a multi-process run but the first) logs nothing."""
-        self.jsonl = open(workdir / "metrics.jsonl", "a", buffering=1) if write else None
-        self.writer = None
-        if tensorboard and write:
+        self.jsonl, self.writer = None, None
+        if not write:
+            return
+        path = workdir / "metrics.jsonl"
+        if path.exists():
+            lines = path.read_text().splitlines(keepends=True)
+            kept = [line for line in lines if _logged_step(line) <= start_step]
+            if len(kept) < len(lines):
+                write_text(path, "".join(kept))
+        self.jsonl = open(path, "a", buffering=1)
+        if tensorboard:
             try:
                 from tensorboardX import SummaryWriter
 
-                self.writer = SummaryWriter(str(workdir / "tensorboard"))
+                self.writer = SummaryWriter(str(workdir / "tensorboard"), purge_step=start_step + 1)
             except ImportError:
                 print("tensorboardX is not installed: logging to metrics.jsonl only", file=sys.stderr)
 
@@ -175,9 +188,27 @@ class _Logger:
             self.writer.close()
 
 
+def _logged_step(line: str) -> float:
+    """The step of a metrics.jsonl line; a line cut short by a kill counts as after every step."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
+def _held_out_faces(store: FaceStore, config: ml_collections.ConfigDict) -> np.ndarray:
+    """Faces of the run's query it does not train on: the validation partition (the training partition
+    for a run on the validation faces); never the test partition, which the evaluation experiments keep
+    unseen. None for a run on every partition."""
+    if not config.data.partition:
+        return np.array([], np.int64)
+    other = "train" if partition_code(config.data.partition) == partition_code("valid") else "valid"
+    return store.select(config.data.query or None, other)
+
+
 def _eval_batch(store: FaceStore, config: ml_collections.ConfigDict, batch_size: int, mesh) -> dict[str, jax.Array]:
-    """A fixed batch of held-out faces (validation partition when the store has one) for eval and figures."""
-    held_out = store.select(config.data.query or None, "valid") if config.data.partition == "train" else np.array([])
+    """A fixed batch of held-out faces (`_held_out_faces`, else training faces) for eval and figures."""
+    held_out = _held_out_faces(store, config)
     indices = held_out if len(held_out) >= batch_size else select_faces(store, config.data)
     rows = np.random.default_rng(config.seed).choice(indices, size=batch_size, replace=len(indices) < batch_size)
     batch = {"image": store.gather(config.model.image_size, np.sort(rows))}
@@ -220,22 +251,28 @@ def _write_figures(kind: str, shown: dict[str, np.ndarray], workdir: Path, epoch
         logger.image(step, "samples", figures.image_mosaic(shown["samples"]))
 
 
+def _check_frechet_store(store: FaceStore) -> None:
+    """Raise a ValueError unless `store` can train the Fréchet metric's attribute classifier."""
+    train, test = len(store.select(None, "train")), len(store.select(None, "test"))
+    if not store.attribute_names or not train or not test:
+        has = f"{train} train and {test} test faces" if store.attribute_names else "no attribute labels"
+        raise ValueError(
+            f"best_metric='frechet' measures samples with an attribute classifier trained on a store's labelled "
+            f"train and test faces, and {store.root} has {has}; use --config.best_metric=g_loss"
+        )
+
+
 def _frechet_metric(config: ml_collections.ConfigDict, store: FaceStore, steps: Steps) -> GeneratorFrechet | None:
     """The "frechet" eval metric when `config.best_metric` asks for it, else None.
 
-    Generated faces against held-out real ones (validation partition, the test partition stays
-    unseen) in the attribute classifier's feature space; the classifier is trained on first use.
+    Generated faces against held-out real ones (`_held_out_faces`, else training faces) in the
+    attribute classifier's feature space; the classifier is trained on first use.
     """
     if config.best_metric != "frechet":
         return None
-    if not store.attribute_names:
-        raise ValueError(
-            f"best_metric='frechet' measures samples with an attribute classifier, and {store.root} has no "
-            f"attribute labels to train one on; use --config.best_metric=g_loss"
-        )
     size = config.model.image_size
     scorer = load_or_train_classifier(store, size, config.classifier_dir, steps=config.classifier_steps)
-    held_out = store.select(config.data.query or None, "valid")
+    held_out = _held_out_faces(store, config)
     rows = held_out if len(held_out) >= 2 else select_faces(store, config.data)
     return GeneratorFrechet.from_real_images(
         scorer.features, lambda params, z: steps.generate(params["generator"], z),
@@ -286,6 +323,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
     if len(indices) < batch_size:
         raise ValueError(f"{len(indices)} faces selected, fewer than one batch of {batch_size}")
     data, pipeline = _pipeline(config, store, indices, batch_size, mesh)
+    if config.best_metric == "frechet":
+        _check_frechet_store(store)  # before the config is saved
     # Every process computes; the first writes the files and prints (they would be the same on all).
     lead = jax.process_index() == 0
     console = sys.stderr if lead else open(os.devnull, "w")
@@ -302,7 +341,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
     summary_file = workdir / "summary.json"
     if resumed and int(state.step) >= total_steps and summary_file.exists():
         checkpoints.close()
-        print(f"{workdir}: already trained for {int(state.step)} steps ({config.num_epochs} epochs); "
+        print(f"{workdir}: already trained for {int(state.step)} steps ({int(state.step) // steps_per_epoch} epochs); "
               f"its summary is {summary_file} (raise --config.num_epochs to train on)", file=console)
         if not lead:
             console.close()
@@ -319,6 +358,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
     frechet = _frechet_metric(config, store, steps)
 
     steps_per_dispatch = resolve_steps_per_dispatch(config.steps_per_dispatch, jax.default_backend())
+    if steps_per_dispatch > 1 and jax.default_backend() == "cpu":
+        print(f"note: steps_per_dispatch={steps_per_dispatch} fuses steps in a lax.scan, which XLA:CPU runs 5-27x "
+              f"slower (jax-ml/jax#12868); 0 (auto) dispatches one step at a time on CPU", file=console)
     start_step = int(state.step)
     per_step = (f"{batch_size} real faces (batch {config.batch_size}: + {batch_size} generated)"
                 if config.model.kind == "dcgan" else f"{batch_size} faces")
@@ -329,9 +371,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
         + (f"; {jax.process_count()} processes" if jax.process_count() > 1 else ""),
         file=console,
     )
-    logger = _Logger(workdir, config.tensorboard, write=lead)
+    logger = _Logger(workdir, config.tensorboard, start_step, write=lead)
     last_eval: dict[str, float] = {}
     start_time = time.monotonic()
+    run_pace = Pace()  # from the first dispatch on: compiling is not the pace
     try:
         for epoch in range(start_step // steps_per_epoch, config.num_epochs):
             step_in_epoch = int(state.step) - epoch * steps_per_epoch
@@ -356,8 +399,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
                 logger.scalars(step, "train", metrics, epoch=epoch + 1)
                 shown = {k: v for k, v in metrics.items() if k in PROGRESS_METRICS}
                 # The whole run's remaining time at this invocation's pace, evaluations included.
-                pace = (time.monotonic() - start_time) / (step - start_step)
-                shown["run_ETA"] = format_duration(pace * (total_steps - step))
+                run_pace.add(num_steps)
+                shown["run_ETA"] = format_eta(total_steps - step, run_pace.rate)
                 progress.update(num_steps, num_steps * batch_size, shown)
             progress.close()
             finished = epoch + 1 == config.num_epochs

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 
 from experiments import accordion_ae_celeba, dcgan_celeba, vae_celeba
+from gan_arith.data.store import StoreWriter
+from gan_arith.data.synthetic import SYNTHETIC_ATTRIBUTES, render_faces, write_synthetic_store
 from gan_arith.train import checkpoint, loop
 from gan_arith.train.steps import build_steps
 
@@ -126,6 +128,48 @@ def test_bad_settings_fail_before_anything_is_written(module, field, value, mess
     assert not (tmp_path / "run").exists() and not (tmp_path / "synthetic").exists()
 
 
+def _train_only_store(root: Path, num: int = 40, size: int = 40) -> Path:
+    """A labelled store of synthetic faces that are all in the train partition (as `prepare --limit` makes)."""
+    images, attributes = render_faces(0, 0, num, size)
+    writer = StoreWriter(root, image_sizes=[size], attribute_names=SYNTHETIC_ATTRIBUTES, source="synthetic",
+                         settings={"train_only": True})
+    meta = {"file_name": np.array([f"{i}.png" for i in range(num)]), "attributes": attributes,
+            "partition": np.zeros(num, np.int8), "box": np.full((num, 4), -1, np.int32),
+            "confidence": np.ones(num, np.float32), "keypoints": np.full((num, 5, 2), -1, np.int32)}
+    writer.write_shard(0, {size: images}, meta, {"seen": num, "kept": num, "skipped": {}})
+    writer.finalize()
+    return root
+
+
+def test_the_frechet_metric_refuses_a_store_without_test_faces_before_anything_is_written(tmp_path):
+    config = tiny(dcgan_celeba, tmp_path, best_metric="frechet")
+    config.model.image_size = 40
+    config.data.store = str(_train_only_store(tmp_path / "store"))
+    with pytest.raises(ValueError, match="has 40 train and 0 test faces; use --config.best_metric=g_loss"):
+        loop.train(config, tmp_path / "run")
+    assert not (tmp_path / "run" / "config.json").exists() and not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_held_out_faces_are_never_the_training_or_the_test_faces(tmp_path):
+    store = write_synthetic_store(tmp_path / "faces", num_faces=50, image_sizes=[8], seed=0, shard_size=50)
+    config = tiny(dcgan_celeba, tmp_path)
+    for partition, held_out in (("train", "valid"), ("valid", "train"), ("validation", "train"), ("test", "valid")):
+        config.data.partition = partition
+        np.testing.assert_array_equal(loop._held_out_faces(store, config), store.select(None, held_out))
+    config.data.update(partition="train", query="Smiling")
+    np.testing.assert_array_equal(loop._held_out_faces(store, config), store.select("Smiling", "valid"))
+    config.data.partition = ""  # a run on every face has none held out
+    assert len(loop._held_out_faces(store, config)) == 0
+
+
+def test_a_finished_run_rerun_with_fewer_epochs_says_how_long_it_trained(tmp_path, capsys):
+    first = loop.train(tiny(vae_celeba, tmp_path, num_epochs=2), tmp_path / "run")
+    capsys.readouterr()
+    again = loop.train(tiny(vae_celeba, tmp_path, num_epochs=1), tmp_path / "run")
+    assert again == first
+    assert f"already trained for {first['steps']} steps (2 epochs)" in capsys.readouterr().err
+
+
 def test_a_run_that_saved_no_checkpoint_does_not_pin_its_config(tmp_path):
     config = tiny(vae_celeba, tmp_path, num_epochs=1)
     (tmp_path / "run").mkdir()
@@ -179,8 +223,14 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     steps_done = [int(p.name) for p in latest.iterdir() if p.name.isdigit()]
     assert steps_done and max(steps_done) < reference["total_steps"], "the run finished before it could be killed"
 
+    # What the killed run logged past its checkpoint, and a line the kill cut short, as after a real kill.
+    with open(workdir / "metrics.jsonl", "a") as log:
+        log.write(json.dumps({"step": max(steps_done) + 1, "split": "train", "g_loss": -1.0}) + '\n{"step": 9')
+
     resumed = loop.train(config, workdir)
     assert resumed["resumed_from"] is not None and resumed["steps"] == reference["steps"]
+    # The log reads as if the run had never been interrupted: no step twice, no half line.
+    assert (workdir / "metrics.jsonl").read_text() == (tmp_path / "reference" / "metrics.jsonl").read_text()
     final = checkpoint.load_run(workdir, "latest").state
     expected = checkpoint.load_run(tmp_path / "reference", "latest").state
     for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(expected)):
