@@ -35,6 +35,10 @@ source list. Each shard is processed independently and deterministically (in
 a worker process with its own detector), then written atomically by the
 parent; rerunning the same command after a crash or ``kill -9`` skips finished
 shards and yields exactly the store an uninterrupted run would have written.
+Ctrl-C stops the workers at once and exits with status 130; the finished
+shards are kept. Mistakes in the command (bad ``--sizes``, an ``--output``
+holding a store made with other settings) are reported in one line, and such
+a store is left untouched.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ import math
 import multiprocessing
 import os
 import queue as queue_lib
+import signal
+import sys
 import tempfile
 import threading
 import time
@@ -59,7 +65,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from gan_arith.data import celeba
-from gan_arith.data.store import KEYPOINT_NAMES, StoreWriter
+from gan_arith.data.store import KEYPOINT_NAMES, MANIFEST, StoreWriter, read_manifest, meta_file
 from gan_arith.progress import Progress
 
 TFDS_SPLITS = (("train", 0), ("validation", 1), ("test", 2))
@@ -68,9 +74,16 @@ _SIXTEEN_BIT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")
 
 
+class PrepareError(ValueError):
+    """A mistake in what prepare was asked to do (settings, output directory), not a bug: the CLI prints one line."""
+
+
 @dataclass(frozen=True)
 class PrepareSettings:
-    """Everything that determines the store's content (stored in its manifest)."""
+    """Everything that determines the store's content (stored in its manifest).
+
+    ``sizes`` are kept sorted (their order changes nothing in the store) and must be distinct.
+    """
 
     sizes: tuple[int, ...] = (80,)
     shard_size: int = 1000
@@ -82,15 +95,19 @@ class PrepareSettings:
     max_detect_side: int = 1024
 
     def __post_init__(self) -> None:
-        if not self.sizes or any(s < 1 for s in self.sizes):
-            raise ValueError(f"sizes must be positive, got {self.sizes}")
+        sizes = tuple(int(s) for s in self.sizes)
+        if not sizes or any(s < 1 for s in sizes):
+            raise PrepareError(f"sizes must be positive, got {list(sizes)}")
+        if len(set(sizes)) != len(sizes):
+            raise PrepareError(f"sizes must be distinct, got {list(sizes)}")
+        object.__setattr__(self, "sizes", tuple(sorted(sizes)))
         for name in ("shard_size", "min_image_size", "detect_batch", "max_detect_side"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise PrepareError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be >= 1, got {self.limit}")
-        if self.margin <= 0:
-            raise ValueError(f"margin must be > 0, got {self.margin}")
+            raise PrepareError(f"limit must be >= 1, got {self.limit}")
+        if not self.margin > 0:
+            raise PrepareError(f"margin must be > 0, got {self.margin}")
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -489,6 +506,10 @@ def _watch_parent(parent: int) -> None:
 
 
 def _init_worker(source: Source, settings: PrepareSettings, events: Any) -> None:
+    # Ctrl-C reaches the whole process group; the parent alone handles it (and terminates the workers).
+    # The worker started with SIGINT blocked (see _run_pool): ignore it, then unblock (a pending one is dropped).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     _WORKER.update(
         source=source,
@@ -548,35 +569,58 @@ def prepare(
 ) -> dict[str, Any]:
     """Prepare (or resume) the store at ``output``; return its manifest plus a ``"run"`` entry with timings.
 
-    ``processes == 1`` works in this process; more start that many spawned workers.
+    ``processes == 1`` works in this process; more start that many spawned workers (at most one per
+    shard left). An ``output`` that holds something else than this store (other settings, not a store)
+    raises `PrepareError` before anything is written; a complete store is returned as it is.
     """
     if processes < 1:
-        raise ValueError(f"processes must be >= 1, got {processes}")
+        raise PrepareError(f"processes must be >= 1, got {processes}")
     total = num_items(source, settings)
+    num_shards = math.ceil(total / settings.shard_size)
+    manifest_settings = store_settings(source, settings)
+    existing = _check_output(Path(output), source, settings, manifest_settings)
+    if existing is not None and existing.get("complete") and _all_shards_written(Path(output), existing, num_shards):
+        existing["run"] = {
+            "already_complete": True,
+            "processes": 0,
+            "processes_requested": processes,
+            "shards": 0,
+            "images": 0,
+            "wall_s": 0.0,
+            "startup_s": 0.0,
+            "images_per_s": 0.0,
+            "steady_images_per_s": None,
+        }
+        return existing
     writer = StoreWriter(
         output,
         image_sizes=settings.sizes,
         attribute_names=source.attribute_names,
         source=source.kind,
-        settings=store_settings(source, settings),
+        settings=manifest_settings,
     )
-    num_shards = math.ceil(total / settings.shard_size)
     todo = [i for i in range(num_shards) if i not in writer.completed_shards()]
     done_images = total - sum(len(range(*shard_range(i, settings.shard_size, total))) for i in todo)
     bar = Progress(total, label="prepare", unit="img", done=done_images, enabled=progress)
     tracker = _PrepareProgress(bar, num_shards, num_shards - len(todo))
     start = time.monotonic()
     workers = min(processes, len(todo))
-    if workers <= 1:
-        ready, steady_images = _run_inline(source, settings, writer, todo, tracker)
-    else:
-        ready, steady_images = _run_pool(source, settings, writer, todo, tracker, workers)
+    try:
+        with _CtrlC() as ctrl_c:
+            if workers <= 1:
+                ready, steady_images = _run_inline(source, settings, writer, todo, tracker, ctrl_c)
+            else:
+                ready, steady_images = _run_pool(source, settings, writer, todo, tracker, workers, ctrl_c)
+    finally:
+        bar.close()  # also when interrupted: the progress line ends before any message
     end = time.monotonic()
-    bar.close()
     manifest = writer.finalize(source.extra_counts)
     steady = end - (ready if ready is not None else end)
     manifest["run"] = {
-        "processes": max(workers, 1),
+        "already_complete": False,
+        "processes": workers,
+        "processes_requested": processes,
+        "shards": len(todo),
         "images": bar.units,
         "wall_s": round(end - start, 3),
         "startup_s": round((ready if ready is not None else end) - start, 3),
@@ -586,15 +630,114 @@ def prepare(
     return manifest
 
 
+def _check_output(
+    root: Path, source: Source, settings: PrepareSettings, manifest_settings: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The manifest of the store at ``root`` if it is this store (else `PrepareError`); None for a new store.
+
+    Only reads. A store prepared before sizes were sorted lists them in the order given: if they are the
+    same sizes, ``manifest_settings["sizes"]`` takes that order so that the store is resumed, not refused.
+    """
+    if not (root / MANIFEST).exists():
+        if root.exists() and not root.is_dir():
+            raise PrepareError(f"output {root} is not a directory; choose another output directory")
+        if root.is_dir() and any(root.iterdir()):
+            raise PrepareError(
+                f"output {root} is not empty and holds no prepared-faces store (no {MANIFEST}); "
+                "choose another output directory"
+            )
+        return None
+    try:
+        manifest = read_manifest(root)
+    except ValueError as e:
+        raise PrepareError(f"output {e}; choose another output directory") from None
+    old = manifest.get("settings") if isinstance(manifest.get("settings"), dict) else {}
+    old_sizes = old.get("sizes")
+    if isinstance(old_sizes, list) and sorted(old_sizes) == list(settings.sizes):
+        manifest_settings["sizes"] = old_sizes  # same sizes, possibly in the (legacy) given order
+    new = json.loads(json.dumps(manifest_settings))  # as the manifest stores it (lists, not tuples)
+    differ = [
+        f"{key} {old.get(key)!r} (this command: {new.get(key)!r})"
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    ]
+    for key, value in (("source", source.kind), ("attribute_names", list(source.attribute_names))):
+        if manifest.get(key) != value:
+            differ.append(f"{key} {manifest.get(key)!r} (this command: {value!r})")
+    if not differ and manifest.get("image_sizes") != list(settings.sizes):
+        differ.append(f"image_sizes {manifest.get('image_sizes')!r} (this command: {list(settings.sizes)!r})")
+    if differ:
+        raise PrepareError(
+            f"output {root} holds a store prepared with other settings: {'; '.join(differ)}. "
+            "Choose another output directory, or rerun with the store's settings to resume or reuse it"
+        )
+    return manifest
+
+
+def _all_shards_written(root: Path, manifest: dict[str, Any], num_shards: int) -> bool:
+    listed = sorted(shard.get("index") for shard in manifest.get("shards", []))
+    return listed == list(range(num_shards)) and all((root / meta_file(i)).exists() for i in listed)
+
+
+class _CtrlC:
+    """Ctrl-C that cannot get lost: KeyboardInterrupt as usual, raised again by `check` if it was swallowed.
+
+    Python drops exceptions raised inside garbage-collector callbacks (TensorFlow's import brings jax,
+    which installs one) with an "Exception ignored" traceback, so a Ctrl-C landing there would go
+    unnoticed; that traceback is left out too. Only in the main thread, and only where Python's default
+    handler is installed.
+    """
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self._previous: Any = None
+        self._previous_hook: Any = None
+
+    def __enter__(self) -> _CtrlC:
+        if threading.current_thread() is threading.main_thread():
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                self._previous = signal.signal(signal.SIGINT, self._handle)
+                self._previous_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            sys.unraisablehook = self._previous_hook
+
+    def _unraisable(self, unraisable: Any) -> None:
+        if not (self.pressed and unraisable.exc_type is KeyboardInterrupt):  # that one `check` raises again
+            self._previous_hook(unraisable)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.pressed = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+
+
 def _run_inline(
-    source: Source, settings: PrepareSettings, writer: StoreWriter, todo: list[int], tracker: _PrepareProgress
+    source: Source,
+    settings: PrepareSettings,
+    writer: StoreWriter,
+    todo: list[int],
+    tracker: _PrepareProgress,
+    ctrl_c: _CtrlC,
 ) -> tuple[float | None, int]:
     if not todo:
         return None, 0
     detector = _cached_detector(settings.min_confidence, settings.max_detect_side)
     ready = time.monotonic()
+
+    def report(images: int) -> None:  # after every detection batch
+        ctrl_c.check()
+        tracker.images(images)
+
     for index in todo:
-        result = process_shard(source, index, settings, detector, tracker.images)
+        ctrl_c.check()
+        result = process_shard(source, index, settings, detector, report)
         writer.write_shard(result.index, result.images, result.meta, result.counts)
         tracker.shard()
     return ready, tracker.bar.units
@@ -611,16 +754,32 @@ def _cached_detector(min_confidence: float, max_detect_side: int) -> FaceDetecto
 
 
 def _run_pool(
-    source: Source, settings: PrepareSettings, writer: StoreWriter, todo: list[int], tracker: _PrepareProgress, workers: int
+    source: Source,
+    settings: PrepareSettings,
+    writer: StoreWriter,
+    todo: list[int],
+    tracker: _PrepareProgress,
+    workers: int,
+    ctrl_c: _CtrlC,
 ) -> tuple[float | None, int]:
     context = multiprocessing.get_context("spawn")
-    events = context.Queue()
     ready_workers, ready, steady_images = 0, None, 0
-    with concurrent.futures.ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(source, settings, events)
-    ) as pool:
-        pending = {pool.submit(_worker_shard, index) for index in todo}
+    pool = None
+    try:
+        # Workers start with SIGINT blocked (the mask is inherited through fork and exec), so a Ctrl-C
+        # to the process group during their start-up cannot print their tracebacks; _init_worker then
+        # ignores it. Here a Ctrl-C stays pending until the unblock, then raises KeyboardInterrupt.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            events = context.Queue()
+            pool = concurrent.futures.ProcessPoolExecutor(
+                workers, mp_context=context, initializer=_init_worker, initargs=(source, settings, events)
+            )
+            pending = {pool.submit(_worker_shard, index) for index in todo}  # spawns the workers
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         while pending:
+            ctrl_c.check()
             finished, pending = concurrent.futures.wait(
                 pending, timeout=0.5, return_when=concurrent.futures.FIRST_COMPLETED
             )
@@ -640,7 +799,29 @@ def _run_pool(
                 result = future.result()
                 writer.write_shard(result.index, result.images, result.meta, result.counts)
                 tracker.shard()
+    except BaseException:  # Ctrl-C or an error: stop the workers now, not after the shards they hold
+        if pool is not None:
+            _terminate_pool(pool)
+        raise
+    pool.shutdown()
     return ready, steady_images
+
+
+def _terminate_pool(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    """Kill the pool's workers (their unfinished shards are lost; written ones stay) and let it go."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # a second Ctrl-C waits for the clean-up
+    try:
+        processes = list((getattr(pool, "_processes", None) or {}).values())  # no public API before Python 3.14
+        for process in processes:
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -659,9 +840,15 @@ def summary(manifest: dict[str, Any]) -> str:
     if other:
         lines.append("source: " + ", ".join(f"{k} {v:,}" for k, v in other.items()))
     run = manifest.get("run")
-    if run:
+    if run and run.get("already_complete"):
+        lines.insert(0, "the store was already complete: nothing to do (same settings; to prepare it anew, "
+                     "delete it or choose another --output)")
+    elif run:
+        processes = f"{run['processes']} process(es)"
+        if run["processes"] < run.get("processes_requested", run["processes"]):
+            processes += f" ({run['processes_requested']} requested, {run['shards']} shard(s) to do)"
         lines.append(
-            f"this run: {run['images']:,} images in {run['wall_s']:.1f} s with {run['processes']} process(es): "
+            f"this run: {run['images']:,} images in {run['wall_s']:.1f} s with {processes}: "
             f"{run['images_per_s']:.1f} images/s overall, {run['steady_images_per_s'] or 0:.1f} after "
             f"{run['startup_s']:.1f} s start-up"
         )
@@ -692,42 +879,69 @@ def _cpu_count() -> int:
 
 
 def make_source(kind: str, input_path: str | None, tfds_data_dir: str | None, tfds_manual_dir: str | None) -> Source:
-    """Build the source named on the command line."""
+    """Build the source named on the command line (`PrepareError` for a missing or unusable --input)."""
     if kind == "tfds":
         return tfds_source(tfds_data_dir, tfds_manual_dir)
     if input_path is None:
-        raise SystemExit(f"--input is required for --source {kind}")
-    return celeba_source(input_path) if kind == "celeba" else folder_source(input_path)
+        raise PrepareError(f"--input is required for --source {kind}")
+    try:
+        return celeba_source(input_path) if kind == "celeba" else folder_source(input_path)
+    except (OSError, ValueError) as e:  # missing folder or list files, malformed lists: all about --input
+        raise PrepareError(f"--input: {e}") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 80,128, got {text!r}") from None
+    if any(s < 1 for s in sizes) or len(set(sizes)) != len(sizes):
+        raise argparse.ArgumentTypeError(f"expected distinct positive sizes, got {text!r}")
+    return sizes
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any] | list[dict]:
+    """The command line; mistakes exit with one line (status 2 for arguments, 1 for --input/--output), Ctrl-C with 130."""
     parser = argparse.ArgumentParser(prog="python -m gan_arith.data.prepare", description=__doc__.split("\n")[0])
     parser.add_argument("--source", choices=("celeba", "folder", "tfds"), default="celeba")
     parser.add_argument("--input", help="CelebA root (celeba) or image folder (folder)")
     parser.add_argument("--output", help="store directory (created, or resumed if incomplete)")
-    parser.add_argument("--sizes", default="80", help="comma-separated output sizes, e.g. 80,128")
-    parser.add_argument("--processes", type=int, default=_cpu_count(), help="worker processes (default: all cores)")
+    parser.add_argument("--sizes", type=_sizes, default=(80,), help="comma-separated output sizes, e.g. 80,128")
     parser.add_argument(
-        "--limit", type=int,
+        "--processes", type=_positive_int, default=_cpu_count(), help="worker processes (default: all cores)"
+    )
+    parser.add_argument(
+        "--limit", type=_positive_int,
         help="only the first N images of the sorted source list (CelebA files are numbered in partition order, "
         "so a limited CelebA run holds train faces only)",
     )
     defaults = PrepareSettings()
-    parser.add_argument("--shard-size", type=int, default=defaults.shard_size, help="images per shard (unit of work)")
-    parser.add_argument("--min-image-size", type=int, default=defaults.min_image_size)
+    parser.add_argument(
+        "--shard-size", type=_positive_int, default=defaults.shard_size, help="images per shard (unit of work)"
+    )
+    parser.add_argument("--min-image-size", type=_positive_int, default=defaults.min_image_size)
     parser.add_argument("--min-confidence", type=float, default=defaults.min_confidence)
     parser.add_argument("--margin", type=float, default=defaults.margin, help="square side = max(w, h) * margin")
-    parser.add_argument("--detect-batch", type=int, default=defaults.detect_batch)
-    parser.add_argument("--max-detect-side", type=int, default=defaults.max_detect_side)
+    parser.add_argument("--detect-batch", type=_positive_int, default=defaults.detect_batch)
+    parser.add_argument("--max-detect-side", type=_positive_int, default=defaults.max_detect_side)
     parser.add_argument("--tfds-data-dir", help="tensorflow-datasets data_dir (default ~/tensorflow_datasets)")
     parser.add_argument("--tfds-manual-dir", help="folder with the original CelebA files for an offline tfds build")
     parser.add_argument("--bench", action="store_true", help="print images/s with 1 and with all processes")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     args = parser.parse_args(argv)
     try:
-        sizes = tuple(int(s) for s in args.sizes.split(","))
         settings = PrepareSettings(
-            sizes=sizes,
+            sizes=args.sizes,
             shard_size=args.shard_size,
             limit=args.limit,
             min_image_size=args.min_image_size,
@@ -736,15 +950,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | list[dict]:
             detect_batch=args.detect_batch,
             max_detect_side=args.max_detect_side,
         )
-    except ValueError as e:
+    except PrepareError as e:
         parser.error(str(e))
-    source = make_source(args.source, args.input, args.tfds_data_dir, args.tfds_manual_dir)
-    if args.bench:
-        counts = sorted({1, args.processes})
-        return bench(source, args.limit or 200, counts, settings)
-    if args.output is None:
+    if not args.bench and args.output is None:
         parser.error("--output is required")
-    manifest = prepare(source, args.output, settings, processes=args.processes, progress=not args.quiet)
+    try:
+        source = make_source(args.source, args.input, args.tfds_data_dir, args.tfds_manual_dir)
+        if args.bench:
+            counts = sorted({1, args.processes})
+            return bench(source, args.limit or 200, counts, settings)
+        manifest = prepare(source, args.output, settings, processes=args.processes, progress=not args.quiet)
+    except PrepareError as e:
+        parser.exit(1, f"{parser.prog}: error: {e}\n")
+    except KeyboardInterrupt:
+        resume = "" if args.bench else "; finished shards are kept: rerun the same command to resume"
+        parser.exit(130, f"{parser.prog}: interrupted{resume}\n")
     print(summary(manifest))
     print(json.dumps(manifest["run"]))
     return manifest

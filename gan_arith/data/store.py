@@ -100,7 +100,8 @@ def _write_json(path: Path, obj: Any) -> None:
     _atomic_write(path, lambda f: f.write((json.dumps(obj, indent=1) + "\n").encode()))
 
 
-def _read_manifest(root: Path) -> dict[str, Any]:
+def read_manifest(root: Path) -> dict[str, Any]:
+    """The store manifest at `root`, checked to be one (ValueError naming the file otherwise)."""
     path = root / MANIFEST
     try:
         manifest = json.loads(path.read_text())
@@ -143,7 +144,7 @@ class StoreWriter:
         for leftover in self.root.glob(_TMP_PREFIX + "*"):
             leftover.unlink()
         if (self.root / MANIFEST).exists():
-            self._check_same_store(_read_manifest(self.root))
+            self._check_same_store(read_manifest(self.root))
         elif any(self.root.iterdir()):
             raise ValueError(
                 f"{self.root} is not empty and has no {MANIFEST}; refusing to write a store into it"
@@ -261,7 +262,7 @@ class FaceStore:
                 f"no prepared-faces store at {self.root} ({MANIFEST} missing); "
                 "create one with `python -m gan_arith.data.prepare`"
             )
-        manifest = _read_manifest(self.root)
+        manifest = read_manifest(self.root)
         if not manifest.get("complete"):
             raise ValueError(
                 f"{self.root}: store is incomplete (preparation was interrupted); "

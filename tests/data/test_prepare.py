@@ -216,3 +216,130 @@ def test_kill_and_resume_gives_identical_store(tmp_path, detector):
         else:
             assert result[key] == value, key
     assert FaceStore(killed).num_faces == 12
+
+
+def folder_command(raw: Path, output: Path, *args: str) -> list[str]:
+    return ["--source", "folder", "--input", str(raw), "--output", str(output), "--quiet", *args]
+
+
+def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file of a directory with its bytes and modification time."""
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(root.iterdir())}
+
+
+def test_size_order_is_irrelevant_and_legacy_order_resumes(tmp_path, detector, capsys):
+    make_face_folder(tmp_path / "raw", n=2)
+    raw, store = tmp_path / "raw", tmp_path / "store"
+    prep.main(folder_command(raw, store, "--sizes", "24,16", "--shard-size", "1", "--processes", "1"))
+    assert json.loads((store / "manifest.json").read_text())["settings"]["sizes"] == [16, 24]
+    before = snapshot(store)
+    capsys.readouterr()
+
+    # The same store in the other order: already complete, nothing rewritten, the real process count.
+    manifest = prep.main(folder_command(raw, store, "--sizes", "16,24", "--shard-size", "1", "--processes", "2"))
+    out = capsys.readouterr().out
+    assert out.startswith("the store was already complete: nothing to do") and "this run" not in out
+    assert manifest["run"]["already_complete"] and manifest["run"]["processes"] == 0
+    assert manifest["run"]["processes_requested"] == 2
+    assert snapshot(store) == before
+
+    # A store prepared before sizes were sorted lists them as given; the same command resumes it.
+    legacy = json.loads((store / "manifest.json").read_text())
+    legacy["settings"]["sizes"], legacy["complete"] = [24, 16], False
+    (store / "manifest.json").write_text(json.dumps(legacy))
+    (store / meta_file(1)).unlink()
+    manifest = prep.main(folder_command(raw, store, "--sizes", "24,16", "--shard-size", "1", "--processes", "2"))
+    assert manifest["complete"] and manifest["settings"]["sizes"] == [24, 16]
+    assert json.loads((store / "manifest.json").read_text())["settings"]["sizes"] == [24, 16]
+    assert manifest["run"]["images"] == 1 and manifest["run"]["processes"] == 1  # one shard left: one process
+    assert "with 1 process(es) (2 requested, 1 shard(s) to do)" in capsys.readouterr().out
+    assert FaceStore(store).num_faces == 2
+
+
+def test_cli_mistakes_are_one_line_errors(tmp_path, detector, capsys):
+    make_face_folder(tmp_path / "raw", n=1)
+    raw, store = tmp_path / "raw", tmp_path / "store"
+
+    def fails(args: list[str], code: int) -> str:
+        with pytest.raises(SystemExit) as exit_info:
+            prep.main(args)
+        assert exit_info.value.code == code
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        return err.strip().splitlines()[-1]
+
+    assert "argument --sizes: expected distinct positive sizes, got '40,40'" in fails(
+        folder_command(raw, store, "--sizes", "40,40"), 2
+    )
+    assert "argument --processes: must be >= 1" in fails(folder_command(raw, store, "--processes", "0"), 2)
+    assert "--input: image folder" in fails(folder_command(tmp_path / "missing", store), 1)
+    with pytest.raises(prep.PrepareError, match="distinct"):
+        prep.PrepareSettings(sizes=(40, 40))
+    assert not store.exists()
+
+    prep.main(folder_command(raw, store, "--sizes", "24,16", "--processes", "1"))
+    (store / ".tmp-leftover").write_bytes(b"x")  # the refused command must not even clean up
+    before = snapshot(store)
+    capsys.readouterr()
+    err = fails(folder_command(raw, store, "--sizes", "32", "--processes", "1"), 1)
+    assert err == (
+        f"python -m gan_arith.data.prepare: error: output {store} holds a store prepared with other settings: "
+        "sizes [16, 24] (this command: [32]). Choose another output directory, or rerun with the store's "
+        "settings to resume or reuse it"
+    )
+    assert snapshot(store) == before
+    assert "not empty and holds no prepared-faces store" in fails(folder_command(raw, raw, "--processes", "1"), 1)
+
+
+def test_ctrl_c_stops_workers_at_once_and_resumes(tmp_path, detector):
+    make_face_folder(tmp_path / "raw", n=40)
+    store = tmp_path / "store"
+    command = [sys.executable, "-m", "gan_arith.data.prepare"] + folder_command(
+        tmp_path / "raw", store, "--sizes", "24,16", "--shard-size", "2", "--processes", "2"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    # Its own process group, which a terminal's Ctrl-C signals as a whole (parent and workers).
+    child = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while child.poll() is None and not (store / meta_file(0)).exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert child.poll() is None, f"the child ended before Ctrl-C: {child.stderr.read().decode()[-2000:]}"
+        interrupted = time.monotonic()
+        os.killpg(child.pid, signal.SIGINT)
+        _, err = child.communicate(timeout=30)
+        elapsed = time.monotonic() - interrupted
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    err = err.decode()
+    assert child.returncode == 130 and elapsed < 3, (child.returncode, elapsed, err[-2000:])
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-2000:]
+    assert err.strip().splitlines()[-1] == (
+        "python -m gan_arith.data.prepare: interrupted; finished shards are kept: rerun the same command to resume"
+    )
+    for _ in range(200):  # the workers went with it
+        try:
+            os.killpg(child.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.01)
+    else:
+        raise AssertionError("processes of the interrupted run are still alive")
+    assert not json.loads((store / "manifest.json").read_text())["complete"]
+
+    settings = prep.PrepareSettings(sizes=(16, 24), shard_size=2)
+    source = prep.folder_source(tmp_path / "raw")
+    resumed = prep.prepare(source, store, settings, progress=False)
+    assert resumed["complete"] and 0 < resumed["run"]["images"] < 40 and resumed["counts"]["seen"] == 40
+    prep.prepare(source, tmp_path / "reference", settings, progress=False)
+    reference, result = store_files(tmp_path / "reference"), store_files(store)
+    assert reference.keys() == result.keys()
+    for key, value in reference.items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(result[key], value, err_msg=key)
+        else:
+            assert result[key] == value, key
