@@ -4,7 +4,8 @@
 
 Seed configuration: 128×128×3, two stacked conv encoder/decoder blocks (1,635,846 parameters),
 mean squared error, Adam 1e-3, batch 64, 20 epochs, eval every 5.
-Data as in experiments.dcgan_celeba; the store needs 128×128 crops (`prepare --sizes 80,128`).
+Data as in experiments.dcgan_celeba; the store needs 128×128 crops (64×64 for the CPU default:
+`prepare --sizes 40,64,80,128` serves every default).
 Runtime: CPU default (scaled: 64×64, 2,000 faces, 4 epochs) a few minutes on 2 cores.
 Expected result: workdir/figures/reconstructions_epochNNNN.png, inputs over outputs, showing the
 seed's blocky, blurred reconstructions.

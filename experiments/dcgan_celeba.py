@@ -3,11 +3,11 @@
     python -m experiments.dcgan_celeba [--workdir=workdirs/dcgan_celeba] [--config.key=value ...]
 
 Data: --config.data.store=PATH, else data/celeba_store (what `python -m gan_arith.data.prepare`
-writes), else raw CelebA from $GAN_ARITH_CELEBA (prepared first), else built-in synthetic faces.
+writes; used when it holds the run's image size: 80, or 40 for the CPU default), else raw CelebA from $GAN_ARITH_CELEBA (prepared first), else built-in synthetic faces.
 Seed configuration (GPU/TPU): 80×80×3, latent 100, width 128, batch 128 (64 real + 64 generated
 for D, 128 latents for G), Adam 2e-4/β1 0.5, 100 epochs, samples + checkpoint every 10 epochs.
-Runtime: CPU default (scaled: 40×40, width 32, batch 32, 4,000 synthetic faces, 20 epochs = 4,000
-steps) measured 10 min 14 s wall on the 2 idle cores of the CI-type machine (~110 images/s), 13 min
+Runtime: CPU default (scaled: 40×40, width 32, batch 32, a store of 4,000 synthetic faces: 3,200 in
+the train partition, 200 steps of 16 real faces per epoch; 20 epochs = 4,000 steps) measured 10 min 14 s wall on the 2 idle cores of the CI-type machine (~110 images/s), 13 min
 25 s from a fresh clone of 16e6f9d while other jobs shared the cores; that run's Fréchet distances
 were 30.8, 124.2 (a collapse), 56.9, 20.1 at epochs 5-20, best = epoch 20. GAN runs are chaotic: a
 change of floating-point rounding (another jax, CPU or an exact rewrite of a layer) gives another

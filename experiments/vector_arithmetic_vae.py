@@ -10,7 +10,8 @@ or the logistic-regression normal with --config.direction_method=linear) fitted 
 training faces, alone and with the Male direction projected out, added with strengths
 --config.edit_alphas to encoded neutral test faces.
 Needs a trained VAE in --config.run; the default one is trained first when missing (CPU-scaled: 40px, about 4 minutes
-on 2 cores; the 40px attribute classifier, shared with the DCGAN's tools, trains once per store).
+on 2 cores; the 40px attribute classifier trains once per store, shared with the DCGAN's tools when
+both runs read the same store).
 Runtime (CPU, trained VAE): 38 s including the classifier's first training (300 steps). GPU: not measured.
 Expected result: figures/vae_encoded_arithmetic.png and vae_encoded_draws.png show smiling
 male-presenting faces (blurry, as VAE decodes are); figures/vae_edits.png shows the smile growing

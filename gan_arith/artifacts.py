@@ -22,11 +22,14 @@ from gan_arith.train.checkpoint import CONFIG_FILE, TrainedRun, has_checkpoint, 
 from gan_arith.train.loop import train
 
 
-def load_or_train(run_dir: str | Path, train_config: ml_collections.ConfigDict) -> TrainedRun:
+def load_or_train(
+    run_dir: str | Path, train_config: ml_collections.ConfigDict, flag: str = "config.train"
+) -> TrainedRun:
     """The trained run in `run_dir` (best checkpoint), which must be of `train_config`'s model kind.
 
     A run that was stopped before it finished is finished first with its own saved config; a
-    directory without a run gets one trained with `train_config` (CPU-scaled without an accelerator).
+    directory without a run gets one trained with `train_config` (CPU-scaled without an accelerator;
+    the fields the user set on the command line under `--<flag>.` are kept).
     """
     run_dir = Path(run_dir)
     kind = train_config.model.kind
@@ -39,8 +42,8 @@ def load_or_train(run_dir: str | Path, train_config: ml_collections.ConfigDict) 
             print(f"{run_dir}: an unfinished training run; finishing it with its own config first", file=sys.stderr)
         else:
             config = ml_collections.ConfigDict(train_config.to_dict())
-            # The user's own --config.train.* fields win over the CPU scaling, as for a training command.
-            changes = scale_for_host(config, jax.default_backend(), keep=command_line_fields(sys.argv, "config.train"))
+            # The user's own --<flag>.* fields win over the CPU scaling, as for a training command.
+            changes = scale_for_host(config, jax.default_backend(), keep=command_line_fields(sys.argv, flag))
             print(
                 f"No finished training run in {run_dir}: training a {kind} there first"
                 + (f" (CPU-scaled: {'; '.join(changes)})" if changes else ""),
@@ -62,7 +65,7 @@ def run_store_and_classifier(
     or `config[kind].run` for experiments over several kinds), the run's face store, and the
     attribute classifier for that store at the run's image size."""
     section = config[kind] if kind else config
-    run = load_or_train(section.run, section.train)
+    run = load_or_train(section.run, section.train, f"config.{kind}.train" if kind else "config.train")
     store = run_store(run)
     scorer = load_or_train_classifier(store, run.image_size, config.classifier_dir, steps=config.classifier_steps)
     return run, store, scorer

@@ -45,7 +45,7 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
             "partition": "train",
             "query": "",  # attribute selection, e.g. "Smiling & ~Male"
             "max_faces": 0,  # 0: all selected faces
-            "pipeline": "auto",  # 'device' (uint8 on device, no TF), 'tfdata', or 'auto' (device if it fits and one process)
+            "pipeline": "auto",  # 'device' (uint8 on device, no TF), 'tfdata', or 'auto' (device if it fits on every host)
             "prepare_processes": 0,  # 0: all CPU cores
         }
     )

@@ -1,7 +1,9 @@
 """What the latent and evaluation experiments start from: a trained run of the right kind, finished first."""
 
 import json
+import sys
 
+import ml_collections
 import pytest
 
 from experiments import dcgan_celeba, vae_celeba
@@ -43,3 +45,11 @@ def test_a_stopped_run_is_finished_with_its_own_config(tmp_path, capsys):
     assert summary["resumed_from"] == summary["total_steps"] // 2 and summary["steps"] == summary["total_steps"]
     assert run.config.num_epochs == config.num_epochs and run.config.seed == 0
     assert int(run.state.step) == summary["total_steps"]
+
+
+def test_the_sections_own_command_line_fields_win_over_the_cpu_scaling(tmp_path, monkeypatch):
+    config = tiny_vae(tmp_path, scale_for_cpu=True)
+    config.cpu = ml_collections.ConfigDict({"num_epochs": 3, "batch_size": 8})
+    monkeypatch.setattr(sys, "argv", ["evaluate.py", "--config.vae.train.num_epochs=1"])  # as evaluate names it
+    run = artifacts.load_or_train(tmp_path / "run", config, "config.vae.train")
+    assert run.config.num_epochs == 1 and run.config.batch_size == 8

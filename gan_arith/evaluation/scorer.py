@@ -81,7 +81,8 @@ def classifier_attributes(store: FaceStore, requested: Sequence[str] = ()) -> tu
 
 def _classifier_dir(directory: Path, store: FaceStore, size: int, attributes: Sequence[str], width: int, steps: int) -> Path:
     key = json.dumps([store.content_key(), size, list(attributes), width, steps])
-    return directory / f"{Path(store.root).name}-{size}px-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+    # Named by what the faces are, not where they lie: a copied or moved store finds its classifier.
+    return directory / f"{store.manifest['source']}-{size}px-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 
 
 def load_or_train_classifier(

@@ -1,7 +1,8 @@
 """Concepts: named sets of latent vectors, their averages, random draws and arithmetic over draws.
 
 A concept is defined by candidate indices into a pool of latent vectors [N, D]:
-- by hand, the seeds' way (`--concept smiling_woman=12,45,78` after looking at a numbered grid),
+- by hand, the seeds' way (`--config.concepts="smiling_woman=12,45,78; ..."` after looking at a
+  numbered grid),
 - by an attribute query over labelled faces (`smiling_woman=Smiling & ~Male`, the store's query
   language), e.g. real faces encoded by the VAE,
 - by the same query scored softly on classifier probabilities of generated faces (top-n).

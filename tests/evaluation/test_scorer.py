@@ -16,6 +16,7 @@ class _Store:
 
     root = "stores/limited"
     num_faces = 10
+    manifest = {"source": "celeba"}
 
     def __init__(self, attribute_names):
         self.attribute_names = attribute_names
@@ -46,7 +47,7 @@ def test_a_copied_store_reuses_the_classifier_trained_for_the_original(tmp_path,
     store = write_synthetic_store(tmp_path / "store", num_faces=40, image_sizes=[32], seed=3, shard_size=16)
     first = load_or_train_classifier(store, 32, tmp_path / "classifiers", width=4, steps=2)
     assert "Training the attribute classifier" in capsys.readouterr().err
-    copy = FaceStore(shutil.copytree(store.root, tmp_path / "elsewhere" / "store"))
+    copy = FaceStore(shutil.copytree(store.root, tmp_path / "elsewhere" / "renamed"))
     again = load_or_train_classifier(copy, 32, tmp_path / "classifiers", width=4, steps=2)
     assert "Training" not in capsys.readouterr().err
     assert again.test_accuracy == first.test_accuracy
