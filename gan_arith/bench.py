@@ -461,6 +461,7 @@ def run(
                 if "images_per_s" in row:
                     row["over_fastest_step"] = row["images_per_s"] / consumer["images_per_s"]
             results["input"] = {
+                "batch_size": gan_batch,  # the GAN's real half-batch when it is benchmarked: the smallest, so the slowest
                 "paths": inputs,
                 "fastest_step": {k: consumer[k] for k in ("model", "dtype", "best_mode", "images_per_s")},
             }
@@ -533,7 +534,7 @@ def format_report(results: dict[str, Any]) -> str:
     ]
     if "input" in results:
         fastest = results["input"]["fastest_step"]
-        lines += ["", f"input path (images/s) vs the fastest step's consumption "
+        lines += ["", f"input path (images/s, batch {results['input']['batch_size']}) vs the fastest step's consumption "
                       f"({fastest['model']} {fastest['dtype']}: {fastest['images_per_s']:.0f} images/s)"]
         for row in results["input"]["paths"]:
             if "skipped" in row:

@@ -72,6 +72,8 @@ def test_bench_smoke_writes_complete_json(tmp_path, capsys):
     assert set(paths) == {"device-resident, 1 batch per call", "device-resident, 2 batches per call", "tf.data -> device"}
     fastest = results["input"]["fastest_step"]["images_per_s"]
     assert fastest == max(row["images_per_s"] for row in results["steps"])
+    assert results["input"]["batch_size"] == rows["dcgan"]["data_batch_size"]  # the GAN's real half-batch
+    assert "input path (images/s, batch 4) vs the fastest step's consumption" in printed
     if importlib.util.find_spec("tensorflow") is None:  # GPU/TPU hosts without TensorFlow: the row says why
         assert "TensorFlow not importable" in paths.pop("tf.data -> device")["skipped"]
     for row in paths.values():

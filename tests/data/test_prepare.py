@@ -316,7 +316,7 @@ def test_ctrl_c_stops_workers_at_once_and_resumes(tmp_path, detector):
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
     err = err.decode()
-    assert child.returncode == 130 and elapsed < 3, (child.returncode, elapsed, err[-2000:])
+    assert child.returncode == 130 and elapsed < 5, (child.returncode, elapsed, err[-2000:])  # was 8 s: workers finished their shards
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-2000:]
     assert err.strip().splitlines()[-1] == (
         "python -m gan_arith.data.prepare: interrupted; finished shards are kept: rerun the same command to resume"
