@@ -275,7 +275,7 @@ def bench_step(
     """One (model, dtype) row: per-step and (if ``fuse``) fused timings, FLOPs, achieved rate."""
     model, dtype = config.model.kind, config.model.dtype
     data_batch = steps.data_batch_size(size.batch_size)
-    parallel.check_batch_size(data_batch, mesh)
+    parallel.check_batch_size(size.batch_size, data_batch, mesh)
     data = DeviceFaces(images, batch_size=data_batch, seed=0, mesh=mesh)
     modes: dict[str, Any] = {}
     _log(f"{model} {dtype}: one step per call")

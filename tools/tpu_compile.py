@@ -61,7 +61,7 @@ def all_reduce_bytes(hlo_text: str) -> tuple[int, int]:
 def compile_step(model: str, dtype: str, mesh: jax.sharding.Mesh) -> dict:
     size = bench.SIZES["seed"]
     steps = build_steps(bench.step_config(model, dtype, size), parallel.batch_sharding(mesh))
-    parallel.check_batch_size(steps.data_batch_size(size.batch_size), mesh)
+    parallel.check_batch_size(size.batch_size, steps.data_batch_size(size.batch_size), mesh)
     started = time.perf_counter()
     compiled = bench.per_step_function(steps, mesh).lower(*bench.abstract_step_inputs(steps, mesh, size)).compile()
     compile_s = time.perf_counter() - started

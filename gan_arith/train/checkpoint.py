@@ -91,11 +91,13 @@ def has_checkpoint(workdir: str | Path) -> bool:
     )
 
 
-def abstract_state(steps: Steps, image_size: int, sharding: jax.sharding.Sharding | None = None) -> TrainState:
-    """Shapes and dtypes of a fresh state (no compute), optionally with the sharding to restore into."""
+def abstract_state(steps: Steps, image_size: int, sharding: jax.sharding.Sharding) -> TrainState:
+    """Shapes and dtypes of a fresh state (no compute), with the sharding to restore into.
+
+    The sharding is required: without one, orbax restores onto the devices the checkpoint was saved
+    from, which fails in a process with fewer of them (a run trained on 4 GPUs, analysed on 1).
+    """
     shapes = jax.eval_shape(lambda rng: steps.init(rng, image_size), jax.random.key(0))
-    if sharding is None:
-        return shapes
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
 
@@ -194,7 +196,8 @@ def load_run(workdir: str | Path, which: Literal["best", "latest"] = "best") -> 
     config = load_config(workdir)
     steps = build_steps(config)
     checkpoints = Checkpoints(workdir / "checkpoints", best_metric=config.best_metric, best_mode=config.best_mode)
-    target = abstract_state(steps, config.model.image_size)
+    # Onto this process's first device, whatever devices the run was trained on.
+    target = abstract_state(steps, config.model.image_size, jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
     state = checkpoints.restore(target, which)
     if state is None and which == "best":
         state = checkpoints.restore(target, "latest")

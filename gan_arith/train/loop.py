@@ -306,7 +306,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
     mesh = parallel.make_mesh()
     steps = build_steps(config, parallel.batch_sharding(mesh))
     batch_size = steps.data_batch_size(config.batch_size)
-    parallel.check_batch_size(batch_size, mesh)
+    parallel.check_batch_size(config.batch_size, batch_size, mesh)
     state_shapes = abstract_state(steps, config.model.image_size, parallel.replicated(mesh))
     size = config.model.image_size
     eval_batch_spec = {"image": jax.ShapeDtypeStruct((batch_size, size, size, 3), np.uint8)}

@@ -95,9 +95,16 @@ def batch_sharding(mesh: Mesh, leading_axes: int = 0) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(*([None] * leading_axes), DATA_AXIS))
 
 
-def check_batch_size(batch_size: int, mesh: Mesh) -> None:
-    if batch_size % mesh.size:
-        raise ValueError(f"batch size {batch_size} must be divisible by the number of devices ({mesh.size})")
+def check_batch_size(batch_size: int, data_batch_size: int, mesh: Mesh) -> None:
+    """Raise a ValueError unless every device gets whole rows of the `data_batch_size` faces a step reads
+    (the DCGAN's real half of `batch_size`), naming the batch size the user sets."""
+    if data_batch_size % mesh.size:
+        per = batch_size // data_batch_size
+        split = f" (its {data_batch_size} real faces per step are what the devices share)" if per > 1 else ""
+        raise ValueError(
+            f"batch size {batch_size}{split} does not divide over {mesh.size} devices: use a multiple of "
+            f"{per * mesh.size}"
+        )
 
 
 def compile_train_steps(

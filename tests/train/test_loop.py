@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import jax
@@ -252,7 +253,8 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path):
             path.write_bytes(b"\0" * 7)  # truncated, garbage
     manager = checkpoint.Checkpoints(latest.parent)
     with pytest.warns(UserWarning, match="unreadable"):
-        state = manager.restore(checkpoint.abstract_state(build_steps(config), config.model.image_size))
+        state = manager.restore(checkpoint.abstract_state(build_steps(config), config.model.image_size,
+                                                          jax.sharding.SingleDeviceSharding(jax.devices()[0])))
     manager.close()
     assert int(state.step) == steps[0]
 
@@ -307,6 +309,14 @@ def test_four_device_run_matches_one_device(tmp_path):
         assert a["step"] == b["step"]
         # Sharded reductions sum in another order: float32 rounding, compounded over the steps.
         np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-4)
+    # The 4-device run loads in this 1-device process (a run trained on 4 GPUs, analysed on a laptop),
+    # from its best checkpoint, not past it as if the checkpoints were unreadable.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run = checkpoint.load_run(tmp_path / "four")
+    assert jax.device_count() == 1 and int(run.state.step) == four["steps"]
+    faces = np.zeros((2, run.image_size, run.image_size, 3), np.uint8)
+    np.testing.assert_allclose(run.reconstruct(faces), checkpoint.load_run(tmp_path / "one").reconstruct(faces), atol=1e-3)
 
 
 # One process of a two-process job (what each host of a TPU pod slice runs), two CPU devices each.

@@ -4,6 +4,11 @@ import json
 import subprocess
 import sys
 import textwrap
+import types
+
+import pytest
+
+from gan_arith.train import parallel
 
 SCRIPT = textwrap.dedent(
     """
@@ -47,3 +52,13 @@ def test_four_devices_match_one_device():
         for name in one:
             for a, b in zip(one[name], four[name]):
                 assert abs(a - b) <= 1e-5 * max(abs(a), abs(b), 1e-3), (kind, name, one[name], four[name])
+
+
+def test_a_batch_that_does_not_divide_over_the_devices_names_the_batch_size_set():
+    mesh = types.SimpleNamespace(size=3)  # all the check reads of a mesh
+    parallel.check_batch_size(12, 6, mesh)
+    with pytest.raises(ValueError, match=r"^batch size 16 \(its 8 real faces per step are what the devices share\) "
+                                         r"does not divide over 3 devices: use a multiple of 6$"):
+        parallel.check_batch_size(16, 8, mesh)
+    with pytest.raises(ValueError, match=r"^batch size 16 does not divide over 3 devices: use a multiple of 3$"):
+        parallel.check_batch_size(16, 16, mesh)
