@@ -67,20 +67,39 @@ class Checkpoints:
         self.best.wait_until_finished()
 
     def restore(self, abstract_state: TrainState, which: Literal["latest", "best"] = "latest") -> TrainState | None:
-        """The newest readable state in `which` (falling back past corrupt ones), or None if there is none."""
+        """The newest readable state in `which` (falling back past corrupt ones), or None if it holds none.
+
+        When every checkpoint fails, the newest one's error is raised rather than None returned: the
+        cause is then rarely damage (e.g. a state of another shape), and a caller that took None
+        for "nothing saved" would start afresh over the saved run.
+        """
         manager = self.latest if which == "latest" else self.best
-        for step in sorted(manager.all_steps(), reverse=True):
+        steps = sorted(manager.all_steps(), reverse=True)
+        first_error: Exception | None = None
+        for step in steps:
             try:
                 return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
             except Exception as error:  # orbax raises many types for damaged files; any of them means "unreadable"
-                message = f"checkpoint {manager.directory}/{step} is unreadable ({type(error).__name__}: {error}); trying an older one"
+                first_error = first_error or error
+                message = f"checkpoint {manager.directory}/{step} is unreadable ({_brief(error)}); trying an older one"
                 logging.warning(message)
                 warnings.warn(message, stacklevel=2)
+        if first_error is not None:
+            raise ValueError(
+                f"no checkpoint in {manager.directory} could be read (steps {', '.join(map(str, steps))}); the newest "
+                f"failed with {_brief(first_error)}"
+            ) from first_error
         return None
 
     def close(self) -> None:
         self.latest.close()
         self.best.close()
+
+
+def _brief(error: Exception, limit: int = 400) -> str:
+    """`Type: message`, cut short: tensorstore's errors carry kilobytes of JSON spec."""
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def has_checkpoint(workdir: str | Path) -> bool:
@@ -191,17 +210,20 @@ class TrainedRun:
 
 
 def load_run(workdir: str | Path, which: Literal["best", "latest"] = "best") -> TrainedRun:
-    """Load a trained model from a training workdir in one call (best checkpoint, else the latest)."""
+    """Load a trained model from a training workdir in one call: the best checkpoint (the latest when the run
+    kept no best; a best that cannot be read is an error, not a silent fall-back to another model)."""
     workdir = Path(workdir)
     config = load_config(workdir)
     steps = build_steps(config)
     checkpoints = Checkpoints(workdir / "checkpoints", best_metric=config.best_metric, best_mode=config.best_mode)
     # Onto this process's first device, whatever devices the run was trained on.
     target = abstract_state(steps, config.model.image_size, jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
-    state = checkpoints.restore(target, which)
-    if state is None and which == "best":
-        state = checkpoints.restore(target, "latest")
-    checkpoints.close()
+    try:
+        state = checkpoints.restore(target, which)
+        if state is None and which == "best":  # a run that never evaluated its best metric
+            state = checkpoints.restore(target, "latest")
+    finally:
+        checkpoints.close()
     if state is None:
-        raise FileNotFoundError(f"{workdir}/checkpoints has no readable checkpoint")
+        raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint")
     return TrainedRun(config=config, steps=steps, state=state, workdir=workdir)

@@ -248,15 +248,25 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path):
     latest = tmp_path / "run" / "checkpoints" / "latest"
     steps = sorted(int(p.name) for p in latest.iterdir() if p.name.isdigit())
     assert len(steps) == 2
-    for path in (latest / str(steps[-1])).rglob("*"):
-        if path.is_file() and path.stat().st_size > 0 and "ocdbt" in str(path):
-            path.write_bytes(b"\0" * 7)  # truncated, garbage
+
+    def damage(step: int) -> None:
+        for path in (latest / str(step)).rglob("*"):
+            if path.is_file() and path.stat().st_size > 0 and "ocdbt" in str(path):
+                path.write_bytes(b"\0" * 7)  # truncated, garbage
+
+    damage(steps[-1])
+    target = checkpoint.abstract_state(build_steps(config), config.model.image_size,
+                                       jax.sharding.SingleDeviceSharding(jax.devices()[0]))
     manager = checkpoint.Checkpoints(latest.parent)
     with pytest.warns(UserWarning, match="unreadable"):
-        state = manager.restore(checkpoint.abstract_state(build_steps(config), config.model.image_size,
-                                                          jax.sharding.SingleDeviceSharding(jax.devices()[0])))
-    manager.close()
+        state = manager.restore(target)
     assert int(state.step) == steps[0]
+    # With every checkpoint unreadable, the newest one's error is raised: None would mean "nothing
+    # saved", and training would start afresh over the run.
+    damage(steps[0])
+    with pytest.warns(UserWarning, match="unreadable"), pytest.raises(ValueError, match="no checkpoint in .* could be read"):
+        manager.restore(target)
+    manager.close()
 
 
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
