@@ -9,6 +9,7 @@ serialized `jax.export` artifact; see `FeatureExtractor.from_exported`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
@@ -298,26 +299,30 @@ _METRIC_LABELS = {"frechet": ("Fréchet", 3), "kid_mean": ("KID", 4)}  # printed
 def noise_floor(
     quality: Mapping[str, Mapping[str, float]], unfiltered: Sequence[str], metrics: Sequence[str] = NOISE_METRICS
 ) -> dict[str, dict[str, Any]]:
-    """{metric: {"mean", "std", "values"}} over independent unfiltered sample sets (`unfiltered`, names in
-    `quality`, at least 2): how much a distance moves between sets of the same sampler. std is the
-    sample std (ddof 1); with few sets it is itself a rough estimate."""
+    """{metric: {"mean", "std", "difference_std", "values"}} over independent unfiltered sample sets
+    (`unfiltered`, names in `quality`, at least 2): how much a distance moves between sets of the same
+    sampler. std is the sample std (ddof 1; with few sets itself a rough estimate); difference_std =
+    std·√(1 + 1/R), the spread of one more set's distance minus the mean of these R, which is what a
+    filtered set of the same size is compared by."""
     if len(unfiltered) < 2:
         raise ValueError(f"a noise floor needs at least 2 unfiltered sample sets, got {len(unfiltered)}")
     floor = {}
     for metric in metrics:
         values = [float(quality[name][metric]) for name in unfiltered]
-        floor[metric] = {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)), "values": values}
+        std = float(np.std(values, ddof=1))
+        floor[metric] = {"mean": float(np.mean(values)), "std": std,
+                         "difference_std": std * math.sqrt(1 + 1 / len(values)), "values": values}
     return floor
 
 
 def versus_noise(value: float, floor: Mapping[str, Any], spreads: float = 2.0) -> dict[str, Any]:
     """A filtered sampler's distance against the unfiltered sets' noise floor (lower is better).
 
-    {"value", "difference" (value − unfiltered mean), "in_spreads" (difference / unfiltered std, None
-    when the std is 0), "verdict"}: "better" or "worse" when |difference| >= spreads × std, else
-    "within noise" ("no noise estimate" when the std is 0).
+    {"value", "difference" (value − unfiltered mean), "in_spreads" (difference / the floor's
+    difference_std, None when it is 0), "verdict"}: "better" or "worse" when |difference| >= spreads ×
+    difference_std, else "within noise" ("no noise estimate" when it is 0).
     """
-    difference, std = float(value) - floor["mean"], floor["std"]
+    difference, std = float(value) - floor["mean"], floor["difference_std"]
     if not std > 0:
         return {"value": float(value), "difference": difference, "in_spreads": None, "verdict": "no noise estimate"}
     verdict = "within noise" if abs(difference) < spreads * std else ("better" if difference < 0 else "worse")
@@ -337,8 +342,8 @@ def compare_with_noise(
     return {
         "unfiltered_sets": list(unfiltered),
         "spreads": spreads,
-        "rule": f"better/worse when |value - unfiltered mean| >= {spreads:g} x the std over the unfiltered sets, "
-                "else within noise",
+        "rule": f"better/worse when |value - unfiltered mean| >= {spreads:g} x std * sqrt(1 + 1/R) (std over the "
+                "R unfiltered sets: the spread of one more set's difference from their mean), else within noise",
         "floor": floor,
         "samplers": {
             name: {metric: versus_noise(quality[name][metric], floor[metric], spreads) for metric in metrics}
@@ -353,14 +358,14 @@ def format_noise(comparison: Mapping[str, Any]) -> str:
     sets = len(comparison["unfiltered_sets"])
     lines = [f"noise floor, {sets} unfiltered sets (mean ± std): " + ", ".join(
         f"{_METRIC_LABELS[m][0]} {f['mean']:.{_METRIC_LABELS[m][1]}f} ± {f['std']:.{_METRIC_LABELS[m][1]}f}"
-        for m, f in floor.items())]
+        for m, f in floor.items()) + f"; differences below in sd = std·√(1 + 1/{sets})"]
     width = max([len(name) for name in comparison["samplers"]] + [0])
     for name, verdicts in comparison["samplers"].items():
         parts = []
         for metric, v in verdicts.items():
             title, digits = _METRIC_LABELS[metric]
             spread = "n/a" if v["in_spreads"] is None else f"{v['in_spreads']:+.1f}"
-            parts.append(f"{title} {v['value']:.{digits}f} ({v['difference']:+.{digits}f}, {spread} std): {v['verdict']}")
+            parts.append(f"{title} {v['value']:.{digits}f} ({v['difference']:+.{digits}f}, {spread} sd): {v['verdict']}")
         lines.append(f"{name:>{width}} vs unfiltered: " + "; ".join(parts))
     return "\n".join(lines)
 

@@ -1,5 +1,7 @@
 """Fréchet distance, KID and feature extractors on toy Gaussians and tiny networks."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -198,27 +200,30 @@ def _quality(frechets, kids):
 
 
 def test_filtered_samplers_are_judged_against_the_spread_of_unfiltered_sets():
-    # Unfiltered Fréchet 5, 6, 7: mean 6, std (ddof 1) 1. KID 0.25 thrice: no spread at all.
-    quality = _quality([5.0, 6.0, 7.0, 3.9, 4.2, 8.5], [0.25, 0.25, 0.25, 0.125, 0.25, 0.5])
+    # Unfiltered Fréchet 5, 6, 7: mean 6, std (ddof 1) 1; one more set minus their mean spreads by
+    # sd = 1·√(1 + 1/3) = 1.155. KID 0.25 thrice: no spread at all.
+    quality = _quality([5.0, 6.0, 7.0, 3.5, 4.2, 8.5], [0.25, 0.25, 0.25, 0.125, 0.25, 0.5])
     floor = noise_floor(quality, UNFILTERED)
-    assert floor["frechet"] == {"mean": 6.0, "std": 1.0, "values": [5.0, 6.0, 7.0]}
+    sd = math.sqrt(4 / 3)
+    assert floor["frechet"] == pytest.approx({"mean": 6.0, "std": 1.0, "difference_std": sd, "values": [5.0, 6.0, 7.0]})
     comparison = compare_with_noise(quality, UNFILTERED, ["better", "same", "worse"])
     verdicts = {name: v["frechet"] for name, v in comparison["samplers"].items()}
-    assert verdicts["better"] == pytest.approx({"value": 3.9, "difference": -2.1, "in_spreads": -2.1, "verdict": "better"})
-    # 1.8 std below the mean: lower, but within what another unfiltered set could score.
-    assert verdicts["same"]["verdict"] == "within noise" and verdicts["same"]["in_spreads"] == pytest.approx(-1.8)
+    assert verdicts["better"] == pytest.approx({"value": 3.5, "difference": -2.5, "in_spreads": -2.5 / sd, "verdict": "better"})
+    # 1.8 std (1.56 sd) below the mean: lower, but within what another unfiltered set could score.
+    assert verdicts["same"]["verdict"] == "within noise" and verdicts["same"]["in_spreads"] == pytest.approx(-1.8 / sd)
     assert verdicts["worse"]["verdict"] == "worse"
     assert comparison["samplers"]["worse"]["kid_mean"]["verdict"] == "no noise estimate"
     assert comparison["samplers"]["worse"]["kid_mean"]["in_spreads"] is None
     lenient = compare_with_noise(quality, UNFILTERED, ["better"], spreads=3.0)
     assert lenient["samplers"]["better"]["frechet"]["verdict"] == "within noise"
     lines = format_noise(comparison).splitlines()
-    assert lines[0] == "noise floor, 3 unfiltered sets (mean ± std): Fréchet 6.000 ± 1.000, KID 0.2500 ± 0.0000"
-    assert lines[2] == ("  same vs unfiltered: Fréchet 4.200 (-1.800, -1.8 std): within noise; "
-                        "KID 0.2500 (+0.0000, n/a std): no noise estimate")
+    assert lines[0] == ("noise floor, 3 unfiltered sets (mean ± std): Fréchet 6.000 ± 1.000, KID 0.2500 ± 0.0000; "
+                        "differences below in sd = std·√(1 + 1/3)")
+    assert lines[2] == ("  same vs unfiltered: Fréchet 4.200 (-1.800, -1.6 sd): within noise; "
+                        "KID 0.2500 (+0.0000, n/a sd): no noise estimate")
     with pytest.raises(ValueError, match="at least 2 unfiltered sample sets"):
         noise_floor(quality, ["unfiltered"])
-    assert versus_noise(6.5, {"mean": 6.0, "std": 0.2}, spreads=2.0)["verdict"] == "worse"
+    assert versus_noise(6.5, {"mean": 6.0, "difference_std": 0.2}, spreads=2.0)["verdict"] == "worse"
 
 
 def test_generator_frechet_equals_the_distance_of_generated_features():
