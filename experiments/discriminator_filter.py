@@ -12,8 +12,9 @@ Sample noise: the distances of one sampler move from one sample set of the same 
 often by as much as a filter moves them. So --config.noise_sets (3) independent
 unfiltered sets are scored ("unfiltered" is the first, drawn as before; the others from keys derived
 from --config.seed), their mean and std (ddof 1) are the noise floor, and each filtered sampler gets
-its difference from their mean in units of that std and a verdict: "better" or "worse" when it is at
-least --config.noise_spreads (2) stds, else "within noise" (summary.json "noise", and printed).
+its difference from their mean in units of sd = std·√(1 + 1/R) (the spread of one more set's
+difference from the mean of R) and a verdict: "better" or "worse" when it is at least
+--config.noise_spreads (2) sd, else "within noise" (summary.json "noise", and printed).
 Needs a trained GAN in --config.run; the default one is trained first when missing (CPU-scaled), saying so.
 Runtime (CPU, 2 shared cores, trained GAN and classifier): about a minute (43 s with 3 unfiltered
 sets); the classifier, trained once per store, adds minutes the first time (300 steps on synthetic
@@ -23,7 +24,7 @@ acceptance rates; if the discriminator knows good faces, the filtered samplers h
 distance and higher confidence than unfiltered ones, by more than the noise; it does not always
 (measure before filtering). Measured: `--config.run` a copy of workdirs/dcgan_celeba (synthetic faces,
 300-step classifier, CPU defaults): unfiltered sets 11.46, 13.04, 11.96 (12.16 ± 0.81); top 25% 8.24
-(-4.9 std) and rejection sampling 7.83 (-5.4 std): both better. The README's two GAN runs: CelebA,
+(-4.2 sd) and rejection sampling 7.83 (-4.6 sd): both better. The README's two GAN runs: CelebA,
 both within noise; synthetic, both worse (52 s and 50 s with the classifier's first training).
 figures/scored_faces.png shows the best- and worst-scored faces.
 """
@@ -54,7 +55,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.kid_subsets = 50
     config.kid_subset_size = 500
     config.noise_sets = 3  # independent unfiltered sets: their spread is the noise a filter must beat
-    config.noise_spreads = 2.0  # better/worse only when |filtered - unfiltered mean| >= this many stds
+    config.noise_spreads = 2.0  # better/worse only when |filtered - unfiltered mean| >= this many sd (std·√(1 + 1/R))
     return config
 
 

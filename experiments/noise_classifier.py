@@ -10,13 +10,13 @@ its ROC AUC on the held-out rest. Then samples only predicted-good noise (P(good
 classifier features; not comparable to published FID) with unfiltered samples of the same size:
 --config.noise_sets (3) independent unfiltered sets, whose mean and std (ddof 1) are the noise floor
 (see experiments/discriminator_filter.py); the predicted-good set is "better" or "worse" only when it
-is at least --config.noise_spreads (2) stds from their mean, else "within noise".
+is at least --config.noise_spreads (2) sd = std·√(1 + 1/R) from their mean, else "within noise".
 Needs a trained GAN in --config.run; the default one is trained first when missing (CPU-scaled), saying so.
 Runtime (CPU, 2 shared cores, trained GAN and classifier): under a minute (53 s). GPU: not measured.
 Expected result: summary.json; an AUC of 0.5 means quality is not predictable from z, 1.0 fully;
 a verdict of the predicted-good noise against the noise floor (measured on a copy of
 workdirs/dcgan_celeba, synthetic faces, 300-step classifier, CPU defaults: AUC 0.970, Fréchet 11.39
-against unfiltered 12.39 ± 0.57, -1.7 std: within noise; the README's CelebA run: within noise, its
+against unfiltered 12.39 ± 0.57, -1.5 sd: within noise; the README's CelebA run: within noise, its
 synthetic run: worse);
 figures/roc.png (held-out ROC curve) and figures/predicted_faces.png (faces of the noise the
 classifier likes most and least).
@@ -51,7 +51,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.kid_subsets = 50
     config.kid_subset_size = 500
     config.noise_sets = 3  # independent unfiltered sets: their spread is the noise a filter must beat
-    config.noise_spreads = 2.0  # better/worse only when |filtered - unfiltered mean| >= this many stds
+    config.noise_spreads = 2.0  # better/worse only when |filtered - unfiltered mean| >= this many sd (std·√(1 + 1/R))
     return config
 
 
