@@ -39,7 +39,7 @@ def get_config() -> ml_collections.ConfigDict:
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
     summary = {}
     for kind in selected_kinds(config):
-        run = artifacts.load_or_train(config[kind].run, config[kind].train, f"config.{kind}.train")
+        run = artifacts.trained_run(config, kind)
         points = sweeps.endpoint_latents(run, artifacts.run_store(run), config.num_points, config.seed)
         strips = sweeps.interpolation_strips(run, points, config.steps_per_segment)
         ts = np.linspace(0, config.num_points - 1, len(strips["slerp"]["norms"]))

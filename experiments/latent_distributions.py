@@ -38,7 +38,7 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
-    run = artifacts.load_or_train(config.run, config.train)
+    run = artifacts.trained_run(config)
     store = artifacts.run_store(run)
     figures_dir = Path(workdir) / "figures"
     pool = pools.encoded_pool(

@@ -53,6 +53,14 @@ def load_or_train(
     return load_run(run_dir)
 
 
+def trained_run(config: ml_collections.ConfigDict, kind: str = "") -> TrainedRun:
+    """The trained run of an experiment config from `gan_arith.config.analysis_config`: `config.run`,
+    or `config[kind].run` for experiments over several kinds (`load_or_train` with that section's
+    `train` config and command-line fields)."""
+    section = config[kind] if kind else config
+    return load_or_train(section.run, section.train, f"config.{kind}.train" if kind else "config.train")
+
+
 def run_store(run: TrainedRun) -> FaceStore:
     """The face store the run was trained on (same resolution rules as training)."""
     return resolve_store(run.config.data, run.image_size, run.config.seed)[0]
@@ -61,11 +69,9 @@ def run_store(run: TrainedRun) -> FaceStore:
 def run_store_and_classifier(
     config: ml_collections.ConfigDict, kind: str = ""
 ) -> tuple[TrainedRun, FaceStore, AttributeScorer]:
-    """For an experiment config from `gan_arith.config.analysis_config`: its trained run (`config.run`,
-    or `config[kind].run` for experiments over several kinds), the run's face store, and the
+    """For an experiment config: its trained run (`trained_run`), the run's face store, and the
     attribute classifier for that store at the run's image size."""
-    section = config[kind] if kind else config
-    run = load_or_train(section.run, section.train, f"config.{kind}.train" if kind else "config.train")
+    run = trained_run(config, kind)
     store = run_store(run)
     scorer = load_or_train_classifier(store, run.image_size, config.classifier_dir, steps=config.classifier_steps)
     return run, store, scorer

@@ -93,12 +93,17 @@ POSITIVE_FIELDS = (
 )
 
 
+def field(config: ml_collections.ConfigDict, name: str) -> Any:
+    """The value of the dotted field `name` ("model.width") of `config`."""
+    for key in name.split("."):
+        config = config[key]
+    return config
+
+
 def check_train_config(config: ml_collections.ConfigDict) -> None:
     """Raise a ValueError naming the first of `POSITIVE_FIELDS` that is not a positive number."""
     for name in POSITIVE_FIELDS:
-        value = config
-        for key in name.split("."):
-            value = value[key]
+        value = field(config, name)
         integer = name != "optimizer.learning_rate"
         if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) or not value > 0:
             kind = "a positive integer" if integer else "a positive number"
@@ -225,9 +230,7 @@ def check_given_runs(config: ml_collections.ConfigDict, fields: frozenset[str], 
     for name in sorted(fields):
         if name.split(".")[-1] != "run":
             continue
-        run, default = config, defaults
-        for key in name.split("."):
-            run, default = run[key], default[key]
+        run, default = field(config, name), field(defaults, name)
         if not (Path(run) / CONFIG_FILE).is_file():
             raise ValueError(
                 f"--config.{name}={run}: no training run there ({CONFIG_FILE} missing). Give the --workdir of a "
@@ -245,8 +248,9 @@ def run_experiment(get_config: Callable[[], ml_collections.ConfigDict], main: Ca
     from ml_collections import config_flags
 
     config = get_config()
+    given = command_line_fields(sys.argv)
     try:  # before absl parses them: it would fail on an unknown field with a long traceback
-        check_field_names(config, command_line_fields(sys.argv))
+        check_field_names(config, given)
     except ValueError as error:
         raise SystemExit(f"{sys.argv[0]}: {error}") from None
     config_flags.DEFINE_config_dict("config", config, "Experiment config; override with --config.key=value.")
@@ -265,11 +269,11 @@ def run_experiment(get_config: Callable[[], ml_collections.ConfigDict], main: Ca
         use_compilation_cache(flags.FLAGS.compilation_cache)
         config = flags.FLAGS.config
         try:
-            check_given_runs(config, command_line_fields(sys.argv), get_config())
+            check_given_runs(config, given, get_config())
         except ValueError as error:
             raise SystemExit(f"{sys.argv[0]}: {error}") from None
         backend = jax.default_backend()
-        changes = scale_for_host(config, backend, keep=command_line_fields(sys.argv))
+        changes = scale_for_host(config, backend, keep=given)
         if changes:
             print(
                 f"No accelerator found ({backend}): scaled the run down so it finishes in minutes "

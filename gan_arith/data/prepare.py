@@ -65,7 +65,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from gan_arith.data import celeba
-from gan_arith.data.store import KEYPOINT_NAMES, MANIFEST, StoreWriter, read_manifest, meta_file
+from gan_arith.data.store import KEYPOINT_NAMES, MANIFEST, StoreWriter, meta_file, read_manifest, store_differences
 from gan_arith.progress import Progress
 
 TFDS_SPLITS = (("train", 0), ("validation", 1), ("test", 2))
@@ -651,21 +651,13 @@ def _check_output(
         manifest = read_manifest(root)
     except ValueError as e:
         raise PrepareError(f"output {e}; choose another output directory") from None
-    old = manifest.get("settings") if isinstance(manifest.get("settings"), dict) else {}
-    old_sizes = old.get("sizes")
+    old_sizes = (manifest.get("settings") or {}).get("sizes")
     if isinstance(old_sizes, list) and sorted(old_sizes) == list(settings.sizes):
         manifest_settings["sizes"] = old_sizes  # same sizes, possibly in the (legacy) given order
-    new = json.loads(json.dumps(manifest_settings))  # as the manifest stores it (lists, not tuples)
-    differ = [
-        f"{key} {old.get(key)!r} (this command: {new.get(key)!r})"
-        for key in sorted(set(old) | set(new))
-        if old.get(key) != new.get(key)
-    ]
-    for key, value in (("source", source.kind), ("attribute_names", list(source.attribute_names))):
-        if manifest.get(key) != value:
-            differ.append(f"{key} {manifest.get(key)!r} (this command: {value!r})")
-    if not differ and manifest.get("image_sizes") != list(settings.sizes):
-        differ.append(f"image_sizes {manifest.get('image_sizes')!r} (this command: {list(settings.sizes)!r})")
+    differ = store_differences(
+        manifest, source=source.kind, image_sizes=settings.sizes, attribute_names=source.attribute_names,
+        settings=manifest_settings,
+    )
     if differ:
         raise PrepareError(
             f"output {root} holds a store prepared with other settings: {'; '.join(differ)}. "
@@ -901,13 +893,11 @@ def _positive_int(text: str) -> int:
 
 
 def _sizes(text: str) -> tuple[int, ...]:
+    """Comma-separated integers; `PrepareSettings` checks that they are positive and distinct."""
     try:
-        sizes = tuple(int(s) for s in text.split(","))
+        return tuple(int(s) for s in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 80,128, got {text!r}") from None
-    if any(s < 1 for s in sizes) or len(set(sizes)) != len(sizes):
-        raise argparse.ArgumentTypeError(f"expected distinct positive sizes, got {text!r}")
-    return sizes
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any] | list[dict]:
@@ -921,19 +911,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | list[dict]:
         "--processes", type=_positive_int, default=_cpu_count(), help="worker processes (default: all cores)"
     )
     parser.add_argument(
-        "--limit", type=_positive_int,
+        "--limit", type=int,
         help="only the first N images of the sorted source list (CelebA files are numbered in partition order, "
         "so a limited CelebA run holds train faces only)",
     )
     defaults = PrepareSettings()
     parser.add_argument(
-        "--shard-size", type=_positive_int, default=defaults.shard_size, help="images per shard (unit of work)"
+        "--shard-size", type=int, default=defaults.shard_size, help="images per shard (unit of work)"
     )
-    parser.add_argument("--min-image-size", type=_positive_int, default=defaults.min_image_size)
+    parser.add_argument("--min-image-size", type=int, default=defaults.min_image_size)
     parser.add_argument("--min-confidence", type=float, default=defaults.min_confidence)
     parser.add_argument("--margin", type=float, default=defaults.margin, help="square side = max(w, h) * margin")
-    parser.add_argument("--detect-batch", type=_positive_int, default=defaults.detect_batch)
-    parser.add_argument("--max-detect-side", type=_positive_int, default=defaults.max_detect_side)
+    parser.add_argument("--detect-batch", type=int, default=defaults.detect_batch)
+    parser.add_argument("--max-detect-side", type=int, default=defaults.max_detect_side)
     parser.add_argument("--tfds-data-dir", help="tensorflow-datasets data_dir (default ~/tensorflow_datasets)")
     parser.add_argument("--tfds-manual-dir", help="folder with the original CelebA files for an offline tfds build")
     parser.add_argument("--bench", action="store_true", help="print images/s with 1 and with all processes")

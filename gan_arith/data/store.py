@@ -118,6 +118,28 @@ def _read_shard_counts(path: Path) -> tuple[int, dict[str, Any]]:
         return int(meta["partition"].shape[0]), json.loads(str(meta["counts"]))
 
 
+def store_differences(
+    manifest: Mapping[str, Any], *, source: str, image_sizes: Sequence[int], attribute_names: Sequence[str],
+    settings: Mapping[str, Any],
+) -> list[str]:
+    """How the store of `manifest` differs from one made with these arguments, one "name old (this command:
+    new)" each: settings key by key, then source and attribute names, and the image sizes where the
+    settings do not already show them."""
+    old_settings = manifest.get("settings") if isinstance(manifest.get("settings"), dict) else {}
+    new_settings = _jsonable(settings)
+    differ = [
+        f"{key} {old_settings.get(key)!r} (this command: {new_settings.get(key)!r})"
+        for key in sorted(set(old_settings) | set(new_settings))
+        if old_settings.get(key) != new_settings.get(key)
+    ]
+    expected = {"source": source, "attribute_names": [str(a) for a in attribute_names]}
+    if "sizes" not in old_settings or old_settings.get("sizes") == new_settings.get("sizes"):
+        expected["image_sizes"] = sorted(int(s) for s in image_sizes)
+    differ += [f"{key} {manifest.get(key)!r} (this command: {value!r})"
+               for key, value in expected.items() if manifest.get(key) != value]
+    return differ
+
+
 class StoreWriter:
     """Creates a store, or reopens an incomplete one with the same settings to resume it."""
 
@@ -141,14 +163,23 @@ class StoreWriter:
         self.source = source
         self.settings = _jsonable(settings)
         self.root.mkdir(parents=True, exist_ok=True)
-        for leftover in self.root.glob(_TMP_PREFIX + "*"):
-            leftover.unlink()
+        # Refused before anything is touched (the leftovers of an interrupted write included).
         if (self.root / MANIFEST).exists():
-            self._check_same_store(read_manifest(self.root))
-        elif any(self.root.iterdir()):
+            differ = store_differences(
+                read_manifest(self.root), source=source, image_sizes=self.image_sizes,
+                attribute_names=self.attribute_names, settings=self.settings,
+            )
+            if differ:
+                raise ValueError(
+                    f"{self.root} holds a store prepared with other settings: {'; '.join(differ)}; "
+                    "use another output directory or delete this one"
+                )
+        elif any(not path.name.startswith(_TMP_PREFIX) for path in self.root.iterdir()):
             raise ValueError(
                 f"{self.root} is not empty and has no {MANIFEST}; refusing to write a store into it"
             )
+        for leftover in self.root.glob(_TMP_PREFIX + "*"):
+            leftover.unlink()
         # Meta files are the source of truth for completion: a kill between a
         # shard's meta write and the manifest update loses nothing.
         self._shards: dict[int, tuple[int, dict[str, Any]]] = {}
@@ -157,26 +188,6 @@ class StoreWriter:
             if match:
                 self._shards[int(match.group(1))] = _read_shard_counts(path)
         self._write_manifest(complete=False)
-
-    def _check_same_store(self, manifest: dict[str, Any]) -> None:
-        expected = {
-            "source": self.source,
-            "image_sizes": self.image_sizes,
-            "attribute_names": self.attribute_names,
-            "settings": self.settings,
-        }
-        differ = [key for key, value in expected.items() if manifest.get(key) != value]
-        if "settings" in differ:
-            old, new = manifest.get("settings") or {}, self.settings
-            keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-            differ[differ.index("settings")] = "settings[" + ", ".join(
-                f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys
-            ) + "]"
-        if differ:
-            raise ValueError(
-                f"{self.root} holds a different store ({'; '.join(differ)} differ); "
-                "use another output directory or delete this one"
-            )
 
     def completed_shards(self) -> set[int]:
         """Indices of shards whose meta file (written last) exists."""

@@ -83,11 +83,12 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
 
 
 class KIDResult(NamedTuple):
-    """KID: the mean over subsets and its std over subsets; std is None when it estimates nothing
-    (one subset, or subsets that are each the whole of both sets, hence all identical)."""
+    """KID: the mean over subsets and its std over subsets (of `subset_size` rows each); std is None
+    when it estimates nothing (one subset, or subsets that are each the whole of both sets)."""
 
     mean: float
     std: float | None
+    subset_size: int
 
 
 def _polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -132,7 +133,7 @@ def kernel_inception_distance(
         for _ in range(subsets)
     ]
     identical = subsets < 2 or subset_size == features_a.shape[0] == features_b.shape[0]
-    return KIDResult(float(np.mean(values)), None if identical else float(np.std(values)))
+    return KIDResult(float(np.mean(values)), None if identical else float(np.std(values)), subset_size)
 
 
 def distribution_distances(
@@ -147,9 +148,8 @@ def distribution_distances(
     reports log. "kid_std" is None where the subsets cannot estimate a spread (see
     `kernel_inception_distance`): printed as "± n/a", never as ± 0."""
     kid = kernel_inception_distance(real_features, generated_features, kid_subsets, kid_subset_size, seed)
-    size = min(1000, len(real_features), len(generated_features)) if kid_subset_size is None else kid_subset_size
     return {"frechet": frechet_distance(real_features, generated_features), "kid_mean": kid.mean, "kid_std": kid.std,
-            "kid_subset_size": int(size)}
+            "kid_subset_size": kid.subset_size}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -268,9 +268,8 @@ def test_cli_mistakes_are_one_line_errors(tmp_path, detector, capsys):
         assert "Traceback" not in err
         return err.strip().splitlines()[-1]
 
-    assert "argument --sizes: expected distinct positive sizes, got '40,40'" in fails(
-        folder_command(raw, store, "--sizes", "40,40"), 2
-    )
+    assert "error: sizes must be distinct, got [40, 40]" in fails(folder_command(raw, store, "--sizes", "40,40"), 2)
+    assert "error: shard_size must be >= 1, got 0" in fails(folder_command(raw, store, "--shard-size", "0"), 2)
     assert "argument --processes: must be >= 1" in fails(folder_command(raw, store, "--processes", "0"), 2)
     assert "--input: image folder" in fails(folder_command(tmp_path / "missing", store), 1)
     with pytest.raises(prep.PrepareError, match="distinct"):

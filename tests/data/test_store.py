@@ -127,8 +127,10 @@ def test_completion_is_read_from_meta_files(tmp_path):
 
 def test_settings_mismatch_is_refused(tmp_path):
     write_all(tmp_path / "s", shards=[0])
-    with pytest.raises(ValueError, match=r"settings\[seed: 1 -> 2\]"):
+    (tmp_path / "s" / ".tmp-leftover").write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"other settings: seed 1 \(this command: 2\); use another"):
         writer(tmp_path / "s", settings={"seed": 2, "sizes": (8, 4)})
+    assert (tmp_path / "s" / ".tmp-leftover").exists()  # a refused writer touches nothing
     with pytest.raises(ValueError, match="image_sizes"):
         writer(tmp_path / "s", image_sizes=[8])
     with pytest.raises(ValueError, match="attribute_names"):
