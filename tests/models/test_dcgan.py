@@ -33,6 +33,7 @@ class _KerasStyleGenerator(nn.Module):
         return jnp.tanh(nn.Conv(3, (5, 5), padding="SAME", name="Conv_0")(x))
 
 
+@pytest.mark.usefixtures("exact_products")
 @pytest.mark.parametrize("conv_transpose", ["phase", "dilated"])
 def test_generator_is_the_plain_layer_stack_in_value_and_gradient(conv_transpose):
     # Phase convolutions, per-phase bias and LeakyReLU, and the RGB layer fed uninterleaved phases
@@ -53,6 +54,7 @@ def test_generator_is_the_plain_layer_stack_in_value_and_gradient(conv_transpose
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.usefixtures("exact_products")
 @pytest.mark.parametrize("padding,strided_padding", [("same", "SAME"), ("symmetric", ((2, 2), (2, 2)))])
 def test_discriminator_padding_is_keras_same_or_symmetric(padding, strided_padding):
     # Both give the seed's table (80 -> 40 -> ... -> 5, same parameters); they differ in where each

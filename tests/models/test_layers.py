@@ -10,6 +10,7 @@ from gan_arith.models.layers import (
 )
 
 
+@pytest.mark.usefixtures("exact_products")
 @pytest.mark.parametrize("kernel_size,size", [(3, 5), (4, 5), (4, 6), (5, 6)])
 def test_phase_conv_transpose_equals_flax_conv_transpose(kernel_size, size):
     x = jax.random.normal(jax.random.key(0), (2, size, size, 3))
