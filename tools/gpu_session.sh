@@ -4,9 +4,12 @@
 # Parts: env, check (the layer and DCGAN model tests on the GPU: their CUDA branches, matmul_conv and ConvFromPhases' phase domain),
 # bench (the full seed-size bench + profiles), dcgan (DCGAN rows only + profiles), dpad (DCGAN rows with the symmetric
 # discriminator padding), dilated (DCGAN rows with lax.conv_transpose), variants (tools/rgb_conv_variants.py),
+# base (DCGAN rows of an older commit's library, unpacked beforehand into the ignored folder .base, e.g.
+# `git archive 2b05c2c gan_arith | tar -x -C .base`, carried: the same-machine baseline when the card differs),
 # e2e (the seed run through the real loop, shortened: 62,500 synthetic faces = 50,000 in the train partition, as the
-# seed's run; E2E_DPAD=symmetric for the other padding).
-# Next session (docs/benchmarks.md, "Predicted, not yet measured"): tools/gpu_session.sh env check dcgan dpad e2e (~6 min).
+# seed's run; E2E_DPAD=symmetric for the other padding, E2E_DTYPE=float32 for float32).
+# 2026-11-26 (docs/benchmarks.md): env check dcgan e2e dpad base took 314 s on an H100; a new lever: env check dcgan base
+# with the old library in .base (the same-machine baseline), ~4 min.
 # Everything lands in $OUT (flat names: the device tool returns files two folders deep at most).
 set -u
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
@@ -37,10 +40,12 @@ for part in "$@"; do
              --skip input,tfdata,conv-transpose --json "$OUT/bench_dilated.json" 2>&1 | tail -25 ;;
     variants) timeout 200 python3 tools/rgb_conv_variants.py --variants ${VARIANTS:-matmul,im2col2} \
              --json "$OUT/variants.json" 2>&1 | grep -E "RESULT|differs|Error" ;;
+    base) (cd .base && PYTHONPATH="$PWD:/tmp/site" timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --fuse 1 \
+             --skip input,tfdata,conv-transpose --json "$OUT/bench_base.json" 2>&1 | tail -25) ;;
     e2e) rm -rf /tmp/e2e; start=$(date +%s)
          timeout 200 python3 -m experiments.dcgan_celeba --workdir=/tmp/e2e/run \
            --config.data.synthetic_dir=/tmp/e2e/synthetic --config.data.synthetic_faces=62500 \
-           --config.classifier_dir=/tmp/e2e/classifier --config.model.dtype=bfloat16 \
+           --config.classifier_dir=/tmp/e2e/classifier --config.model.dtype=${E2E_DTYPE:-bfloat16} \
            --config.model.discriminator_padding=${E2E_DPAD:-same} \
            --config.num_epochs=${E2E_EPOCHS:-4} --config.eval_every_epochs=${E2E_EVAL_EVERY:-2} 2>&1 | tee "$OUT/e2e.log" | tail -40
          echo "e2e wall $(( $(date +%s) - start )) s" | tee -a "$OUT/e2e.log"

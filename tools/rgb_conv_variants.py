@@ -1,6 +1,6 @@
 """Time the seed's DCGAN step with different implementations of the discriminator's RGB input convolution.
 
-    python tools/rgb_conv_variants.py [--dtypes bfloat16,float32] [--variants matmul,im2col2,pad8]
+    python tools/rgb_conv_variants.py [--dtypes bfloat16,float32] [--variants matmul,im2col2,cmajor,patches,pad8]
 
 A measuring tool for a GPU session (docs/benchmarks.md), not part of the library: it swaps
 `gan_arith.models.dcgan.rgb_conv` (used only by the discriminator's 3 -> 128 input layer; the
@@ -9,7 +9,11 @@ generator's RGB layer is `ConvFromPhases`) for each variant and times the step a
 - padN: cuDNN with the 3 input channels zero-padded to N;
 - im2col2: the input unfolded in two concatenations (the kw column shifts, then the kh row shifts of
   those) instead of one of kh·kw slices: the one-step concatenation ran at 0.25-0.5 TB/s on an H100
-  (index arithmetic over 26 operands); not yet timed.
+  (index arithmetic over 26 operands);
+- cmajor: the unfolding built channels-major ([kh·kw·C, B, H, W]: each of the 25 slices lands as one
+  contiguous block instead of 3 channels interleaved into every pixel), the GEMM contracting its
+  leading axis;
+- patches: XLA's own `lax.conv_general_dilated_patches` (a grouped convolution with a one-hot kernel).
 Every variant is first checked against `lax.conv_general_dilated` (value and gradients) on random inputs.
 """
 
@@ -50,12 +54,36 @@ def two_step_im2col_conv(lhs, rhs, window_strides, padding, **kwargs):
     return jnp.dot(patches, rhs.reshape(kh * kw * c_in, c_out), precision=kwargs.get("precision"))
 
 
+def channel_major_im2col_conv(lhs, rhs, window_strides, padding, **kwargs):
+    kh, kw, c_in, c_out = rhs.shape
+    (top, bottom), (left, right) = [((k - 1) // 2, k // 2) for k in (kh, kw)] if padding == "SAME" else padding
+    x = jnp.moveaxis(jnp.pad(lhs, ((0, 0), (top, bottom), (left, right), (0, 0))), -1, 0)  # [C, B, H+p, W+p]
+    height, width = x.shape[2] - kh + 1, x.shape[3] - kw + 1
+    patches = jnp.concatenate([x[:, :, i : i + height, j : j + width] for i in range(kh) for j in range(kw)])
+    depth = kh * kw * c_in
+    align = -depth % 8
+    patches = jnp.concatenate([patches, jnp.zeros((align, *patches.shape[1:]), patches.dtype)])  # [taps·C + align, B, H, W]
+    kernel = jnp.pad(rhs.reshape(depth, c_out), ((0, align), (0, 0)))
+    return jnp.einsum("kbhw,ko->bhwo", patches, kernel, precision=kwargs.get("precision"))
+
+
+def xla_patches_conv(lhs, rhs, window_strides, padding, **kwargs):
+    kh, kw, c_in, c_out = rhs.shape
+    pads = [((k - 1) // 2, k // 2) for k in (kh, kw)] if padding == "SAME" else padding
+    # A one-hot kernel: exact only at full precision (TF32 would round the copied pixels).
+    patches = jax.lax.conv_general_dilated_patches(
+        lhs, (kh, kw), (1, 1), pads, dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=jax.lax.Precision.HIGHEST
+    )  # features ordered (c, i, j)
+    kernel = jnp.transpose(rhs, (2, 0, 1, 3)).reshape(kh * kw * c_in, c_out)
+    return jnp.dot(patches, kernel, precision=kwargs.get("precision"))
+
+
+NAMED = {"matmul": matmul_conv, "im2col2": two_step_im2col_conv, "cmajor": channel_major_im2col_conv,
+         "patches": xla_patches_conv}
+
+
 def variant(name: str):
-    if name == "matmul":
-        return matmul_conv
-    if name == "im2col2":
-        return two_step_im2col_conv
-    return padded_input_conv(int(name.removeprefix("pad")))
+    return NAMED[name] if name in NAMED else padded_input_conv(int(name.removeprefix("pad")))
 
 
 def check_variant(conv) -> None:

@@ -64,7 +64,8 @@ class Discriminator(nn.Module):
     'same' is Keras' (the seed's code), 1 row/column before and 2 after; 'symmetric' is 2 and 2
     (PyTorch's padding=2), every window one pixel further up and left. On GPUs 'symmetric' saves
     work: cuDNN pads only symmetrically, so for 'same' XLA writes a padded copy of each layer's
-    input and slices the input gradient out of an enlarged one (docs/benchmarks.md).
+    input and slices the input gradient out of an enlarged one. Measured on an H100: the seed's step
+    +3.2% in float32, +1.0% in bfloat16 (docs/benchmarks.md).
     """
 
     width: int = 128
