@@ -8,10 +8,12 @@ circle (slerp). Needs trained runs in --config.dcgan.run / --config.vae.run; a m
 trained first (CPU-scaled: about 10 minutes for the GAN, fewer for the VAE).
 Runtime (CPU, trained runs): about 20 s. GPU: not measured.
 Expected result: figures/interpolation_<kind>.png, a lerp row over a slerp row of faces morphing
-from point to point; summary.json has the latent norm at every step: slerp stays near the
-endpoints' norms (about sqrt(D) for prior draws) while lerp dips between them.
+from point to point; summary.json (an entry per kind, kept when a later run covers other kinds) has
+the latent norm at every step: slerp stays near the endpoints' norms (about sqrt(D) for prior
+draws) while lerp dips between them.
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -37,7 +39,9 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
-    summary = {}
+    summary_path = Path(workdir) / "summary.json"
+    # A rerun over fewer kinds keeps the other kinds' entries, so the summary describes every figure there.
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     for kind in selected_kinds(config):
         run = artifacts.trained_run(config, kind)
         points = sweeps.endpoint_latents(run, artifacts.run_store(run), config.num_points, config.seed)
@@ -54,7 +58,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
         print(f"{kind}: latent norm along the path min/max: " + "; ".join(
             f"{method} {min(norms):.2f}/{max(norms):.2f}" for method, norms in summary[kind]["norms"].items()
         ) + f" (sqrt(D) = {np.sqrt(run.latent_dim):.2f}); {path}", file=sys.stderr)
-    write_json(summary, Path(workdir) / "summary.json")
+    write_json(summary, summary_path)
 
 
 if __name__ == "__main__":

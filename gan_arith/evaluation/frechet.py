@@ -277,16 +277,28 @@ def compare_sample_quality(
     }
 
 
-def format_kid_std(std: float | None, digits: int = 4) -> str:
-    """The KID std with `digits` decimals, or "n/a" where there is no estimate of it (None or NaN)."""
-    return "n/a" if std is None or not np.isfinite(std) else f"{std:.{digits}f}"
+def significant(value: float, digits: int = 3) -> str:
+    """`value` to `digits` significant digits, trailing zeros kept and no exponent: 14.0, 1.92, 0.106, 124."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:.{digits - 1}f}" if value == 0 else str(value)
+    rounded = float(f"{value:.{digits - 1}e}")  # rounding first: 9.996 -> 10.0, not 10.00
+    return f"{rounded:.{max(digits - 1 - math.floor(math.log10(abs(rounded))), 0)}f}"
+
+
+def format_kid(mean: float, std: float | None) -> str:
+    """KID as `mean ± std`: the std to 2 significant digits and the mean to 3, both to the finer decimal
+    place (0.106 ± 0.012, 0.0190 ± 0.0004 -> 0.01904 ± 0.00040); "± n/a" where there is no std."""
+    if std is None or not math.isfinite(std):
+        return f"{significant(mean)} ± n/a"
+    places = max(len(significant(mean, 3).partition(".")[2]), len(significant(std, 2).partition(".")[2]) if std > 0 else 0)
+    return f"{mean:.{places}f} ± {std:.{places}f}"
 
 
 def format_quality(quality: Mapping[str, Mapping[str, float]]) -> str:
     """One line per set of `compare_sample_quality`'s result, for the experiments' printed summary."""
     width = max(len(name) for name in quality)
     return "\n".join(
-        f"{name:>{width}}: Fréchet {q['frechet']:.3f}  KID {q['kid_mean']:.4f} ± {format_kid_std(q['kid_std'])}"
+        f"{name:>{width}}: Fréchet {q['frechet']:.3f}  KID {format_kid(q['kid_mean'], q['kid_std'])}"
         + (f"  confidence {q['confidence']:.3f}" if "confidence" in q else "")
         for name, q in quality.items()
     )

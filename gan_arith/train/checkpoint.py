@@ -148,6 +148,9 @@ class TrainedRun:
 
     @property
     def latent_dim(self) -> int:
+        """Length of the model's latent vectors (the GAN's prior, the VAE's code)."""
+        if self.kind == "ae":  # its config's latent_dim is an unused base-config field
+            raise ValueError(f"{self.workdir} holds an 'ae' model, which has no latent vectors (its code is a feature map)")
         return self.config.model.latent_dim
 
     @property

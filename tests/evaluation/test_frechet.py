@@ -13,9 +13,11 @@ from gan_arith.evaluation.frechet import (
     GeneratorFrechet,
     compare_sample_quality,
     compare_with_noise,
+    format_kid,
     format_noise,
     format_quality,
     noise_floor,
+    significant,
     versus_noise,
     _unbiased_mmd2,
     distribution_distances,
@@ -186,9 +188,10 @@ def test_compare_sample_quality_reports_no_kid_spread_when_sets_are_smaller_than
     quality = compare_sample_quality({"sample": sample}, features(real), features, kid_subsets=5, kid_subset_size=500)
     assert quality["sample"]["kid_std"] is None and quality["sample"]["kid_subset_size"] == 40
     assert quality["sample"]["kid_mean"] > 0
-    assert format_quality(quality).endswith(f"KID {quality['sample']['kid_mean']:.4f} ± n/a")
+    assert format_quality(quality).endswith(f"KID {significant(quality['sample']['kid_mean'])} ± n/a")
     subsampled = compare_sample_quality({"sample": sample}, features(real), features, kid_subsets=5, kid_subset_size=20)
-    assert f"± {subsampled['sample']['kid_std']:.4f}" in format_quality(subsampled)
+    kid = subsampled["sample"]
+    assert f"KID {format_kid(kid['kid_mean'], kid['kid_std'])}" in format_quality(subsampled) and "n/a" not in format_quality(subsampled)
 
 
 UNFILTERED = ["unfiltered", "unfiltered_2", "unfiltered_3"]

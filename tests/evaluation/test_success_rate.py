@@ -119,7 +119,7 @@ def test_results_markdown_keeps_significant_digits_and_shows_a_missing_kid_sprea
 @pytest.mark.parametrize("value, text", [(14.0, "14.0"), (1.92, "1.92"), (0.106, "0.106"), (9.996, "10.0"),
                                          (-0.0021, "-0.00210"), (1234.5, "1230"), (0.0, "0.00")])
 def test_significant_digits(value, text):
-    from gan_arith.evaluation.success_rate import significant
+    from gan_arith.evaluation.frechet import significant
 
     assert significant(value) == text
 

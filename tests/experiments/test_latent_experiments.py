@@ -100,6 +100,11 @@ def test_interpolation_slerp_keeps_the_norm_lerp_dips(tiny_experiment_config, tm
         np.testing.assert_allclose(lerp[[0, 4, 8]], ends, rtol=1e-5)  # both paths pass through the points
         assert slerp.min() >= ends.min() - 1e-4 and lerp.min() < slerp.min(), kind
         _assert_figures([result["figure"]])
+    # A rerun of one kind replaces its entry and keeps the other's, whose figure is still there.
+    config.update(kinds="vae", steps_per_segment=2)
+    interpolation.main(config, str(tmp_path))
+    rerun = _read(tmp_path / "summary.json")
+    assert rerun["dcgan"] == summary["dcgan"] and len(rerun["vae"]["t"]) == 5
 
 
 def test_latent_distributions_summarises_concepts_and_dimensions(tiny_experiment_config, tmp_path):

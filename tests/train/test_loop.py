@@ -62,6 +62,9 @@ def test_reconstruction_experiments_write_their_files(module, figure, tmp_path):
         assert run.decode(mean).shape == images.shape
         with pytest.raises(ValueError, match=r"latents must be a batch \[B, 8\], got shape \(8,\)"):
             run.decode(mean[0])
+    else:
+        with pytest.raises(ValueError, match="'ae' model, which has no latent vectors"):
+            run.latent_dim
 
 
 def test_dcgan_command_line_run_and_resume(tmp_path):
