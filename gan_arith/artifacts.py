@@ -17,6 +17,7 @@ import ml_collections
 from gan_arith.config import command_line_fields, scale_for_host
 from gan_arith.data.sources import resolve_store
 from gan_arith.data.store import FaceStore
+from gan_arith.errors import InputError
 from gan_arith.evaluation.scorer import AttributeScorer, load_or_train_classifier
 from gan_arith.train.checkpoint import CONFIG_FILE, TrainedRun, has_checkpoint, load_config, load_run
 from gan_arith.train.loop import train
@@ -35,7 +36,7 @@ def load_or_train(
     kind = train_config.model.kind
     saved = load_config(run_dir) if (run_dir / CONFIG_FILE).exists() else None
     if saved is not None and saved.model.kind != kind:
-        raise ValueError(f"{run_dir} holds a {saved.model.kind} run; this experiment needs a {kind} run")
+        raise InputError(f"{run_dir} holds a {saved.model.kind} run; this experiment needs a {kind} run")
     if not (run_dir / "summary.json").exists():
         if saved is not None and has_checkpoint(run_dir):
             config = saved

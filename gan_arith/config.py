@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 import ml_collections
 
+from gan_arith.errors import InputError
+
 
 def base_config(kind: str) -> ml_collections.ConfigDict:
     """Defaults shared by every run; `kind` is 'dcgan', 'vae' or 'ae'."""
@@ -101,13 +103,13 @@ def field(config: ml_collections.ConfigDict, name: str) -> Any:
 
 
 def check_train_config(config: ml_collections.ConfigDict) -> None:
-    """Raise a ValueError naming the first of `POSITIVE_FIELDS` that is not a positive number."""
+    """Raise an InputError naming the first of `POSITIVE_FIELDS` that is not a positive number."""
     for name in POSITIVE_FIELDS:
         value = field(config, name)
         integer = name != "optimizer.learning_rate"
         if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) or not value > 0:
             kind = "a positive integer" if integer else "a positive number"
-            raise ValueError(f"config.{name} must be {kind}, got {value!r}")
+            raise InputError(f"config.{name} must be {kind}, got {value!r}")
 
 
 def analysis_config(
@@ -138,7 +140,7 @@ def selected_kinds(config: ml_collections.ConfigDict) -> list[str]:
     kinds = [kind.strip() for kind in config.kinds.split(",") if kind.strip()]
     known = [kind for kind in ("dcgan", "vae", "ae") if kind in config]
     if not kinds or any(kind not in known for kind in kinds):
-        raise ValueError(f"config.kinds must be a comma-separated subset of {','.join(known)}, got {config.kinds!r}")
+        raise InputError(f"config.kinds must be a comma-separated subset of {','.join(known)}, got {config.kinds!r}")
     return kinds
 
 
@@ -211,17 +213,17 @@ def field_names(config: ml_collections.ConfigDict, prefix: str = "") -> list[str
 
 
 def check_field_names(config: ml_collections.ConfigDict, fields: frozenset[str]) -> None:
-    """Raise a ValueError listing the `fields` (dotted) that `config` lacks, with the closest real names."""
+    """Raise an InputError listing the `fields` (dotted) that `config` lacks, with the closest real names."""
     known = field_names(config)
     unknown = sorted(fields - set(known))
     if unknown:
         hints = [f"--config.{name}" + (f" (did you mean --config.{close[0]}?)" if (close := difflib.get_close_matches(name, known, 1)) else "")
                  for name in unknown]
-        raise ValueError(f"unknown config field(s): {', '.join(hints)}")
+        raise InputError(f"unknown config field(s): {', '.join(hints)}")
 
 
 def check_given_runs(config: ml_collections.ConfigDict, fields: frozenset[str], defaults: ml_collections.ConfigDict) -> None:
-    """Raise a ValueError for a trained-run field (`run`, `dcgan.run`, ...) among the command-line `fields`
+    """Raise an InputError for a trained-run field (`run`, `dcgan.run`, ...) among the command-line `fields`
     whose directory holds no training run: the experiment would silently train a new one there (minutes
     to hours) when the user meant an existing run — a typo, or the wrong folder. Only the default run
     directory (`defaults`) is trained on demand."""
@@ -232,7 +234,7 @@ def check_given_runs(config: ml_collections.ConfigDict, fields: frozenset[str], 
             continue
         run, default = field(config, name), field(defaults, name)
         if not (Path(run) / CONFIG_FILE).is_file():
-            raise ValueError(
+            raise InputError(
                 f"--config.{name}={run}: no training run there ({CONFIG_FILE} missing). Give the --workdir of a "
                 f"training command, or leave --config.{name} out to use the default {default} (trained first "
                 f"if it holds no run)"
@@ -242,7 +244,8 @@ def check_given_runs(config: ml_collections.ConfigDict, fields: frozenset[str], 
 def run_experiment(get_config: Callable[[], ml_collections.ConfigDict], main: Callable[..., Any], name: str) -> None:
     """Command-line entry for an experiment module: `--config.key=value` overrides and `--workdir`.
 
-    `main(config, workdir)` receives the final config (CPU scaling applied and printed).
+    `main(config, workdir)` receives the final config (CPU scaling applied and printed). An `InputError`
+    (a mistake in the user's options, files or data) ends the program with its message as one line.
     """
     from absl import app, flags, logging
     from ml_collections import config_flags
@@ -251,7 +254,7 @@ def run_experiment(get_config: Callable[[], ml_collections.ConfigDict], main: Ca
     given = command_line_fields(sys.argv)
     try:  # before absl parses them: it would fail on an unknown field with a long traceback
         check_field_names(config, given)
-    except ValueError as error:
+    except InputError as error:
         raise SystemExit(f"{sys.argv[0]}: {error}") from None
     config_flags.DEFINE_config_dict("config", config, "Experiment config; override with --config.key=value.")
     flags.DEFINE_string("workdir", str(Path("workdirs") / name), "Where checkpoints, logs and figures go.")
@@ -270,7 +273,7 @@ def run_experiment(get_config: Callable[[], ml_collections.ConfigDict], main: Ca
         config = flags.FLAGS.config
         try:
             check_given_runs(config, given, get_config())
-        except ValueError as error:
+        except InputError as error:
             raise SystemExit(f"{sys.argv[0]}: {error}") from None
         backend = jax.default_backend()
         changes = scale_for_host(config, backend, keep=given)
@@ -283,6 +286,9 @@ def run_experiment(get_config: Callable[[], ml_collections.ConfigDict], main: Ca
             )
             for line in changes:
                 print(f"  {line}", file=sys.stderr)
-        main(config, flags.FLAGS.workdir)
+        try:
+            main(config, flags.FLAGS.workdir)
+        except InputError as error:  # anything else is a bug: its traceback is what finds it
+            raise SystemExit(f"{sys.argv[0]}: {error}") from None
 
     app.run(_main)

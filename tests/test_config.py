@@ -173,6 +173,19 @@ def test_a_missing_run_on_the_command_line_is_refused_before_anything_is_written
     assert not workdir.exists() and not (tmp_path / "typo").exists()
 
 
+def test_a_mistake_found_by_the_experiment_itself_is_one_clear_line(tmp_path):
+    # The experiment's own check (pools.check_arithmetic) runs before any model is loaded: this takes seconds.
+    workdir = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "experiments.vector_arithmetic_gan", f"--workdir={workdir}",
+                             "--config.expression=smiling_woman - neutral_wman + neutral_man"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    experiment = REPO / "experiments" / "vector_arithmetic_gan.py"
+    assert f"{experiment}: unknown concept(s) neutral_wman in the expression" in result.stderr
+    assert not workdir.exists()
+
+
 def test_selected_kinds_names_the_choices():
     config = ml_collections.ConfigDict({"kinds": "vae", "dcgan": {}, "vae": {}})
     assert selected_kinds(config) == ["vae"]

@@ -66,6 +66,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from gan_arith.data import celeba
 from gan_arith.data.store import KEYPOINT_NAMES, MANIFEST, StoreWriter, meta_file, read_manifest, store_differences
+from gan_arith.errors import InputError
 from gan_arith.progress import Progress
 
 TFDS_SPLITS = (("train", 0), ("validation", 1), ("test", 2))
@@ -74,7 +75,7 @@ _SIXTEEN_BIT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")
 
 
-class PrepareError(ValueError):
+class PrepareError(InputError):
     """A mistake in what prepare was asked to do (settings, output directory), not a bug: the CLI prints one line."""
 
 

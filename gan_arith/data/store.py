@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from gan_arith.errors import InputError
 from gan_arith.files import atomic_write
 
 FORMAT = "gan_arith-faces/1"
@@ -392,8 +393,11 @@ _TOKEN_RE = re.compile(r"\s*(?:(?P<name>[A-Za-z0-9_]+)|(?P<op>[~&|()]))")
 
 
 def check_query(query: str, attribute_names: Sequence[str]) -> None:
-    """Raise the ValueError `attribute_mask` would (syntax, unknown attribute) without any faces to select."""
-    attribute_mask(query, attribute_names, np.zeros((0, len(attribute_names)), np.int8))
+    """Raise, as an InputError, what `attribute_mask` would (syntax, unknown attribute) without any faces to select."""
+    try:
+        attribute_mask(query, attribute_names, np.zeros((0, len(attribute_names)), np.int8))
+    except ValueError as error:  # with no faces, only the query itself can be wrong
+        raise InputError(str(error)) from None
 
 
 def attribute_mask(query: str, attribute_names: Sequence[str], attributes: np.ndarray) -> np.ndarray:

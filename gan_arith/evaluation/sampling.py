@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gan_arith.errors import InputError
 
 ScoreFn = Callable[[jax.Array], jax.Array]  # latents [B, L] -> scores [B]
 ImageScoreFn = Callable[[jax.Array], jax.Array]  # images [B, H, W, 3] in [-1, 1] -> scores [B]
@@ -154,9 +155,9 @@ def normal_latents(key: jax.Array, count: int, latent_dim: int) -> jax.Array:
 
 
 def check_noise_sets(num_sets: int) -> None:
-    """Raise a ValueError unless `num_sets` unfiltered sets can give a noise floor (a spread needs two)."""
+    """Raise an InputError unless `num_sets` unfiltered sets can give a noise floor (a spread needs two)."""
     if num_sets < 2:
-        raise ValueError(f"config.noise_sets must be >= 2 (a spread needs two sets), got {num_sets}")
+        raise InputError(f"config.noise_sets must be >= 2 (a spread needs two sets), got {num_sets}")
 
 
 def more_unfiltered_sets(

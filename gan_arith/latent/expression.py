@@ -20,12 +20,14 @@ from typing import Mapping
 
 import numpy as np
 
+from gan_arith.errors import InputError
+
 _TOKEN = re.compile(
     r"\s*(?:(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>[-+*/()]))"
 )
 
 
-class ExpressionError(ValueError):
+class ExpressionError(InputError):
     """A syntax or linearity error, pointing at a character position of the expression."""
 
     def __init__(self, expression: str, position: int, message: str):
@@ -166,8 +168,8 @@ def parse(expression: str) -> dict[str, float]:
     expression mentions must still be defined when it is evaluated.
 
     Raises:
-      ExpressionError (a ValueError) on a syntax error, a non-linear expression, a constant term
-      or an expression that names no concept, with the position of the offending character.
+      ExpressionError (an InputError, so a ValueError) on a syntax error, a non-linear expression, a
+      constant term or an expression that names no concept, with the position of the offending character.
     """
     if not isinstance(expression, str):
         raise TypeError(f"expression must be a str, got {type(expression).__name__}")

@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from gan_arith.data.store import FaceStore
+from gan_arith.errors import InputError
 from gan_arith.evaluation.inversion import invert
 from gan_arith.evaluation.sampling import batched_apply, normal_latents
 from gan_arith.files import atomic_write
@@ -76,7 +77,7 @@ def split_definitions(text: str) -> list[str]:
     """`"a=1,2; b=3"` -> `["a=1,2", "b=3"]`: concept definitions in one `--config` string, `;`-separated."""
     items = [item.strip() for item in text.split(";") if item.strip()]
     if not items:
-        raise ValueError(f"no concept definitions in {text!r}: expected 'name=value; name=value; ...'")
+        raise InputError(f"no concept definitions in {text!r}: expected 'name=value; name=value; ...'")
     return items
 
 
@@ -86,12 +87,17 @@ def parse_queries(text: str) -> dict[str, str]:
 
 
 def check_arithmetic(expression: str, definitions: str, *, hand_picked: bool = False) -> None:
-    """Raise a ValueError for concept `definitions` (attribute queries, or grid indices when `hand_picked`)
+    """Raise an InputError for concept `definitions` (attribute queries, or grid indices when `hand_picked`)
     that do not parse, or an `expression` that does not parse or names a concept they do not define:
     experiments call it first, before a model is loaded, trained or sampled."""
-    items = split_definitions(definitions)
-    names = parse_concept_assignments(items) if hand_picked else parse_concept_queries(items)
-    evaluate(expression, {name: np.zeros(1) for name in names})  # the same checks as the real evaluation
+    try:
+        items = split_definitions(definitions)
+        names = parse_concept_assignments(items) if hand_picked else parse_concept_queries(items)
+        evaluate(expression, {name: np.zeros(1) for name in names})  # the same checks as the real evaluation
+    except InputError:
+        raise  # ExpressionError keeps its type (and position)
+    except ValueError as error:  # the parsers and `evaluate` check nothing here but these two strings
+        raise InputError(str(error)) from None
 
 
 def generate_images(run: TrainedRun, latents: Any, batch_size: int = _BATCH) -> np.ndarray:

@@ -15,6 +15,7 @@ import jax
 import numpy as np
 
 from gan_arith.data.store import FaceStore
+from gan_arith.errors import InputError
 from gan_arith.evaluation.sampling import normal_latents
 from gan_arith.latent.directions import edit, linear_direction, mean_difference_direction, project_out
 from gan_arith.latent.interpolate import interpolate_path
@@ -57,17 +58,17 @@ DIRECTION_METHODS = ("mean_difference", "linear")
 
 def check_edit(attribute_names: Sequence[str], attribute: str, *, condition: str | None = None,
                method: str = "mean_difference") -> None:
-    """Raise a ValueError for an edit `attribute_directions` cannot fit: experiments call it before encoding."""
+    """Raise an InputError for an edit `attribute_directions` cannot fit: experiments call it before encoding."""
     for name in filter(None, (attribute, condition)):
         if name not in attribute_names:
-            raise ValueError(f"unknown attribute {name!r}; the labels have {', '.join(attribute_names)}")
+            raise InputError(f"unknown attribute {name!r}; the labels have {', '.join(attribute_names)}")
     if condition == attribute:
-        raise ValueError(
+        raise InputError(
             f"the edit's condition {condition!r} is the edited attribute itself: projecting it out of its own "
             f"direction leaves nothing (choose another condition, or none)"
         )
     if method not in DIRECTION_METHODS:
-        raise ValueError(f"direction method must be one of {', '.join(DIRECTION_METHODS)}, got {method!r}")
+        raise InputError(f"direction method must be one of {', '.join(DIRECTION_METHODS)}, got {method!r}")
 
 
 def attribute_directions(

@@ -26,6 +26,7 @@ from gan_arith.config import check_train_config
 from gan_arith.data.device import DeviceFaces, fits_on_device, put_process_local
 from gan_arith.data.sources import resolve_store, select_faces
 from gan_arith.data.store import FaceStore, partition_code
+from gan_arith.errors import InputError
 from gan_arith.evaluation.frechet import GeneratorFrechet
 from gan_arith.evaluation.scorer import load_or_train_classifier
 from gan_arith.files import write_json, write_text
@@ -77,31 +78,31 @@ class TfDataBatches:
 
 
 def check_run_choices(config: ml_collections.ConfigDict, eval_metrics: Collection[str]) -> None:
-    """Raise a ValueError naming a choice of `config` that the run cannot honour. Checked before anything
+    """Raise an InputError naming a choice of `config` that the run cannot honour. Checked before anything
     is written: each would otherwise surface only after the face store is made (minutes for raw CelebA)
     or, for a best_metric that the eval step (`eval_metrics`) does not log, never: no best checkpoint
     would be kept, and the latent tools would silently read the last one."""
     if config.data.pipeline not in PIPELINES:
-        raise ValueError(f"config.data.pipeline must be one of {', '.join(PIPELINES)}, got {config.data.pipeline!r}")
+        raise InputError(f"config.data.pipeline must be one of {', '.join(PIPELINES)}, got {config.data.pipeline!r}")
     if config.data.partition:
         try:
             partition_code(config.data.partition)
         except ValueError as error:
-            raise ValueError(f"config.data.partition: {error}") from None
+            raise InputError(f"config.data.partition: {error}") from None
     if config.data.max_faces < 0:
-        raise ValueError(f"config.data.max_faces must be >= 0 (0 = all selected faces), got {config.data.max_faces}")
+        raise InputError(f"config.data.max_faces must be >= 0 (0 = all selected faces), got {config.data.max_faces}")
     if config.steps_per_dispatch < 0:
-        raise ValueError(f"config.steps_per_dispatch must be >= 0 (0 = auto), got {config.steps_per_dispatch}")
+        raise InputError(f"config.steps_per_dispatch must be >= 0 (0 = auto), got {config.steps_per_dispatch}")
     if config.best_mode not in ("min", "max"):
-        raise ValueError(f"config.best_mode must be 'min' or 'max', got {config.best_mode!r}")
+        raise InputError(f"config.best_mode must be 'min' or 'max', got {config.best_mode!r}")
     kind = config.model.kind
     known = sorted(eval_metrics) + (["frechet"] if kind == "dcgan" else [])
     if config.best_metric not in known:
-        raise ValueError(
+        raise InputError(
             f"config.best_metric={config.best_metric!r} is not an eval metric of {kind} runs; they log {', '.join(known)}"
         )
     if config.best_metric == "frechet" and (config.best_mode != "min" or config.model.image_size < MIN_IMAGE_SIZE):
-        raise ValueError(
+        raise InputError(
             f"best_metric='frechet' needs best_mode='min' and images of at least {MIN_IMAGE_SIZE}px (its attribute "
             f"classifier's minimum), got best_mode={config.best_mode!r}, image_size={config.model.image_size}; "
             f"use --config.best_metric=g_loss"
@@ -136,7 +137,7 @@ def _check_resumable(workdir: Path, config: ml_collections.ConfigDict) -> None:
     current = json.loads(config.to_json())
     differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k) and k not in RESUMABLE_CHANGES)
     if differing:
-        raise ValueError(
+        raise InputError(
             f"{workdir} holds a run with a different config ({', '.join(differing)} differ); "
             f"use another --workdir or the same config"
         )
@@ -252,11 +253,11 @@ def _write_figures(kind: str, shown: dict[str, np.ndarray], workdir: Path, epoch
 
 
 def _check_frechet_store(store: FaceStore) -> None:
-    """Raise a ValueError unless `store` can train the Fréchet metric's attribute classifier."""
+    """Raise an InputError unless `store` can train the Fréchet metric's attribute classifier."""
     train, test = len(store.select(None, "train")), len(store.select(None, "test"))
     if not store.attribute_names or not train or not test:
         has = f"{train} train and {test} test faces" if store.attribute_names else "no attribute labels"
-        raise ValueError(
+        raise InputError(
             f"best_metric='frechet' measures samples with an attribute classifier trained on a store's labelled "
             f"train and test faces, and {store.root} has {has}; use --config.best_metric=g_loss"
         )
@@ -321,7 +322,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
     )
     indices = select_faces(store, config.data)
     if len(indices) < batch_size:
-        raise ValueError(f"{len(indices)} faces selected, fewer than one batch of {batch_size}")
+        raise InputError(f"{len(indices)} faces selected, fewer than one batch of {batch_size}")
     data, pipeline = _pipeline(config, store, indices, batch_size, mesh)
     if config.best_metric == "frechet":
         _check_frechet_store(store)  # before the config is saved

@@ -18,6 +18,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from gan_arith.data.device import put_process_local
+from gan_arith.errors import InputError
 from gan_arith.train.steps import Batch, Metrics, TrainState, fuse_steps
 
 DATA_AXIS = "data"
@@ -57,7 +58,8 @@ def first_process_first(make: Callable[[], T], name: str) -> T:
 
 
 def check_shared_directory(directory: Path) -> None:
-    """Raise on every process unless all processes see `directory` as one folder (a no-op for one process).
+    """Raise an InputError on every process unless all processes see `directory` as one folder (a no-op
+    for one process).
 
     The processes of a multi-process run write one orbax checkpoint together and each restores it,
     so the workdir must be on a filesystem they share (NFS, Filestore, a gcsfuse mount).
@@ -74,7 +76,7 @@ def check_shared_directory(directory: Path) -> None:
     if jax.process_index() == 0:
         marker.unlink()  # after the gather: every process has looked
     if len(missing):
-        raise ValueError(
+        raise InputError(
             f"workdir {directory} is not one folder shared by all {jax.process_count()} processes (processes "
             f"{missing.tolist()} do not see process 0's files there): put it on a filesystem every host mounts"
         )
@@ -96,12 +98,12 @@ def batch_sharding(mesh: Mesh, leading_axes: int = 0) -> NamedSharding:
 
 
 def check_batch_size(batch_size: int, data_batch_size: int, mesh: Mesh) -> None:
-    """Raise a ValueError unless every device gets whole rows of the `data_batch_size` faces a step reads
+    """Raise an InputError unless every device gets whole rows of the `data_batch_size` faces a step reads
     (the DCGAN's real half of `batch_size`), naming the batch size the user sets."""
     if data_batch_size % mesh.size:
         per = batch_size // data_batch_size
         split = f" (its {data_batch_size} real faces per step are what the devices share)" if per > 1 else ""
-        raise ValueError(
+        raise InputError(
             f"batch size {batch_size}{split} does not divide over {mesh.size} devices: use a multiple of "
             f"{per * mesh.size}"
         )
