@@ -31,7 +31,7 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
             "conv_transpose": "phase",  # 'dilated' is plain lax.conv_transpose, the slow reference
             "dropout_rate": 0.4,
             # DCGAN discriminator's stride-2 layers: 'same' (Keras, the seed) or 'symmetric' (PyTorch's
-            # padding=2; on an H100 +3% float32, +1% bfloat16); see models/dcgan.py
+            # padding=2, a different function); on CUDA both run symmetric padding (models/dcgan.py)
             "discriminator_padding": "same",
             "beta": 1.0,  # VAE: weight of the KL term
         }

@@ -55,10 +55,13 @@ def test_generator_is_the_plain_layer_stack_in_value_and_gradient(conv_transpose
 
 
 @pytest.mark.usefixtures("exact_products")
-@pytest.mark.parametrize("padding,strided_padding", [("same", "SAME"), ("symmetric", ((2, 2), (2, 2)))])
-def test_discriminator_padding_is_keras_same_or_symmetric(padding, strided_padding):
+@pytest.mark.parametrize("padding,strided_padding,mirror_same", [
+    ("same", "SAME", "cuda"), ("same", "SAME", "always"), ("symmetric", ((2, 2), (2, 2)), "cuda"),
+])
+def test_discriminator_padding_is_keras_same_or_symmetric(padding, strided_padding, mirror_same):
     # Both give the seed's table (80 -> 40 -> ... -> 5, same parameters); they differ in where each
-    # stride-2 window sits, so on the same parameters they are different functions.
+    # stride-2 window sits, so on the same parameters they are different functions. 'same' as CUDA
+    # runs it (mirror_same='always': mirrored, padded symmetrically) must still be Keras' exactly.
     class Reference(nn.Module):
         @nn.compact
         def __call__(self, x):
@@ -68,14 +71,37 @@ def test_discriminator_padding_is_keras_same_or_symmetric(padding, strided_paddi
             return nn.Dense(1, name="Dense_0")(x.reshape(x.shape[0], -1))[:, 0]
 
     images = jax.random.uniform(jax.random.key(0), (3, 20, 20, 3), minval=-1, maxval=1)
-    ours = Discriminator(width=8, image_size=20, padding=padding)
+    ours = Discriminator(width=8, image_size=20, padding=padding, mirror_same=mirror_same)
     variables = jax.jit(ours.init)(jax.random.key(1), images)
     assert jax.tree.map(jnp.shape, jax.jit(Reference().init)(jax.random.key(1), images)) == jax.tree.map(jnp.shape, variables)
     np.testing.assert_allclose(jax.jit(ours.apply)(variables, images), Reference().apply(variables, images), atol=1e-5)
+
+    def loss(module, variables, images):  # the D update needs parameter gradients, the G update image gradients
+        return jnp.sum(jnp.sin(3.0 * module.apply(variables, images)))
+
+    grads = jax.jit(jax.grad(loss, argnums=(1, 2)), static_argnums=0)
+    for e, g in zip(jax.tree.leaves(grads(Reference(), variables, images)), jax.tree.leaves(grads(ours, variables, images))):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)
     other = Discriminator(width=8, image_size=20, padding="symmetric" if padding == "same" else "same")
     assert not np.allclose(other.apply(variables, images), ours.apply(variables, images), atol=1e-3)
     seed = Discriminator(padding=padding)
     assert count_parameters(jax.eval_shape(seed.init, jax.random.key(1), jnp.zeros((1, 80, 80, 3)))) == 1_651_841
+
+
+def test_keras_same_padding_lowers_mirrored_with_symmetric_padding_for_cuda_only():
+    # For CUDA no stride-2 layer keeps Keras' (1, 2) padding (cuDNN would need a padded copy); on a
+    # CPU the layers stay as they are (mirroring costs ~6% of the step there). Lowered without the hardware.
+    images = jnp.zeros((2, 20, 20, 3))
+    discriminator = Discriminator(width=8, image_size=20)
+    variables = jax.jit(discriminator.init)(jax.random.key(1), images)
+
+    def lowered(platform):
+        return jax.export.export(jax.jit(discriminator.apply), platforms=[platform])(variables, images).mlir_module()
+
+    cuda, cpu = lowered("cuda"), lowered("cpu")
+    assert "pad = [[1, 2], [1, 2]]" not in cuda and cuda.count("pad = [[2, 2], [2, 2]]") == 2
+    assert "stablehlo.reverse" in cuda and "optimization_barrier" in cuda
+    assert cpu.count("pad = [[1, 2], [1, 2]]") == 2 and "stablehlo.reverse" not in cpu
 
 
 def test_outputs_are_images_and_logits():
