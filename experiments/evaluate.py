@@ -87,7 +87,10 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
         "feature_network": config.feature_network or "classifier features", "models": {},
     }
     pools.check_arithmetic(config.expression, config.queries)
-    for kind in selected_kinds(config):
+    kinds = selected_kinds(config)
+    for kind in kinds:
+        pools.check_concept_source("auto", kind, config.per_concept)
+    for kind in kinds:
         results["models"][kind] = evaluate_model(config, kind)
         print(f"{kind}: {format_success(results['models'][kind]['arithmetic'])}", file=sys.stderr)
     write_json(results, Path(workdir) / "results.json")

@@ -38,6 +38,7 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
+    pools.check_concept_source("encoded", "vae", config.per_concept)
     run = artifacts.trained_run(config)
     store = artifacts.run_store(run)
     figures_dir = Path(workdir) / "figures"

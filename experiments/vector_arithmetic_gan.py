@@ -62,6 +62,8 @@ def get_config() -> ml_collections.ConfigDict:
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
     pools.check_arithmetic(config.expression, config.concepts or config.queries, hand_picked=bool(config.concepts))
+    if not config.concepts:
+        pools.check_concept_source(config.concept_source, "dcgan", config.per_concept)
     run = artifacts.trained_run(config)
     workdir, scorer = Path(workdir), None
     latents = pools.saved_latents(workdir / "grid_latents.npy", config.grid_size, run.latent_dim, config.seed)

@@ -60,6 +60,7 @@ def get_config() -> ml_collections.ConfigDict:
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
     pools.check_arithmetic(config.expression, config.queries)
+    pools.check_concept_source("encoded", "vae", config.per_concept)
     run, store, scorer = artifacts.run_store_and_classifier(config)
     check_query(config.target, scorer.attribute_names)
     check_query(config.edit_query, store.attribute_names)

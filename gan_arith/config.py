@@ -255,7 +255,7 @@ def run_experiment(get_config: Callable[[], ml_collections.ConfigDict], main: Ca
     try:  # before absl parses them: it would fail on an unknown field with a long traceback
         check_field_names(config, given)
     except InputError as error:
-        raise SystemExit(f"{sys.argv[0]}: {error}") from None
+        raise SystemExit(f"{Path(sys.argv[0]).stem}: {error}") from None
     config_flags.DEFINE_config_dict("config", config, "Experiment config; override with --config.key=value.")
     flags.DEFINE_string("workdir", str(Path("workdirs") / name), "Where checkpoints, logs and figures go.")
     flags.DEFINE_string(
@@ -274,7 +274,7 @@ def run_experiment(get_config: Callable[[], ml_collections.ConfigDict], main: Ca
         try:
             check_given_runs(config, given, get_config())
         except InputError as error:
-            raise SystemExit(f"{sys.argv[0]}: {error}") from None
+            raise SystemExit(f"{Path(sys.argv[0]).stem}: {error}") from None
         backend = jax.default_backend()
         changes = scale_for_host(config, backend, keep=given)
         if changes:
@@ -289,6 +289,6 @@ def run_experiment(get_config: Callable[[], ml_collections.ConfigDict], main: Ca
         try:
             main(config, flags.FLAGS.workdir)
         except InputError as error:  # anything else is a bug: its traceback is what finds it
-            raise SystemExit(f"{sys.argv[0]}: {error}") from None
+            raise SystemExit(f"{Path(sys.argv[0]).stem}: {error}") from None
 
     app.run(_main)

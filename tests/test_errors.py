@@ -54,6 +54,10 @@ def _with(config, **changes):
                  r"did you mean --config\.batch_size", id="check_field_names"),
     pytest.param(lambda: selected_kinds(_with(base_config("vae"), kinds="gan")), "comma-separated subset",
                  id="selected_kinds"),
+    pytest.param(lambda: pools.check_concept_source("encoded", "dcgan", 24), "must be one of auto, scored, inversion",
+                 id="check_concept_source-kind"),
+    pytest.param(lambda: pools.check_concept_source("auto", "vae", 0), r"config\.per_concept must be >= 1",
+                 id="check_concept_source-per_concept"),
 ])
 def test_checks_of_user_input_raise_input_error(check, message):
     with pytest.raises(InputError, match=message):

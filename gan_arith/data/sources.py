@@ -10,7 +10,8 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
-from gan_arith.data.store import FaceStore
+from gan_arith.data.store import FaceStore, check_query
+from gan_arith.errors import InputError
 
 CELEBA_ENV = "GAN_ARITH_CELEBA"
 
@@ -57,9 +58,14 @@ def resolve_store(data: ml_collections.ConfigDict, image_size: int, seed: int) -
 
 def select_faces(store: FaceStore, data: ml_collections.ConfigDict) -> np.ndarray:
     """Indices of the faces a run uses: partition and attribute query, capped at `max_faces`."""
+    if data.query:
+        try:
+            check_query(data.query, store.attribute_names)
+        except InputError as error:
+            raise InputError(f"config.data.query: {error}") from None
     indices = store.select(data.query or None, data.partition or None)
     if len(indices) == 0:
-        raise ValueError(
+        raise InputError(
             f"no faces in {store.root} match partition={data.partition!r} query={data.query!r} "
             f"({store.num_faces} faces in the store)"
         )
