@@ -57,7 +57,7 @@ def get_config() -> ml_collections.ConfigDict:
 
 def evaluate_model(config: ml_collections.ConfigDict, kind: str) -> dict:
     run, store, scorer = artifacts.run_store_and_classifier(config, kind)
-    check_query(config.target, scorer.attribute_names)
+    check_query(config.target, scorer.attribute_names, "config.target")
     pool = pools.label_defined_pool(
         run, store, scorer, pools.parse_queries(config.queries), pool_size=config.pool_size, top_n=config.top_n,
         per_concept=config.per_concept, partition=config.partition, seed=config.seed,

@@ -38,12 +38,20 @@ def get_config() -> ml_collections.ConfigDict:
     return config
 
 
+def _previous_summary(path: Path) -> dict:
+    try:
+        previous = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return previous if isinstance(previous, dict) else {}
+
+
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
+    runs = {kind: artifacts.trained_run(config, kind) for kind in selected_kinds(config)}  # before any figure is replaced
     summary_path = Path(workdir) / "summary.json"
     # A rerun over fewer kinds keeps the other kinds' entries, so the summary describes every figure there.
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    for kind in selected_kinds(config):
-        run = artifacts.trained_run(config, kind)
+    summary = _previous_summary(summary_path)
+    for kind, run in runs.items():
         points = sweeps.endpoint_latents(run, artifacts.run_store(run), config.num_points, config.seed)
         strips = sweeps.interpolation_strips(run, points, config.steps_per_segment)
         ts = np.linspace(0, config.num_points - 1, len(strips["slerp"]["norms"]))

@@ -61,7 +61,8 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
-    pools.check_arithmetic(config.expression, config.concepts or config.queries, hand_picked=bool(config.concepts))
+    pools.check_arithmetic(config.expression, config.concepts or config.queries, hand_picked=bool(config.concepts),
+                           num_candidates=config.grid_size)
     if not config.concepts:
         pools.check_concept_source(config.concept_source, "dcgan", config.per_concept)
     run = artifacts.trained_run(config)
@@ -78,7 +79,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
               f"--config.concepts='{example}'", file=sys.stderr)
         store = artifacts.run_store(run)
         scorer = load_or_train_classifier(store, run.image_size, config.classifier_dir, steps=config.classifier_steps)
-        check_query(config.target, scorer.attribute_names)
+        check_query(config.target, scorer.attribute_names, "config.target")
         pool = pools.label_defined_pool(
             run, store, scorer, pools.parse_queries(config.queries), source=config.concept_source,
             pool_size=config.pool_size, top_n=config.top_n, per_concept=config.per_concept, seed=config.seed,

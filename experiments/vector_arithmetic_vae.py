@@ -62,8 +62,8 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
     pools.check_arithmetic(config.expression, config.queries)
     pools.check_concept_source("encoded", "vae", config.per_concept)
     run, store, scorer = artifacts.run_store_and_classifier(config)
-    check_query(config.target, scorer.attribute_names)
-    check_query(config.edit_query, store.attribute_names)
+    check_query(config.target, scorer.attribute_names, "config.target")
+    check_query(config.edit_query, store.attribute_names, "config.edit_query")
     sweeps.check_edit(store.attribute_names, config.edit_attribute, condition=config.edit_condition,
                       method=config.direction_method)
     figures_dir = Path(workdir) / "figures"

@@ -7,11 +7,12 @@ change a few fields and call `run_experiment`. On a host without an accelerator,
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import ml_collections
 
@@ -103,13 +104,16 @@ def field(config: ml_collections.ConfigDict, name: str) -> Any:
 
 
 def check_train_config(config: ml_collections.ConfigDict) -> None:
-    """Raise an InputError naming the first of `POSITIVE_FIELDS` that is not a positive number."""
+    """Raise an InputError naming the first of `POSITIVE_FIELDS` that is not a positive number, or an odd
+    GAN batch (half real, half generated faces)."""
     for name in POSITIVE_FIELDS:
         value = field(config, name)
         integer = name != "optimizer.learning_rate"
         if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) or not value > 0:
             kind = "a positive integer" if integer else "a positive number"
             raise InputError(f"config.{name} must be {kind}, got {value!r}")
+    if config.model.kind == "dcgan" and config.batch_size % 2:
+        raise InputError(f"config.batch_size must be even for the GAN (half real, half generated faces), got {config.batch_size}")
 
 
 def analysis_config(
@@ -241,6 +245,15 @@ def check_given_runs(config: ml_collections.ConfigDict, fields: frozenset[str], 
             )
 
 
+@contextlib.contextmanager
+def _input_errors_as_one_line(program: str) -> Iterator[None]:
+    """End the program with an InputError's message as one line; anything else is a bug, whose traceback finds it."""
+    try:
+        yield
+    except InputError as error:
+        raise SystemExit(f"{program}: {error}") from None
+
+
 def run_experiment(get_config: Callable[[], ml_collections.ConfigDict], main: Callable[..., Any], name: str) -> None:
     """Command-line entry for an experiment module: `--config.key=value` overrides and `--workdir`.
 
@@ -252,10 +265,8 @@ def run_experiment(get_config: Callable[[], ml_collections.ConfigDict], main: Ca
 
     config = get_config()
     given = command_line_fields(sys.argv)
-    try:  # before absl parses them: it would fail on an unknown field with a long traceback
+    with _input_errors_as_one_line(name):  # before absl parses them: it would fail on an unknown field with a long traceback
         check_field_names(config, given)
-    except InputError as error:
-        raise SystemExit(f"{Path(sys.argv[0]).stem}: {error}") from None
     config_flags.DEFINE_config_dict("config", config, "Experiment config; override with --config.key=value.")
     flags.DEFINE_string("workdir", str(Path("workdirs") / name), "Where checkpoints, logs and figures go.")
     flags.DEFINE_string(
@@ -271,10 +282,8 @@ def run_experiment(get_config: Callable[[], ml_collections.ConfigDict], main: Ca
         logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
         use_compilation_cache(flags.FLAGS.compilation_cache)
         config = flags.FLAGS.config
-        try:
+        with _input_errors_as_one_line(name):
             check_given_runs(config, given, get_config())
-        except InputError as error:
-            raise SystemExit(f"{Path(sys.argv[0]).stem}: {error}") from None
         backend = jax.default_backend()
         changes = scale_for_host(config, backend, keep=given)
         if changes:
@@ -286,9 +295,7 @@ def run_experiment(get_config: Callable[[], ml_collections.ConfigDict], main: Ca
             )
             for line in changes:
                 print(f"  {line}", file=sys.stderr)
-        try:
+        with _input_errors_as_one_line(name):
             main(config, flags.FLAGS.workdir)
-        except InputError as error:  # anything else is a bug: its traceback is what finds it
-            raise SystemExit(f"{Path(sys.argv[0]).stem}: {error}") from None
 
     app.run(_main)

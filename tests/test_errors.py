@@ -17,6 +17,7 @@ from gan_arith.latent import pools, sweeps
 from gan_arith.latent.expression import ExpressionError
 from gan_arith.train.loop import check_run_choices
 from gan_arith.train.parallel import check_batch_size
+from gan_arith.train.steps import check_model_config
 
 NAMES = ("Smiling", "Male")
 
@@ -40,6 +41,8 @@ def _with(config, **changes):
                  id="check_arithmetic-expression"),
     pytest.param(lambda: pools.check_arithmetic("a", "a=1,x", hand_picked=True), "'x' in 'a=1,x' is not a non-negative",
                  id="check_arithmetic-definitions"),
+    pytest.param(lambda: pools.check_arithmetic("a", "a=1,100", hand_picked=True, num_candidates=100),
+                 "index 100 is out of range", id="check_arithmetic-grid-index"),
     pytest.param(lambda: check_query("Smiling & Mael", NAMES), "unknown attribute 'Mael'", id="check_query"),
     pytest.param(lambda: sweeps.check_edit(NAMES, "Smiling", condition="Smiling"), "is the edited attribute itself",
                  id="check_edit"),
@@ -54,6 +57,14 @@ def _with(config, **changes):
                  r"did you mean --config\.batch_size", id="check_field_names"),
     pytest.param(lambda: selected_kinds(_with(base_config("vae"), kinds="gan")), "comma-separated subset",
                  id="selected_kinds"),
+    pytest.param(lambda: check_model_config(_with(base_config("dcgan").model, image_size=64)),
+                 r"config\.model\.image_size must be 5·2\^k", id="check_model_config-image_size"),
+    pytest.param(lambda: check_model_config(_with(base_config("dcgan").model, discriminator_padding="valid")),
+                 r"config\.model\.discriminator_padding must be one of same, symmetric", id="check_model_config-choice"),
+    pytest.param(lambda: check_model_config(_with(base_config("ae").model, image_size=100)),
+                 "multiple of 8 for the accordion", id="check_model_config-ae"),
+    pytest.param(lambda: check_train_config(_with(base_config("dcgan"), batch_size=7)), "must be even for the GAN",
+                 id="check_train_config-odd-gan-batch"),
     pytest.param(lambda: pools.check_concept_source("encoded", "dcgan", 24), "must be one of auto, scored, inversion",
                  id="check_concept_source-kind"),
     pytest.param(lambda: pools.check_concept_source("auto", "vae", 0), r"config\.per_concept must be >= 1",

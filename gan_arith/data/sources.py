@@ -59,10 +59,7 @@ def resolve_store(data: ml_collections.ConfigDict, image_size: int, seed: int) -
 def select_faces(store: FaceStore, data: ml_collections.ConfigDict) -> np.ndarray:
     """Indices of the faces a run uses: partition and attribute query, capped at `max_faces`."""
     if data.query:
-        try:
-            check_query(data.query, store.attribute_names)
-        except InputError as error:
-            raise InputError(f"config.data.query: {error}") from None
+        check_query(data.query, store.attribute_names, "config.data.query")
     indices = store.select(data.query or None, data.partition or None)
     if len(indices) == 0:
         raise InputError(

@@ -392,12 +392,13 @@ def partition_code(partition: str | int) -> int:
 _TOKEN_RE = re.compile(r"\s*(?:(?P<name>[A-Za-z0-9_]+)|(?P<op>[~&|()]))")
 
 
-def check_query(query: str, attribute_names: Sequence[str]) -> None:
-    """Raise, as an InputError, what `attribute_mask` would (syntax, unknown attribute) without any faces to select."""
+def check_query(query: str, attribute_names: Sequence[str], name: str = "query") -> None:
+    """Raise, as an InputError prefixed with the option's `name`, what `attribute_mask` would (syntax,
+    unknown attribute) without any faces to select."""
     try:
         attribute_mask(query, attribute_names, np.zeros((0, len(attribute_names)), np.int8))
     except ValueError as error:  # with no faces, only the query itself can be wrong
-        raise InputError(str(error)) from None
+        raise InputError(f"{name}: {error}") from None
 
 
 def attribute_mask(query: str, attribute_names: Sequence[str], attributes: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from gan_arith.data.store import attribute_mask
-from gan_arith.evaluation.frechet import format_kid, significant
+from gan_arith.evaluation.formatting import format_kid, significant
 
 
 def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:

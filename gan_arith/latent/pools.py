@@ -86,13 +86,13 @@ def parse_queries(text: str) -> dict[str, str]:
     return parse_concept_queries(split_definitions(text))
 
 
-def check_arithmetic(expression: str, definitions: str, *, hand_picked: bool = False) -> None:
-    """Raise an InputError for concept `definitions` (attribute queries, or grid indices when `hand_picked`)
-    that do not parse, or an `expression` that does not parse or names a concept they do not define:
-    experiments call it first, before a model is loaded, trained or sampled."""
+def check_arithmetic(expression: str, definitions: str, *, hand_picked: bool = False, num_candidates: int | None = None) -> None:
+    """Raise an InputError for concept `definitions` (attribute queries, or grid indices when `hand_picked`,
+    below `num_candidates` if given) that do not parse, or an `expression` that does not parse or names a
+    concept they do not define: experiments call it first, before a model is loaded, trained or sampled."""
     try:
         items = split_definitions(definitions)
-        names = parse_concept_assignments(items) if hand_picked else parse_concept_queries(items)
+        names = parse_concept_assignments(items, num_candidates) if hand_picked else parse_concept_queries(items)
         evaluate(expression, {name: np.zeros(1) for name in names})  # the same checks as the real evaluation
     except InputError:
         raise  # ExpressionError keeps its type (and position)
@@ -137,7 +137,7 @@ def saved_latents(path: str | os.PathLike, count: int, latent_dim: int, seed: in
     if path.exists():
         latents = np.load(path)
         if latents.shape != (count, latent_dim):
-            raise ValueError(
+            raise InputError(
                 f"{path} holds latents of shape {latents.shape}, not ({count}, {latent_dim}); "
                 "delete it to draw a new grid (its indices will change)"
             )

@@ -63,6 +63,10 @@ def _mirror_image(x_bhwc: jax.Array) -> jax.Array:
     return x_bhwc[:, ::-1, ::-1]
 
 
+def _unchanged(x: jax.Array) -> jax.Array:
+    return x
+
+
 def _mirror_kernel(kernel_hwio: jax.Array) -> jax.Array:
     # On CUDA the barrier keeps XLA from folding the input gradient's kernel reversal into this one
     # (reverse of reverse): the gradient would no longer be the backward-input convolution cuDNN
@@ -107,15 +111,15 @@ class Discriminator(nn.Module):
             return mirrored(*args)
         return jax.lax.platform_dependent(*args, cuda=mirrored, default=plain)
 
-    def _conv(self, conv: Callable[..., jax.Array], mirrored_padding: Any) -> Callable[..., jax.Array]:
-        """`conv` (the signature of `lax.conv_general_dilated`), run with a mirrored kernel and
-        `mirrored_padding` where the layer's input is mirrored."""
+    def _layer_convolution(self, convolution: Callable[..., jax.Array], mirrored_padding: Any) -> Callable[..., jax.Array]:
+        """`convolution` (the signature of `lax.conv_general_dilated`) for `nn.Conv`, run with a mirrored
+        kernel and `mirrored_padding` where the layer's input is mirrored."""
 
         def layer_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Any, padding: Any, **kwargs: Any) -> jax.Array:
             return self._where_mirrored(
                 lhs, rhs,
-                mirrored=lambda x, k: conv(x, _mirror_kernel(k), window_strides, mirrored_padding, **kwargs),
-                plain=lambda x, k: conv(x, k, window_strides, padding, **kwargs),
+                mirrored=lambda x, k: convolution(x, _mirror_kernel(k), window_strides, mirrored_padding, **kwargs),
+                plain=lambda x, k: convolution(x, k, window_strides, padding, **kwargs),
             )
 
         return layer_conv
@@ -130,19 +134,20 @@ class Discriminator(nn.Module):
             raise ValueError(f"Discriminator padding must be 'same' or 'symmetric', got {self.padding!r}")
         if self.mirror_same not in ("cuda", "always", "never"):
             raise ValueError(f"Discriminator mirror_same must be 'cuda', 'always' or 'never', got {self.mirror_same!r}")
-        conv = dict(kernel_init=KERNEL_INIT, bias_init=BIAS_INIT, dtype=self.dtype)
-        unchanged = lambda x: x  # noqa: E731
-        x = self._where_mirrored(images_bhwc, mirrored=_mirror_image, plain=unchanged)
+        layer = dict(kernel_init=KERNEL_INIT, bias_init=BIAS_INIT, dtype=self.dtype)
+        x = self._where_mirrored(images_bhwc, mirrored=_mirror_image, plain=_unchanged)
         # rgb_conv: on GPUs a matrix product, where cuDNN is slow with 3 input channels. Stride 1, 'SAME'
         # is symmetric: mirrored, only the kernel changes.
-        x = _leaky(nn.Conv(self.width, (5, 5), padding="SAME", conv_general_dilated=self._conv(rgb_conv, "SAME"), **conv)(x))
+        x = _leaky(nn.Conv(
+            self.width, (5, 5), padding="SAME", conv_general_dilated=self._layer_convolution(rgb_conv, "SAME"), **layer
+        )(x))
         strided_padding = "SAME" if self.padding == "same" else SYMMETRIC_PADDING
         for _ in range(num_doublings(self.image_size, BASE_SIZE)):
             x = _leaky(nn.Conv(
                 self.width, (5, 5), strides=(2, 2), padding=strided_padding,
-                conv_general_dilated=self._conv(jax.lax.conv_general_dilated, SYMMETRIC_PADDING), **conv,
+                conv_general_dilated=self._layer_convolution(jax.lax.conv_general_dilated, SYMMETRIC_PADDING), **layer,
             )(x))
-        x = self._where_mirrored(x, mirrored=_mirror_image, plain=unchanged)
+        x = self._where_mirrored(x, mirrored=_mirror_image, plain=_unchanged)
         x = x.reshape(x.shape[0], -1)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         x = nn.Dense(1, kernel_init=KERNEL_INIT, bias_init=BIAS_INIT, dtype=self.dtype)(x)

@@ -35,7 +35,7 @@ from gan_arith.models.layers import from_model_range, to_model_range
 from gan_arith.progress import Pace, Progress, format_eta
 from gan_arith.train import parallel
 from gan_arith.train.checkpoint import CONFIG_FILE, Checkpoints, abstract_state, has_checkpoint, load_config, save_config
-from gan_arith.train.steps import Steps, TrainState, build_steps
+from gan_arith.train.steps import Steps, TrainState, build_steps, check_model_config
 
 # Fields a resumed run may change; anything else would make the checkpoint mean something else.
 RESUMABLE_CHANGES = (
@@ -304,6 +304,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
     # Bad settings fail here, before anything is written: the numbers, the model's own checks (shapes
     # traced without compute), then the named choices (against the metrics the eval step would log).
     check_train_config(config)
+    check_model_config(config.model)
     mesh = parallel.make_mesh()
     steps = build_steps(config, parallel.batch_sharding(mesh))
     batch_size = steps.data_batch_size(config.batch_size)
@@ -322,7 +323,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
     )
     indices = select_faces(store, config.data)
     if len(indices) < batch_size:
-        raise InputError(f"{len(indices)} faces selected, fewer than one batch of {batch_size}")
+        raise InputError(
+            f"{len(indices)} faces selected (config.data.query/partition/max_faces), fewer than the {batch_size} real "
+            f"faces one step of config.batch_size={config.batch_size} reads"
+        )
     data, pipeline = _pipeline(config, store, indices, batch_size, mesh)
     if config.best_metric == "frechet":
         _check_frechet_store(store)  # before the config is saved

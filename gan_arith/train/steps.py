@@ -17,7 +17,8 @@ from flax import struct
 
 from gan_arith.models.autoencoder import AccordionAE
 from gan_arith.models.dcgan import Discriminator, Generator
-from gan_arith.models.layers import to_model_range
+from gan_arith.models.layers import num_doublings, to_model_range
+from gan_arith.errors import InputError
 from gan_arith.models.vae import VAE
 
 Batch = dict[str, jax.Array]
@@ -304,6 +305,28 @@ def model_dtype(name: str) -> Any:
     if name not in dtypes:
         raise ValueError(f"compute dtype must be one of {sorted(dtypes)}, got {name!r}")
     return dtypes[name]
+
+
+MODEL_CHOICES = {
+    "kind": ("dcgan", "vae", "ae"), "dtype": ("float32", "bfloat16"), "conv_transpose": ("phase", "dilated"),
+    "discriminator_padding": ("same", "symmetric"),
+}
+
+
+def check_model_config(model: Any) -> None:
+    """Raise an InputError naming the `config.model` field the models cannot be built with (their own
+    checks are ValueErrors raised while tracing, which read as bugs)."""
+    for name, allowed in MODEL_CHOICES.items():
+        if model[name] not in allowed:
+            raise InputError(f"config.model.{name} must be one of {', '.join(allowed)}, got {model[name]!r}")
+    if model.kind == "ae":
+        if model.image_size % 8:
+            raise InputError(f"config.model.image_size must be a multiple of 8 for the accordion autoencoder, got {model.image_size}")
+        return
+    try:
+        num_doublings(model.image_size, 5)
+    except ValueError as error:
+        raise InputError(f"config.model.{error}") from None
 
 
 def build_steps(config: Any, batch_sharding: jax.sharding.Sharding | None = None) -> Steps:

@@ -8,16 +8,15 @@ import numpy as np
 import pytest
 import scipy.linalg
 
+from gan_arith.evaluation.formatting import format_kid, significant
 from gan_arith.evaluation.frechet import (
     FeatureExtractor,
     GeneratorFrechet,
     compare_sample_quality,
     compare_with_noise,
-    format_kid,
     format_noise,
     format_quality,
     noise_floor,
-    significant,
     versus_noise,
     _unbiased_mmd2,
     distribution_distances,

@@ -116,13 +116,5 @@ def test_results_markdown_keeps_significant_digits_and_shows_a_missing_kid_sprea
     assert "± n/a |" in _distances_table({"frechet": 3.0, "kid_mean": 0.05, "kid_std": float("nan")})
 
 
-@pytest.mark.parametrize("value, text", [(14.0, "14.0"), (1.92, "1.92"), (0.106, "0.106"), (9.996, "10.0"),
-                                         (-0.0021, "-0.00210"), (1234.5, "1230"), (0.0, "0.00")])
-def test_significant_digits(value, text):
-    from gan_arith.evaluation.frechet import significant
-
-    assert significant(value) == text
-
-
 def test_wilson_bounds_are_exact_at_zero_and_all():
     assert wilson_interval(0, 5)[0] == 0.0 and wilson_interval(5, 5)[1] == 1.0
