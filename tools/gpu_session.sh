@@ -8,8 +8,11 @@
 # `git archive 2b05c2c gan_arith | tar -x -C .base`, carried: the same-machine baseline when the card differs),
 # e2e (the seed run through the real loop, shortened: 62,500 synthetic faces = 50,000 in the train partition, as the
 # seed's run; E2E_DPAD=symmetric for the other padding, E2E_DTYPE=float32 for float32).
-# 2026-11-26 (docs/benchmarks.md): env check dcgan e2e dpad base took 314 s on an H100; a new lever: env check dcgan base
-# with the old library in .base (the same-machine baseline), ~4 min.
+# 2026-11-26 (docs/benchmarks.md): env check dcgan e2e dpad base took 314 s on an H100. Next session: the mirrored
+# 'same' discriminator (predicted, not measured) against the library before it, on the same machine, and a longer
+# seed-size run to see whether its early Fréchet rise recovers:
+#   git archive 6d7f422 gan_arith | tar -x -C .base   (here, once; carry [".whl", ".base"])
+#   tools/gpu_session.sh env check dcgan base && E2E_EPOCHS=20 tools/gpu_session.sh e2e   (~7 min)
 # Everything lands in $OUT (flat names: the device tool returns files two folders deep at most).
 set -u
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
@@ -43,7 +46,7 @@ for part in "$@"; do
     base) (cd .base && PYTHONPATH="$PWD:/tmp/site" timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --fuse 1 \
              --skip input,tfdata,conv-transpose --json "$OUT/bench_base.json" 2>&1 | tail -25) ;;
     e2e) rm -rf /tmp/e2e; start=$(date +%s)
-         timeout 200 python3 -m experiments.dcgan_celeba --workdir=/tmp/e2e/run \
+         timeout $(( 120 + ${E2E_EPOCHS:-4} * 20 )) python3 -m experiments.dcgan_celeba --workdir=/tmp/e2e/run \
            --config.data.synthetic_dir=/tmp/e2e/synthetic --config.data.synthetic_faces=62500 \
            --config.classifier_dir=/tmp/e2e/classifier --config.model.dtype=${E2E_DTYPE:-bfloat16} \
            --config.model.discriminator_padding=${E2E_DPAD:-same} \
