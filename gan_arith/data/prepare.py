@@ -807,12 +807,14 @@ def _terminate_pool(pool: concurrent.futures.ProcessPoolExecutor) -> None:
         processes = list((getattr(pool, "_processes", None) or {}).values())  # no public API before Python 3.14
         for process in processes:
             process.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
         for process in processes:
             process.join(timeout=5)
             if process.is_alive():
                 process.kill()
                 process.join(timeout=5)
+        # With the workers gone the pool's manager thread ends at once; waiting for it here keeps Python
+        # 3.11's exit handler from waking it through a pipe it is closing ("Bad file descriptor", seen in CI).
+        pool.shutdown(wait=True, cancel_futures=True)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
