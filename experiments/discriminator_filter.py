@@ -38,7 +38,7 @@ import ml_collections
 from experiments import dcgan_celeba
 from gan_arith import artifacts, figures
 from gan_arith.files import write_json
-from gan_arith.config import analysis_config, run_experiment
+from gan_arith.config import analysis_config, check_ranges, run_experiment
 from gan_arith.evaluation import sampling
 from gan_arith.evaluation.frechet import (
     compare_sample_quality, compare_with_noise, format_noise, format_quality,
@@ -60,6 +60,8 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
+    check_ranges(config, positive=("num_samples", "num_real", "kid_subsets", "kid_subset_size", "classifier_steps"),
+                 fractions=("top_fraction", "drs_acceptance"))
     sampling.check_noise_sets(config.noise_sets)
     run, store, scorer = artifacts.run_store_and_classifier(config)
     real = {part: store.gather(run.image_size, store.select(None, part)[: config.num_real]) for part in ("test", "valid")}

@@ -17,6 +17,7 @@ results labelled Smiling & Male far more often than random samples.
 """
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import jax
@@ -25,8 +26,9 @@ import ml_collections
 from experiments import dcgan_celeba, vae_celeba
 from gan_arith import artifacts
 from gan_arith.files import write_json, write_text
-from gan_arith.config import analysis_config, run_experiment, selected_kinds
-from gan_arith.data.store import attribute_mask, check_query
+from gan_arith.config import analysis_config, check_ranges, run_experiment, selected_kinds
+from gan_arith.errors import InputError
+from gan_arith.data.store import FaceStore, attribute_mask, check_query
 from gan_arith.evaluation.frechet import distribution_distances, load_feature_extractor
 from gan_arith.evaluation.sampling import normal_latents
 from gan_arith.evaluation.success_rate import arithmetic_success, format_success, rate_of, results_markdown
@@ -56,8 +58,12 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 def evaluate_model(config: ml_collections.ConfigDict, kind: str) -> dict:
-    run, store, scorer = artifacts.run_store_and_classifier(config, kind)
-    check_query(config.target, scorer.attribute_names, "config.target")
+    def check_names(store: FaceStore, classified: Sequence[str]) -> None:  # before the classifier trains
+        check_query(config.target, classified, "config.target")
+        # The GAN's concept members are generated faces the classifier scores; the VAE's are labelled store faces.
+        pools.check_queries(config.queries, classified if kind == "dcgan" else store.attribute_names)
+
+    run, store, scorer = artifacts.run_store_and_classifier(config, kind, check=check_names)
     pool = pools.label_defined_pool(
         run, store, scorer, pools.parse_queries(config.queries), pool_size=config.pool_size, top_n=config.top_n,
         per_concept=config.per_concept, partition=config.partition, seed=config.seed,
@@ -86,6 +92,10 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
         "expression": config.expression, "target": config.target, "k": config.k,
         "feature_network": config.feature_network or "classifier features", "models": {},
     }
+    check_ranges(config, positive=("k", "num_draws", "num_baseline", "pool_size", "top_n", "per_concept",
+                                   "num_generated", "classifier_steps"), choices={"partition": ("train", "valid", "test")})
+    if config.feature_network and not Path(config.feature_network).is_file():
+        raise InputError(f"config.feature_network={config.feature_network}: no such file")
     pools.check_arithmetic(config.expression, config.queries)
     kinds = selected_kinds(config)
     for kind in kinds:

@@ -25,7 +25,7 @@ import ml_collections
 from experiments import dcgan_celeba
 from gan_arith import artifacts, figures
 from gan_arith.files import write_json
-from gan_arith.config import analysis_config, run_experiment
+from gan_arith.config import analysis_config, check_ranges, run_experiment
 from gan_arith.evaluation import inversion
 
 
@@ -47,6 +47,8 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
+    check_ranges(config, positive=("num_images", "steps", "restarts", "encoder_width", "encoder_steps", "finetune_faces",
+                                   "batch_size", "classifier_steps"))
     run, store, scorer = artifacts.run_store_and_classifier(config)
     loss = inversion.ReconstructionLoss(scorer.features.fn, config.feature_weight, config.prior_weight)
     targets = store.gather(run.image_size, store.select(None, "test")[: config.num_images])

@@ -21,7 +21,7 @@ import ml_collections
 from experiments import vae_celeba
 from gan_arith import artifacts, figures
 from gan_arith.files import write_json
-from gan_arith.config import analysis_config, run_experiment
+from gan_arith.config import analysis_config, check_ranges, run_experiment
 from gan_arith.latent import distributions, pools, sweeps
 from gan_arith.latent.concepts import concept_vector
 
@@ -38,6 +38,7 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
+    check_ranges(config, positive=("per_concept", "k", "num_encodings"), choices={"partition": ("train", "valid", "test")})
     pools.check_concept_source("encoded", "vae", config.per_concept)
     run = artifacts.trained_run(config)
     store = artifacts.run_store(run)

@@ -31,7 +31,7 @@ import ml_collections
 from experiments import dcgan_celeba
 from gan_arith import artifacts, figures
 from gan_arith.files import write_json
-from gan_arith.config import analysis_config, run_experiment
+from gan_arith.config import analysis_config, check_ranges, run_experiment
 from gan_arith.evaluation import noise_classifier, sampling
 from gan_arith.evaluation.frechet import (
     compare_sample_quality, compare_with_noise, format_noise, format_quality,
@@ -56,6 +56,9 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
+    check_ranges(config, positive=("pool_size", "mlp_steps", "num_samples", "num_real", "kid_subsets", "kid_subset_size",
+                                   "classifier_steps"), open_fractions=("quantile", "held_out_fraction", "threshold"),
+                 choices={"label_by": ("discriminator", "confidence")})
     sampling.check_noise_sets(config.noise_sets)
     run, store, scorer = artifacts.run_store_and_classifier(config)
     score = sampling.through_generator(

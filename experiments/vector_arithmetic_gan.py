@@ -33,9 +33,9 @@ import ml_collections
 from experiments import dcgan_celeba
 from gan_arith import artifacts, figures
 from gan_arith.files import write_json
-from gan_arith.config import analysis_config, run_experiment
+from gan_arith.config import analysis_config, check_ranges, run_experiment
 from gan_arith.data.store import check_query
-from gan_arith.evaluation.scorer import load_or_train_classifier
+from gan_arith.evaluation.scorer import classifier_attributes, load_or_train_classifier
 from gan_arith.evaluation.success_rate import arithmetic_success, format_success
 from gan_arith.latent import pools
 from gan_arith.latent.arithmetic import arithmetic_summary, concept_arithmetic, write_arithmetic_figures
@@ -61,6 +61,8 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
+    check_ranges(config, positive=("grid_size", "pool_size", "top_n", "per_concept", "inversion_steps", "k",
+                                   "num_draws", "num_baseline", "classifier_steps"))
     pools.check_arithmetic(config.expression, config.concepts or config.queries, hand_picked=bool(config.concepts),
                            num_candidates=config.grid_size)
     if not config.concepts:
@@ -78,8 +80,11 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
         print(f"Numbered faces in {grid}; name concept members by number:\n  python -m experiments.vector_arithmetic_gan "
               f"--config.concepts='{example}'", file=sys.stderr)
         store = artifacts.run_store(run)
+        classified = classifier_attributes(store)  # checked before the classifier trains (minutes, the first time)
+        check_query(config.target, classified, "config.target")
+        # Scored members are generated faces the classifier scores; inverted ones are labelled store faces.
+        pools.check_queries(config.queries, classified if config.concept_source != "inversion" else store.attribute_names)
         scorer = load_or_train_classifier(store, run.image_size, config.classifier_dir, steps=config.classifier_steps)
-        check_query(config.target, scorer.attribute_names, "config.target")
         pool = pools.label_defined_pool(
             run, store, scorer, pools.parse_queries(config.queries), source=config.concept_source,
             pool_size=config.pool_size, top_n=config.top_n, per_concept=config.per_concept, seed=config.seed,

@@ -23,6 +23,7 @@ edits 0.05 -> 0.92. With β 1 at 40px the encodings lose the smile (5% vs 3%; ed
 """
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import ml_collections
@@ -31,8 +32,8 @@ import numpy as np
 from experiments import vae_celeba
 from gan_arith import artifacts, figures
 from gan_arith.files import write_json
-from gan_arith.config import analysis_config, run_experiment
-from gan_arith.data.store import check_query
+from gan_arith.config import analysis_config, check_ranges, run_experiment
+from gan_arith.data.store import FaceStore, check_query
 from gan_arith.evaluation.success_rate import arithmetic_success, format_success
 from gan_arith.latent import pools, sweeps
 from gan_arith.latent.arithmetic import arithmetic_summary, concept_arithmetic, write_arithmetic_figures
@@ -58,14 +59,23 @@ def get_config() -> ml_collections.ConfigDict:
     return config
 
 
-def main(config: ml_collections.ConfigDict, workdir: str) -> None:
-    pools.check_arithmetic(config.expression, config.queries)
-    pools.check_concept_source("encoded", "vae", config.per_concept)
-    run, store, scorer = artifacts.run_store_and_classifier(config)
-    check_query(config.target, scorer.attribute_names, "config.target")
+def check_names(config: ml_collections.ConfigDict, store: FaceStore, classified: Sequence[str]) -> None:
+    """The attribute names of the options, before the classifier is loaded or trained."""
+    pools.check_queries(config.queries, store.attribute_names)
+    check_query(config.target, classified, "config.target")
     check_query(config.edit_query, store.attribute_names, "config.edit_query")
     sweeps.check_edit(store.attribute_names, config.edit_attribute, condition=config.edit_condition,
                       method=config.direction_method)
+
+
+def main(config: ml_collections.ConfigDict, workdir: str) -> None:
+    check_ranges(config, positive=("per_concept", "k", "num_draws", "num_baseline", "direction_faces", "edit_faces",
+                                   "classifier_steps"), choices={"partition": ("train", "valid", "test")})
+    pools.check_arithmetic(config.expression, config.queries)
+    pools.check_concept_source("encoded", "vae", config.per_concept)
+    run, store, scorer = artifacts.run_store_and_classifier(
+        config, check=lambda store, classified: check_names(config, store, classified)
+    )
     figures_dir = Path(workdir) / "figures"
     pool = pools.encoded_pool(
         run, store, pools.parse_queries(config.queries), per_concept=config.per_concept, partition=config.partition

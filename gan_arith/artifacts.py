@@ -9,6 +9,7 @@ without an accelerator), saying so.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import jax
@@ -18,7 +19,7 @@ from gan_arith.config import command_line_fields, scale_for_host
 from gan_arith.data.sources import resolve_store
 from gan_arith.data.store import FaceStore
 from gan_arith.errors import InputError
-from gan_arith.evaluation.scorer import AttributeScorer, load_or_train_classifier
+from gan_arith.evaluation.scorer import AttributeScorer, classifier_attributes, load_or_train_classifier
 from gan_arith.train.checkpoint import CONFIG_FILE, TrainedRun, has_checkpoint, load_config, load_run
 from gan_arith.train.loop import train
 
@@ -68,11 +69,14 @@ def run_store(run: TrainedRun) -> FaceStore:
 
 
 def run_store_and_classifier(
-    config: ml_collections.ConfigDict, kind: str = ""
+    config: ml_collections.ConfigDict, kind: str = "", check: Callable[[FaceStore, Sequence[str]], None] | None = None
 ) -> tuple[TrainedRun, FaceStore, AttributeScorer]:
     """For an experiment config: its trained run (`trained_run`), the run's face store, and the
-    attribute classifier for that store at the run's image size."""
+    attribute classifier for that store at the run's image size. `check(store, classifier attribute
+    names)` runs before the classifier is loaded or trained (minutes), for the user's attribute names."""
     run = trained_run(config, kind)
     store = run_store(run)
+    if check is not None:
+        check(store, classifier_attributes(store))
     scorer = load_or_train_classifier(store, run.image_size, config.classifier_dir, steps=config.classifier_steps)
     return run, store, scorer

@@ -12,7 +12,7 @@ import difflib
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import ml_collections
 
@@ -114,6 +114,30 @@ def check_train_config(config: ml_collections.ConfigDict) -> None:
             raise InputError(f"config.{name} must be {kind}, got {value!r}")
     if config.model.kind == "dcgan" and config.batch_size % 2:
         raise InputError(f"config.batch_size must be even for the GAN (half real, half generated faces), got {config.batch_size}")
+
+
+def check_ranges(
+    config: ml_collections.ConfigDict, *, positive: Sequence[str] = (), fractions: Sequence[str] = (),
+    open_fractions: Sequence[str] = (), choices: Mapping[str, Sequence[str]] | None = None,
+) -> None:
+    """Raise an InputError naming the first field (dotted name) out of its range: `positive` integers
+    >= 1, `fractions` in (0, 1], `open_fractions` in (0, 1), `choices` one of the listed strings.
+    Experiments call it first, so a bad number fails before a model is loaded or trained."""
+    for name in positive:
+        value = field(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"config.{name} must be a positive integer, got {value!r}")
+    for names, closed in ((fractions, True), (open_fractions, False)):
+        for name in names:
+            value = field(config, name)
+            inside = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value and (
+                value <= 1 if closed else value < 1
+            )
+            if not inside:
+                raise InputError(f"config.{name} must be in (0, 1{']' if closed else ')'}, got {value!r}")
+    for name, allowed in (choices or {}).items():
+        if field(config, name) not in allowed:
+            raise InputError(f"config.{name} must be one of {', '.join(allowed)}, got {field(config, name)!r}")
 
 
 def analysis_config(

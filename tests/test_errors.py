@@ -61,6 +61,8 @@ def _with(config, **changes):
                  r"config\.model\.image_size must be 5·2\^k", id="check_model_config-image_size"),
     pytest.param(lambda: check_model_config(_with(base_config("dcgan").model, discriminator_padding="valid")),
                  r"config\.model\.discriminator_padding must be one of same, symmetric", id="check_model_config-choice"),
+    pytest.param(lambda: check_model_config(_with(base_config("vae").model, beta=-1.0)),
+                 r"config\.model\.beta \(the KL term's weight\) must be a number >= 0", id="check_model_config-beta"),
     pytest.param(lambda: check_model_config(_with(base_config("ae").model, image_size=100)),
                  "multiple of 8 for the accordion", id="check_model_config-ae"),
     pytest.param(lambda: check_train_config(_with(base_config("dcgan"), batch_size=7)), "must be even for the GAN",

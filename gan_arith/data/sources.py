@@ -23,9 +23,12 @@ def _has_size(store: FaceStore, size: int) -> bool:
 def resolve_store(data: ml_collections.ConfigDict, image_size: int, seed: int) -> tuple[FaceStore, str]:
     """Open (or make) the store a run reads; returns it with a one-line description for the log."""
     if data.store:
-        store = FaceStore(data.store)
+        try:
+            store = FaceStore(data.store)
+        except (OSError, ValueError) as error:  # missing, or not a prepared store
+            raise InputError(f"config.data.store={data.store}: {error}") from None
         if not _has_size(store, image_size):
-            raise ValueError(f"config.data.store {data.store} has sizes {store.image_sizes}, the model needs {image_size}")
+            raise InputError(f"config.data.store {data.store} has sizes {store.image_sizes}, the model needs {image_size}")
         return store, f"prepared store {data.store}"
     default = Path(data.default_store)
     if (default / "manifest.json").exists():
@@ -37,11 +40,17 @@ def resolve_store(data: ml_collections.ConfigDict, image_size: int, seed: int) -
     if raw:
         from gan_arith.data import prepare
 
+        option = "config.data.celeba_dir" if data.celeba_dir else f"${CELEBA_ENV}"
+        try:
+            source = prepare.celeba_source(raw)
+        except (OSError, ValueError) as error:  # not the official layout (its checks name what is missing)
+            raise InputError(f"{option}={raw}: {error}") from None
+
         target = default if not default.exists() else default.with_name(f"{default.name}_{image_size}")
         print(f"Preparing raw CelebA from {raw} into {target} (MTCNN face crops; resumable)", file=sys.stderr)
         processes = data.prepare_processes or os.cpu_count() or 1
         prepare.prepare(
-            prepare.celeba_source(raw), target, prepare.PrepareSettings(sizes=(image_size,)), processes=processes
+            source, target, prepare.PrepareSettings(sizes=(image_size,)), processes=processes
         )
         return FaceStore(target), f"CelebA from {raw}, prepared into {target}"
     from gan_arith.data.synthetic import ensure_synthetic_store

@@ -15,12 +15,12 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import jax
 import numpy as np
 
-from gan_arith.data.store import FaceStore
+from gan_arith.data.store import FaceStore, check_query
 from gan_arith.errors import InputError
 from gan_arith.evaluation.inversion import invert
 from gan_arith.evaluation.sampling import batched_apply, normal_latents
@@ -84,6 +84,13 @@ def split_definitions(text: str) -> list[str]:
 def parse_queries(text: str) -> dict[str, str]:
     """`"smiling_woman=Smiling & ~Male; ..."` -> {concept: attribute query}."""
     return parse_concept_queries(split_definitions(text))
+
+
+def check_queries(text: str, attribute_names: Sequence[str]) -> None:
+    """Raise an InputError for a concept of `config.queries` whose query names an attribute not among
+    `attribute_names` (the store's, or the classifier's where the classifier picks the members)."""
+    for name, query in parse_queries(text).items():
+        check_query(query, attribute_names, f"config.queries ({name})")
 
 
 def check_arithmetic(expression: str, definitions: str, *, hand_picked: bool = False, num_candidates: int | None = None) -> None:

@@ -319,6 +319,8 @@ def check_model_config(model: Any) -> None:
     for name, allowed in MODEL_CHOICES.items():
         if model[name] not in allowed:
             raise InputError(f"config.model.{name} must be one of {', '.join(allowed)}, got {model[name]!r}")
+    if model.kind == "vae" and (isinstance(model.beta, bool) or not isinstance(model.beta, (int, float)) or model.beta < 0):
+        raise InputError(f"config.model.beta (the KL term's weight) must be a number >= 0, got {model.beta!r}")
     if model.kind == "ae":
         if model.image_size % 8:
             raise InputError(f"config.model.image_size must be a multiple of 8 for the accordion autoencoder, got {model.image_size}")
