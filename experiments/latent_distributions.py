@@ -22,6 +22,7 @@ from experiments import vae_celeba
 from gan_arith import artifacts, figures
 from gan_arith.files import write_json
 from gan_arith.config import analysis_config, check_ranges, run_experiment
+from gan_arith.errors import InputError
 from gan_arith.latent import distributions, pools, sweeps
 from gan_arith.latent.concepts import concept_vector
 
@@ -41,7 +42,10 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
     check_ranges(config, positive=("per_concept", "k", "num_encodings"), choices={"partition": ("train", "valid", "test")})
     pools.check_concept_source("encoded", "vae", config.per_concept)
     run = artifacts.trained_run(config)
+    if not all(isinstance(d, int) and 0 <= d < run.latent_dim for d in config.dimensions):
+        raise InputError(f"config.dimensions must be latent dimensions 0..{run.latent_dim - 1}, got {tuple(config.dimensions)}")
     store = artifacts.run_store(run)
+    pools.check_queries(config.queries, store.attribute_names)
     figures_dir = Path(workdir) / "figures"
     pool = pools.encoded_pool(
         run, store, pools.parse_queries(config.queries), per_concept=config.per_concept, partition=config.partition

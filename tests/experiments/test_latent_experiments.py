@@ -7,6 +7,7 @@ import pytest
 
 from experiments import evaluate, interpolation, latent_distributions, vector_arithmetic_gan, vector_arithmetic_vae
 from gan_arith import artifacts
+from gan_arith.errors import InputError
 
 
 def _read(path) -> dict:
@@ -118,6 +119,10 @@ def test_latent_distributions_summarises_concepts_and_dimensions(tiny_experiment
     assert len(summary["normality"]["p_value"]) == 8
     assert all(0.0 <= p <= 1.0 for p in summary["normality"]["p_value"])
     _assert_figures(summary["figures"].values())
+    config.update(dimensions=(0, 8))  # the tiny VAE's latent has 8 dimensions: 0..7
+    with pytest.raises(InputError, match=r"config\.dimensions must be latent dimensions 0\.\.7, got \(0, 8\)"):
+        latent_distributions.main(config, str(tmp_path / "again"))
+    assert not (tmp_path / "again").exists()
 
 
 @pytest.mark.parametrize("module,changes", [
