@@ -37,7 +37,8 @@ def load_or_train(
     kind = train_config.model.kind
     saved = load_config(run_dir) if (run_dir / CONFIG_FILE).exists() else None
     if saved is not None and saved.model.kind != kind:
-        raise InputError(f"{run_dir} holds a {saved.model.kind} run; this experiment needs a {kind} run")
+        run_option = flag.removesuffix(".train") + ".run"
+        raise InputError(f"{run_option}={run_dir} holds a {saved.model.kind} run; this experiment needs a {kind} run")
     if not (run_dir / "summary.json").exists():
         if saved is not None and has_checkpoint(run_dir):
             config = saved

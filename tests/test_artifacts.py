@@ -8,6 +8,7 @@ import pytest
 
 from experiments import dcgan_celeba, vae_celeba
 from gan_arith import artifacts
+from gan_arith.errors import InputError
 from gan_arith.train import checkpoint
 
 
@@ -24,8 +25,8 @@ def tiny_vae(tmp_path, **changes):
 def test_a_run_of_another_kind_is_refused_before_anything_runs(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / checkpoint.CONFIG_FILE).write_text(tiny_vae(tmp_path).to_json())
-    with pytest.raises(ValueError, match="holds a vae run; this experiment needs a dcgan run"):
-        artifacts.load_or_train(tmp_path / "run", dcgan_celeba.get_config())
+    with pytest.raises(InputError, match=r"config\.dcgan\.run=.*run holds a vae run; this experiment needs a dcgan run"):
+        artifacts.load_or_train(tmp_path / "run", dcgan_celeba.get_config(), "config.dcgan.train")
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [checkpoint.CONFIG_FILE]
 
 
