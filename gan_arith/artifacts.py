@@ -39,6 +39,11 @@ def load_or_train(
     if saved is not None and saved.model.kind != kind:
         run_option = flag.removesuffix(".train") + ".run"
         raise InputError(f"{run_option}={run_dir} holds a {saved.model.kind} run; this experiment needs a {kind} run")
+    given = command_line_fields(sys.argv, flag)
+    if saved is not None and has_checkpoint(run_dir) and given:
+        # The run keeps the config it was started with; a changed setting needs a new --<run> directory.
+        print(f"{run_dir} holds a run already: ignoring {', '.join(f'--{flag}.{name}' for name in sorted(given))} "
+              f"(it keeps its own config)", file=sys.stderr)
     if not (run_dir / "summary.json").exists():
         if saved is not None and has_checkpoint(run_dir):
             config = saved
@@ -46,7 +51,7 @@ def load_or_train(
         else:
             config = ml_collections.ConfigDict(train_config.to_dict())
             # The user's own --<flag>.* fields win over the CPU scaling, as for a training command.
-            changes = scale_for_host(config, jax.default_backend(), keep=command_line_fields(sys.argv, flag))
+            changes = scale_for_host(config, jax.default_backend(), keep=given)
             print(
                 f"No finished training run in {run_dir}: training a {kind} there first"
                 + (f" (CPU-scaled: {'; '.join(changes)})" if changes else ""),

@@ -54,3 +54,12 @@ def test_the_sections_own_command_line_fields_win_over_the_cpu_scaling(tmp_path,
     monkeypatch.setattr(sys, "argv", ["evaluate.py", "--config.vae.train.num_epochs=1"])  # as evaluate names it
     run = artifacts.load_or_train(tmp_path / "run", config, "config.vae.train")
     assert run.config.num_epochs == 1 and run.config.batch_size == 8
+
+
+def test_training_fields_given_for_an_existing_run_are_reported_as_ignored(tmp_path, monkeypatch, capsys):
+    artifacts.load_or_train(tmp_path / "run", tiny_vae(tmp_path, num_epochs=1))
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "argv", ["evaluate.py", "--config.vae.train.batch_size=4"])
+    run = artifacts.load_or_train(tmp_path / "run", tiny_vae(tmp_path, num_epochs=1, batch_size=4), "config.vae.train")
+    assert "holds a run already: ignoring --config.vae.train.batch_size (it keeps its own config)" in capsys.readouterr().err
+    assert run.config.batch_size != 4
