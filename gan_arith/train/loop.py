@@ -8,6 +8,7 @@ checkpoint continues exactly as the uninterrupted run would have.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -20,6 +21,7 @@ import jax
 import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
+from jax.sharding import Mesh
 
 from gan_arith import figures
 from gan_arith.config import check_train_config
@@ -298,6 +300,26 @@ def _mean_metrics(stacked: dict[str, np.ndarray]) -> dict[str, float]:
     return {name: float(np.mean(values)) for name, values in stacked.items()}
 
 
+def _run_data(
+    config: ml_collections.ConfigDict, batch_size: int, mesh: Mesh
+) -> tuple[FaceStore, str, np.ndarray, Any, str]:
+    """The run's store (opened, prepared or rendered), its description, the selected faces, and the
+    input pipeline over them with its name."""
+    store, source = parallel.first_process_first(
+        lambda: resolve_store(config.data, config.model.image_size, config.seed), "face store"
+    )
+    indices = select_faces(store, config.data)
+    if len(indices) < batch_size:
+        raise InputError(
+            f"{len(indices)} faces selected (config.data.query/partition/max_faces), fewer than the {batch_size} real "
+            f"faces one step of config.batch_size={config.batch_size} reads"
+        )
+    data, pipeline = _pipeline(config, store, indices, batch_size, mesh)
+    if config.best_metric == "frechet":
+        _check_frechet_store(store)  # before the config is saved
+    return store, source, indices, data, pipeline
+
+
 def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
     """Train (or resume) the run described by `config` in `workdir`; returns a summary dict."""
     parallel.initialize_distributed()
@@ -315,21 +337,17 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
     check_run_choices(config, jax.eval_shape(steps.eval_step, state_shapes, eval_batch_spec, jax.random.key(0)))
 
     workdir = Path(workdir)
+    made_workdir = not workdir.exists()
     workdir.mkdir(parents=True, exist_ok=True)
-    parallel.check_shared_directory(workdir)
-    _check_resumable(workdir, config)
-    store, source = parallel.first_process_first(
-        lambda: resolve_store(config.data, config.model.image_size, config.seed), "face store"
-    )
-    indices = select_faces(store, config.data)
-    if len(indices) < batch_size:
-        raise InputError(
-            f"{len(indices)} faces selected (config.data.query/partition/max_faces), fewer than the {batch_size} real "
-            f"faces one step of config.batch_size={config.batch_size} reads"
-        )
-    data, pipeline = _pipeline(config, store, indices, batch_size, mesh)
-    if config.best_metric == "frechet":
-        _check_frechet_store(store)  # before the config is saved
+    try:
+        parallel.check_shared_directory(workdir)
+        _check_resumable(workdir, config)
+        store, source, indices, data, pipeline = _run_data(config, batch_size, mesh)
+    except InputError:
+        if made_workdir:  # a refused run leaves no empty directory behind (rmdir refuses a non-empty one)
+            with contextlib.suppress(OSError):
+                workdir.rmdir()
+        raise
     # Every process computes; the first writes the files and prints (they would be the same on all).
     lead = jax.process_index() == 0
     console = sys.stderr if lead else open(os.devnull, "w")

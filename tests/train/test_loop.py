@@ -19,6 +19,7 @@ import pytest
 from experiments import accordion_ae_celeba, dcgan_celeba, vae_celeba
 from gan_arith.data.store import StoreWriter
 from gan_arith.data.synthetic import SYNTHETIC_ATTRIBUTES, render_faces, write_synthetic_store
+from gan_arith.errors import InputError
 from gan_arith.train import checkpoint, loop
 from gan_arith.train.steps import build_steps
 
@@ -151,7 +152,20 @@ def test_the_frechet_metric_refuses_a_store_without_test_faces_before_anything_i
     config.data.store = str(_train_only_store(tmp_path / "store"))
     with pytest.raises(ValueError, match="has 40 train and 0 test faces; use --config.best_metric=g_loss"):
         loop.train(config, tmp_path / "run")
-    assert not (tmp_path / "run" / "config.json").exists() and not (tmp_path / "run" / "checkpoints").exists()
+    assert not (tmp_path / "run").exists()  # not even the empty directory
+
+
+def test_a_selection_the_store_cannot_serve_is_refused_and_leaves_no_workdir(tmp_path):
+    (tmp_path / "existing").mkdir()
+    for workdir, changes, message in [
+        (tmp_path / "run", {"query": "Smilng"}, r"config\.data\.query: .*unknown attribute 'Smilng'"),
+        (tmp_path / "existing", {"query": "Smiling & ~Smiling"}, "no faces in .* match"),
+    ]:
+        config = tiny(dcgan_celeba, tmp_path)
+        config.data.update(changes)
+        with pytest.raises(InputError, match=message):
+            loop.train(config, workdir)
+    assert not (tmp_path / "run").exists() and (tmp_path / "existing").is_dir()  # a directory it did not make stays
 
 
 def test_held_out_faces_are_never_the_training_or_the_test_faces(tmp_path):
