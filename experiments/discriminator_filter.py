@@ -61,8 +61,7 @@ def get_config() -> ml_collections.ConfigDict:
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
     check_ranges(config, positive=("num_samples", "num_real", "kid_subsets", "kid_subset_size", "classifier_steps"),
-                 fractions=("top_fraction", "drs_acceptance"))
-    sampling.check_noise_sets(config.noise_sets)
+                 at_least={"noise_sets": 2}, fractions=("top_fraction", "drs_acceptance"))
     run, store, scorer = artifacts.run_store_and_classifier(config)
     real = {part: store.gather(run.image_size, store.select(None, part)[: config.num_real]) for part in ("test", "valid")}
     real_features = scorer.features(real["test"])

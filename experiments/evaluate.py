@@ -97,10 +97,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
     if config.feature_network and not Path(config.feature_network).is_file():
         raise InputError(f"config.feature_network={config.feature_network}: no such file")
     pools.check_arithmetic(config.expression, config.queries)
-    kinds = selected_kinds(config)
-    for kind in kinds:
-        pools.check_concept_source("auto", kind, config.per_concept)
-    for kind in kinds:
+    for kind in selected_kinds(config):
         results["models"][kind] = evaluate_model(config, kind)
         print(f"{kind}: {format_success(results['models'][kind]['arithmetic'])}", file=sys.stderr)
     write_json(results, Path(workdir) / "results.json")

@@ -24,7 +24,6 @@ from experiments import dcgan_celeba, vae_celeba
 from gan_arith import artifacts, figures
 from gan_arith.files import write_json
 from gan_arith.config import analysis_config, check_ranges, run_experiment, selected_kinds
-from gan_arith.errors import InputError
 from gan_arith.latent import sweeps
 
 
@@ -48,9 +47,7 @@ def _previous_summary(path: Path) -> dict:
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
-    check_ranges(config, positive=("steps_per_segment",))
-    if isinstance(config.num_points, bool) or not isinstance(config.num_points, int) or config.num_points < 2:
-        raise InputError(f"config.num_points must be an integer >= 2 (a path between points), got {config.num_points!r}")
+    check_ranges(config, positive=("steps_per_segment",), at_least={"num_points": 2})
     runs = {kind: artifacts.trained_run(config, kind) for kind in selected_kinds(config)}  # before any figure is replaced
     summary_path = Path(workdir) / "summary.json"
     # A rerun over fewer kinds keeps the other kinds' entries, so the summary describes every figure there.

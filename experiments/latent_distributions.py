@@ -40,7 +40,6 @@ def get_config() -> ml_collections.ConfigDict:
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
     check_ranges(config, positive=("per_concept", "k", "num_encodings"), choices={"partition": ("train", "valid", "test")})
-    pools.check_concept_source("encoded", "vae", config.per_concept)
     run = artifacts.trained_run(config)
     if not all(isinstance(d, int) and 0 <= d < run.latent_dim for d in config.dimensions):
         raise InputError(f"config.dimensions must be latent dimensions 0..{run.latent_dim - 1}, got {tuple(config.dimensions)}")

@@ -57,9 +57,9 @@ def get_config() -> ml_collections.ConfigDict:
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
     check_ranges(config, positive=("pool_size", "mlp_steps", "num_samples", "num_real", "kid_subsets", "kid_subset_size",
-                                   "classifier_steps"), open_fractions=("quantile", "held_out_fraction", "threshold"),
+                                   "classifier_steps"), at_least={"noise_sets": 2},
+                 open_fractions=("quantile", "held_out_fraction", "threshold"),
                  choices={"label_by": ("discriminator", "confidence")})
-    sampling.check_noise_sets(config.noise_sets)
     run, store, scorer = artifacts.run_store_and_classifier(config)
     score = sampling.through_generator(
         run.generate, sampling.image_scorer(config.label_by, run.discriminate, scorer.logits_of)

@@ -62,11 +62,10 @@ def get_config() -> ml_collections.ConfigDict:
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
     check_ranges(config, positive=("grid_size", "pool_size", "top_n", "per_concept", "inversion_steps", "k",
-                                   "num_draws", "num_baseline", "classifier_steps"))
+                                   "num_draws", "num_baseline", "classifier_steps"),
+                 choices={"concept_source": ("auto", "scored", "inversion")})  # 'encoded' needs a VAE
     pools.check_arithmetic(config.expression, config.concepts or config.queries, hand_picked=bool(config.concepts),
                            num_candidates=config.grid_size)
-    if not config.concepts:
-        pools.check_concept_source(config.concept_source, "dcgan", config.per_concept)
     run = artifacts.trained_run(config)
     workdir, scorer = Path(workdir), None
     latents = pools.saved_latents(workdir / "grid_latents.npy", config.grid_size, run.latent_dim, config.seed)

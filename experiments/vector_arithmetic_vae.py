@@ -72,7 +72,6 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
     check_ranges(config, positive=("per_concept", "k", "num_draws", "num_baseline", "direction_faces", "edit_faces",
                                    "classifier_steps"), choices={"partition": ("train", "valid", "test")})
     pools.check_arithmetic(config.expression, config.queries)
-    pools.check_concept_source("encoded", "vae", config.per_concept)
     run, store, scorer = artifacts.run_store_and_classifier(
         config, check=lambda store, classified: check_names(config, store, classified)
     )

@@ -90,9 +90,9 @@ def with_added_fields(config: ml_collections.ConfigDict) -> ml_collections.Confi
 
 
 # Fields a training run needs positive (checked before it writes anything).
-POSITIVE_FIELDS = (
+POSITIVE_FIELDS = (  # integers; the learning rate is checked on its own
     "batch_size", "num_epochs", "eval_every_epochs", "num_samples", "keep_checkpoints",
-    "model.width", "model.latent_dim", "model.image_size", "optimizer.learning_rate",
+    "model.width", "model.latent_dim", "model.image_size",
 )
 
 
@@ -104,29 +104,29 @@ def field(config: ml_collections.ConfigDict, name: str) -> Any:
 
 
 def check_train_config(config: ml_collections.ConfigDict) -> None:
-    """Raise an InputError naming the first of `POSITIVE_FIELDS` that is not a positive number, or an odd
-    GAN batch (half real, half generated faces)."""
-    for name in POSITIVE_FIELDS:
-        value = field(config, name)
-        integer = name != "optimizer.learning_rate"
-        if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) or not value > 0:
-            kind = "a positive integer" if integer else "a positive number"
-            raise InputError(f"config.{name} must be {kind}, got {value!r}")
+    """Raise an InputError naming the first of `POSITIVE_FIELDS` that is not a positive integer, a learning
+    rate that is not a positive number, or an odd GAN batch (half real, half generated faces)."""
+    check_ranges(config, positive=POSITIVE_FIELDS)
+    learning_rate = config.optimizer.learning_rate
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
+        raise InputError(f"config.optimizer.learning_rate must be a positive number, got {learning_rate!r}")
     if config.model.kind == "dcgan" and config.batch_size % 2:
         raise InputError(f"config.batch_size must be even for the GAN (half real, half generated faces), got {config.batch_size}")
 
 
 def check_ranges(
-    config: ml_collections.ConfigDict, *, positive: Sequence[str] = (), fractions: Sequence[str] = (),
-    open_fractions: Sequence[str] = (), choices: Mapping[str, Sequence[str]] | None = None,
+    config: ml_collections.ConfigDict, *, positive: Sequence[str] = (), at_least: Mapping[str, int] | None = None,
+    fractions: Sequence[str] = (), open_fractions: Sequence[str] = (), choices: Mapping[str, Sequence[str]] | None = None,
 ) -> None:
     """Raise an InputError naming the first field (dotted name) out of its range: `positive` integers
-    >= 1, `fractions` in (0, 1], `open_fractions` in (0, 1), `choices` one of the listed strings.
-    Experiments call it first, so a bad number fails before a model is loaded or trained."""
-    for name in positive:
+    >= 1, `at_least` integers >= their minimum, `fractions` in (0, 1], `open_fractions` in (0, 1),
+    `choices` one of the listed strings. Experiments call it first, so a bad number fails before a
+    model is loaded or trained."""
+    for name, minimum in {**dict.fromkeys(positive, 1), **(at_least or {})}.items():
         value = field(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"config.{name} must be a positive integer, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+            raise InputError(f"config.{name} must be {wanted}, got {value!r}")
     for names, closed in ((fractions, True), (open_fractions, False)):
         for name in names:
             value = field(config, name)

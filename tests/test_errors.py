@@ -4,15 +4,15 @@ import subprocess
 import sys
 import types
 
+import ml_collections
 import numpy as np
 import pytest
 
 from experiments import dcgan_celeba
-from gan_arith.config import base_config, check_field_names, check_train_config, selected_kinds
+from gan_arith.config import base_config, check_field_names, check_ranges, check_train_config, selected_kinds
 from gan_arith.data.prepare import PrepareError, PrepareSettings
 from gan_arith.data.store import attribute_mask, check_query
 from gan_arith.errors import InputError
-from gan_arith.evaluation.sampling import check_noise_sets
 from gan_arith.latent import pools, sweeps
 from gan_arith.latent.expression import ExpressionError
 from gan_arith.train.loop import check_run_choices
@@ -36,6 +36,12 @@ def _with(config, **changes):
     return config
 
 
+def _with_model(kind, **changes):
+    config = base_config(kind)
+    _with(config.model, **changes)
+    return config
+
+
 @pytest.mark.parametrize("check,message", [
     pytest.param(lambda: pools.check_arithmetic("a - b + d", "a=Smiling; b=Male"), r"unknown concept\(s\) d",
                  id="check_arithmetic-expression"),
@@ -46,7 +52,10 @@ def _with(config, **changes):
     pytest.param(lambda: check_query("Smiling & Mael", NAMES), "unknown attribute 'Mael'", id="check_query"),
     pytest.param(lambda: sweeps.check_edit(NAMES, "Smiling", condition="Smiling"), "is the edited attribute itself",
                  id="check_edit"),
-    pytest.param(lambda: check_noise_sets(1), r"config\.noise_sets must be >= 2", id="check_noise_sets"),
+    pytest.param(lambda: check_ranges(ml_collections.ConfigDict({"noise_sets": 1}), at_least={"noise_sets": 2}),
+                 r"config\.noise_sets must be an integer >= 2, got 1", id="check_ranges-at_least"),
+    pytest.param(lambda: check_ranges(ml_collections.ConfigDict({"top_fraction": 1.5}), fractions=("top_fraction",)),
+                 r"config\.top_fraction must be in \(0, 1\], got 1\.5", id="check_ranges-fraction"),
     pytest.param(lambda: check_train_config(_with(base_config("dcgan"), batch_size=0)), r"config\.batch_size must be",
                  id="check_train_config"),
     pytest.param(lambda: check_run_choices(_with(base_config("vae"), best_mode="median"), {"loss"}),
@@ -57,20 +66,16 @@ def _with(config, **changes):
                  r"did you mean --config\.batch_size", id="check_field_names"),
     pytest.param(lambda: selected_kinds(_with(base_config("vae"), kinds="gan")), "comma-separated subset",
                  id="selected_kinds"),
-    pytest.param(lambda: check_model_config(_with(base_config("dcgan").model, image_size=64)),
+    pytest.param(lambda: check_model_config(_with_model("dcgan", image_size=64)),
                  r"config\.model\.image_size must be 5·2\^k", id="check_model_config-image_size"),
-    pytest.param(lambda: check_model_config(_with(base_config("dcgan").model, discriminator_padding="valid")),
+    pytest.param(lambda: check_model_config(_with_model("dcgan", discriminator_padding="valid")),
                  r"config\.model\.discriminator_padding must be one of same, symmetric", id="check_model_config-choice"),
-    pytest.param(lambda: check_model_config(_with(base_config("vae").model, beta=-1.0)),
+    pytest.param(lambda: check_model_config(_with_model("vae", beta=-1.0)),
                  r"config\.model\.beta \(the KL term's weight\) must be a number >= 0", id="check_model_config-beta"),
-    pytest.param(lambda: check_model_config(_with(base_config("ae").model, image_size=100)),
+    pytest.param(lambda: check_model_config(_with_model("ae", image_size=100)),
                  "multiple of 8 for the accordion", id="check_model_config-ae"),
     pytest.param(lambda: check_train_config(_with(base_config("dcgan"), batch_size=7)), "must be even for the GAN",
                  id="check_train_config-odd-gan-batch"),
-    pytest.param(lambda: pools.check_concept_source("encoded", "dcgan", 24), "must be one of auto, scored, inversion",
-                 id="check_concept_source-kind"),
-    pytest.param(lambda: pools.check_concept_source("auto", "vae", 0), r"config\.per_concept must be >= 1",
-                 id="check_concept_source-per_concept"),
 ])
 def test_checks_of_user_input_raise_input_error(check, message):
     with pytest.raises(InputError, match=message):

@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_arith.errors import InputError
 
 ScoreFn = Callable[[jax.Array], jax.Array]  # latents [B, L] -> scores [B]
 ImageScoreFn = Callable[[jax.Array], jax.Array]  # images [B, H, W, 3] in [-1, 1] -> scores [B]
@@ -152,12 +151,6 @@ def draw_until(
 def normal_latents(key: jax.Array, count: int, latent_dim: int) -> jax.Array:
     """The prior every model here samples from: z ~ N(0, I), float32 [count, latent_dim]."""
     return jax.random.normal(key, (count, latent_dim), jnp.float32)
-
-
-def check_noise_sets(num_sets: int) -> None:
-    """Raise an InputError unless `num_sets` unfiltered sets can give a noise floor (a spread needs two)."""
-    if num_sets < 2:
-        raise InputError(f"config.noise_sets must be >= 2 (a spread needs two sets), got {num_sets}")
 
 
 def more_unfiltered_sets(

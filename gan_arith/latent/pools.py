@@ -107,20 +107,6 @@ def check_arithmetic(expression: str, definitions: str, *, hand_picked: bool = F
         raise InputError(str(error)) from None
 
 
-CONCEPT_SOURCES = {"dcgan": ("auto", "scored", "inversion"), "vae": ("auto", "scored", "encoded")}
-
-
-def check_concept_source(source: str, kind: str, per_concept: int) -> None:
-    """Raise an InputError for a `label_defined_pool` source the `kind` of model cannot use, or a
-    `per_concept` below 1 where the source takes real faces: before a model is loaded or trained."""
-    if source not in CONCEPT_SOURCES[kind]:
-        raise InputError(f"config.concept_source must be one of {', '.join(CONCEPT_SOURCES[kind])} for a {kind} run, "
-                         f"got {source!r}")
-    real_faces = source in ("inversion", "encoded") or (source == "auto" and kind == "vae")
-    if real_faces and per_concept < 1:
-        raise InputError(f"config.per_concept must be >= 1, got {per_concept}")
-
-
 def generate_images(run: TrainedRun, latents: Any, batch_size: int = _BATCH) -> np.ndarray:
     """uint8 faces [N, S, S, 3] generated (GAN) or decoded (VAE) from latents [N, D], batched."""
     return from_model_range(batched_apply(run.generate, np.asarray(latents, np.float32), batch_size))

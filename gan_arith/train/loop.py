@@ -202,7 +202,7 @@ def _logged_step(line: str) -> float:
 def _held_out_faces(store: FaceStore, config: ml_collections.ConfigDict) -> np.ndarray:
     """Faces of the run's query it does not train on: the validation partition (the training partition
     for a run on the validation faces); never the test partition, which the evaluation experiments keep
-    unseen. None for a run on every partition."""
+    unseen. Empty for a run on every partition."""
     if not config.data.partition:
         return np.array([], np.int64)
     other = "train" if partition_code(config.data.partition) == partition_code("valid") else "valid"
@@ -314,9 +314,9 @@ def _run_data(
             f"{len(indices)} faces selected (config.data.query/partition/max_faces), fewer than the {batch_size} real "
             f"faces one step of config.batch_size={config.batch_size} reads"
         )
-    data, pipeline = _pipeline(config, store, indices, batch_size, mesh)
     if config.best_metric == "frechet":
-        _check_frechet_store(store)  # before the config is saved
+        _check_frechet_store(store)  # before the faces go to the devices and the config is saved
+    data, pipeline = _pipeline(config, store, indices, batch_size, mesh)
     return store, source, indices, data, pipeline
 
 
@@ -326,7 +326,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
     # Bad settings fail here, before anything is written: the numbers, the model's own checks (shapes
     # traced without compute), then the named choices (against the metrics the eval step would log).
     check_train_config(config)
-    check_model_config(config.model)
+    check_model_config(config)
     mesh = parallel.make_mesh()
     steps = build_steps(config, parallel.batch_sharding(mesh))
     batch_size = steps.data_batch_size(config.batch_size)

@@ -15,10 +15,11 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from gan_arith.config import check_ranges
+from gan_arith.errors import InputError
 from gan_arith.models.autoencoder import AccordionAE
 from gan_arith.models.dcgan import Discriminator, Generator
 from gan_arith.models.layers import num_doublings, to_model_range
-from gan_arith.errors import InputError
 from gan_arith.models.vae import VAE
 
 Batch = dict[str, jax.Array]
@@ -299,26 +300,27 @@ def adam(learning_rate: float, b1: float = 0.9, b2: float = 0.999, eps: float = 
     return optax.adam(learning_rate, b1=b1, b2=b2, eps=eps)
 
 
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
 def model_dtype(name: str) -> Any:
     """Compute dtype from a config string; parameters stay float32 either way."""
-    dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-    if name not in dtypes:
-        raise ValueError(f"compute dtype must be one of {sorted(dtypes)}, got {name!r}")
-    return dtypes[name]
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(f"compute dtype must be one of {sorted(COMPUTE_DTYPES)}, got {name!r}")
+    return COMPUTE_DTYPES[name]
 
 
 MODEL_CHOICES = {
-    "kind": ("dcgan", "vae", "ae"), "dtype": ("float32", "bfloat16"), "conv_transpose": ("phase", "dilated"),
+    "kind": ("dcgan", "vae", "ae"), "dtype": tuple(COMPUTE_DTYPES), "conv_transpose": ("phase", "dilated"),
     "discriminator_padding": ("same", "symmetric"),
 }
 
 
-def check_model_config(model: Any) -> None:
+def check_model_config(config: Any) -> None:
     """Raise an InputError naming the `config.model` field the models cannot be built with (their own
     checks are ValueErrors raised while tracing, which read as bugs)."""
-    for name, allowed in MODEL_CHOICES.items():
-        if model[name] not in allowed:
-            raise InputError(f"config.model.{name} must be one of {', '.join(allowed)}, got {model[name]!r}")
+    check_ranges(config, choices={f"model.{name}": allowed for name, allowed in MODEL_CHOICES.items()})
+    model = config.model
     if model.kind == "vae" and (isinstance(model.beta, bool) or not isinstance(model.beta, (int, float)) or model.beta < 0):
         raise InputError(f"config.model.beta (the KL term's weight) must be a number >= 0, got {model.beta!r}")
     if model.kind == "ae":

@@ -128,5 +128,5 @@ def test_noise_classifier_reports_auc_and_filtered_distances(tiny_gan, tmp_path,
 def test_one_unfiltered_set_gives_no_noise_floor_and_is_refused_first(module, tmp_path):
     config = module.get_config()
     config.update(run=str(tmp_path / "no_run"), noise_sets=1)
-    with pytest.raises(ValueError, match="noise_sets must be >= 2"):
+    with pytest.raises(ValueError, match="noise_sets must be an integer >= 2, got 1"):
         module.main(config, str(tmp_path))
