@@ -407,6 +407,7 @@ def _environment(size: Size, argv: Sequence[str]) -> dict[str, Any]:
         "host": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count()},
         "versions": {"jax": jax.__version__, "flax": flax.__version__, "numpy": np.__version__, "python": platform.python_version()},
         "load_average_start": os.getloadavg(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
 
 

@@ -42,7 +42,7 @@ for part in "$@"; do
     dilated) timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --conv-transpose dilated --fuse 1 \
              --skip input,tfdata,conv-transpose --json "$OUT/bench_dilated.json" 2>&1 | tail -25 ;;
     variants) timeout 200 python3 tools/rgb_conv_variants.py --variants ${VARIANTS:-matmul,im2col2} \
-             --json "$OUT/variants.json" 2>&1 | grep -E "RESULT|differs|Error" ;;
+             --dtypes ${VARIANT_DTYPES:-bfloat16,float32} --json "$OUT/variants.json" 2>&1 | grep -E "RESULT|differs|Error" ;;
     base) (cd .base && PYTHONPATH="$PWD:/tmp/site" timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --fuse 1 \
              --skip input,tfdata,conv-transpose --json "$OUT/bench_base.json" 2>&1 | tail -25) ;;
     e2e) rm -rf /tmp/e2e; start=$(date +%s)
