@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One lent-GPU session in one command (the device tool's image has jax, flax, optax, orbax but no
 # ml_collections/tensorboardX: carried as wheels in .whl/). Usage: tools/gpu_session.sh PART...
-# Parts: env, check (the layer and DCGAN model tests on the GPU: their CUDA branches, matmul_conv and ConvFromPhases' phase domain),
+# Parts: env, check (the layer and DCGAN model tests on the GPU: their CUDA branches, column_unfolded_conv and ConvFromPhases' phase domain),
 # bench (the full seed-size bench + profiles), dcgan (DCGAN rows only + profiles), dpad (DCGAN rows with the symmetric
 # discriminator padding), dilated (DCGAN rows with lax.conv_transpose), variants (tools/rgb_conv_variants.py),
 # base (DCGAN rows of an older commit's library, unpacked beforehand into the ignored folder .base, e.g.
@@ -41,7 +41,7 @@ for part in "$@"; do
              --skip input,tfdata,conv-transpose --json "$OUT/bench_dpad.json" 2>&1 | tail -25 ;;
     dilated) timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --conv-transpose dilated --fuse 1 \
              --skip input,tfdata,conv-transpose --json "$OUT/bench_dilated.json" 2>&1 | tail -25 ;;
-    variants) timeout 200 python3 tools/rgb_conv_variants.py --variants ${VARIANTS:-matmul,im2col2} \
+    variants) timeout 200 python3 tools/rgb_conv_variants.py --variants ${VARIANTS:-column,matmul} \
              --dtypes ${VARIANT_DTYPES:-bfloat16,float32} --json "$OUT/variants.json" 2>&1 | grep -E "RESULT|differs|Error" ;;
     base) (cd .base && PYTHONPATH="$PWD:/tmp/site" timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --fuse 1 \
              --skip input,tfdata,conv-transpose --json "$OUT/bench_base.json" 2>&1 | tail -25) ;;

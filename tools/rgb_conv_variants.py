@@ -1,11 +1,14 @@
 """Time the seed's DCGAN step with different implementations of the discriminator's RGB input convolution.
 
-    python tools/rgb_conv_variants.py [--dtypes bfloat16,float32] [--variants matmul,im2col2,cmajor,patches,pad8]
+    python tools/rgb_conv_variants.py [--dtypes bfloat16,float32] [--variants column,matmul,im2col2,cmajor,patches,pad8]
 
 A measuring tool for a GPU session (docs/benchmarks.md), not part of the library: it swaps
 `gan_arith.models.dcgan.rgb_conv` (used only by the discriminator's 3 -> 128 input layer; the
 generator's RGB layer is `ConvFromPhases`) for each variant and times the step as `gan_arith.bench` does.
-- matmul: the library's CUDA choice (`matmul_conv`: im2col, then one GEMM);
+- column: the library's CUDA choice (`column_unfolded_conv`: the kw column shifts unfolded into
+  channels, zero-padded to a multiple of 8, then cuDNN's kh×1 convolution over them; measured
+  2026-11-26 as `wunfold16`, 122.6 vs 110.5 steps/s bf16 over `matmul`);
+- matmul: the library's choice before it: im2col (all kh·kw shifted copies, one concatenation), then one GEMM;
 - padN: cuDNN with the 3 input channels zero-padded to N;
 - im2col2: the input unfolded in two concatenations (the kw column shifts, then the kh row shifts of
   those) instead of one of kh·kw slices: the one-step concatenation ran at 0.25-0.5 TB/s on an H100
@@ -13,10 +16,7 @@ generator's RGB layer is `ConvFromPhases`) for each variant and times the step a
 - cmajor: the unfolding built channels-major ([kh·kw·C, B, H, W]: each of the 25 slices lands as one
   contiguous block instead of 3 channels interleaved into every pixel), the GEMM contracting its
   leading axis;
-- patches: XLA's own `lax.conv_general_dilated_patches` (a grouped convolution with a one-hot kernel);
-- wunfoldN: only the kw column shifts unfolded (one concatenation of 5 slices, [B, H+p, W, kw·C]
-  zero-padded to N channels), then cuDNN's kh×1 convolution over those N channels: cuDNN's
-  narrow-input penalty gone at a fifth of the full unfolding's bytes.
+- patches: XLA's own `lax.conv_general_dilated_patches` (a grouped convolution with a one-hot kernel).
 Every variant is first checked against `lax.conv_general_dilated` (value and gradients) on random inputs.
 """
 
@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from gan_arith import bench
 from gan_arith.data.synthetic import write_synthetic_store
 from gan_arith.models import dcgan
-from gan_arith.models.layers import matmul_conv
+from gan_arith.models.layers import column_unfolded_conv
 from gan_arith.train import parallel
 from gan_arith.train.steps import build_steps
 
@@ -70,20 +70,17 @@ def channel_major_im2col_conv(lhs, rhs, window_strides, padding, **kwargs):
     return jnp.einsum("kbhw,ko->bhwo", patches, kernel, precision=kwargs.get("precision"))
 
 
-def width_unfolded_conv(channels: int):
-    def conv(lhs, rhs, window_strides, padding, **kwargs):
-        kh, kw, c_in, c_out = rhs.shape
-        (top, bottom), (left, right) = [((k - 1) // 2, k // 2) for k in (kh, kw)] if padding == "SAME" else padding
-        x = jnp.pad(lhs, ((0, 0), (0, 0), (left, right), (0, 0)))
-        width = x.shape[2] - kw + 1
-        extra = -(kw * c_in) % channels
-        columns = jnp.concatenate(
-            [x[:, :, j : j + width, :] for j in range(kw)] + [jnp.zeros((*x.shape[:2], width, extra), x.dtype)], axis=-1
-        )  # [B, H, W, kw*C + extra]
-        kernel = jnp.pad(rhs.reshape(kh, 1, kw * c_in, c_out), ((0, 0), (0, 0), (0, extra), (0, 0)))
-        return jax.lax.conv_general_dilated(columns, kernel, (1, 1), ((top, bottom), (0, 0)), **kwargs)
-
-    return conv
+def im2col_matmul_conv(lhs, rhs, window_strides, padding, **kwargs):
+    kh, kw, c_in, c_out = rhs.shape
+    (top, bottom), (left, right) = [((k - 1) // 2, k // 2) for k in (kh, kw)] if padding == "SAME" else padding
+    x = jnp.pad(lhs, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    height, width = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    depth = kh * kw * c_in
+    align = -depth % 8
+    unfolded = [x[:, i : i + height, j : j + width, :] for i in range(kh) for j in range(kw)]
+    unfolded.append(jnp.zeros((x.shape[0], height, width, align), x.dtype))
+    kernel = jnp.pad(rhs.reshape(depth, c_out), ((0, align), (0, 0)))
+    return jnp.dot(jnp.concatenate(unfolded, axis=-1), kernel, precision=kwargs.get("precision"))
 
 
 def xla_patches_conv(lhs, rhs, window_strides, padding, **kwargs):
@@ -97,13 +94,11 @@ def xla_patches_conv(lhs, rhs, window_strides, padding, **kwargs):
     return jnp.dot(patches, kernel, precision=kwargs.get("precision"))
 
 
-NAMED = {"matmul": matmul_conv, "im2col2": two_step_im2col_conv, "cmajor": channel_major_im2col_conv,
-         "patches": xla_patches_conv}
+NAMED = {"column": column_unfolded_conv, "matmul": im2col_matmul_conv, "im2col2": two_step_im2col_conv,
+         "cmajor": channel_major_im2col_conv, "patches": xla_patches_conv}
 
 
 def variant(name: str):
-    if name.startswith("wunfold"):
-        return width_unfolded_conv(int(name.removeprefix("wunfold")))
     return NAMED[name] if name in NAMED else padded_input_conv(int(name.removeprefix("pad")))
 
 
@@ -128,7 +123,7 @@ def check_variant(conv) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dtypes", default="bfloat16,float32")
-    parser.add_argument("--variants", default="matmul,pad8,pad16")
+    parser.add_argument("--variants", default="column,matmul")
     parser.add_argument("--size", default="seed")
     parser.add_argument("--json")
     args = parser.parse_args()

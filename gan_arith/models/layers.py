@@ -146,7 +146,7 @@ def _same_padding(kernel_size: int) -> tuple[int, int]:
     return (kernel_size - 1) // 2, kernel_size // 2
 
 
-def matmul_conv(
+def column_unfolded_conv(
     lhs: jax.Array,
     rhs: jax.Array,
     window_strides: Any,
@@ -157,20 +157,16 @@ def matmul_conv(
     feature_group_count: int = 1,
     precision: Any = None,
 ) -> jax.Array:
-    """A stride-1 NHWC/HWIO convolution computed as one matrix product, for layers with 3-channel ends.
+    """A stride-1 NHWC/HWIO convolution over few input channels (an RGB image), in a form cuDNN runs fast.
 
     Drop-in for `lax.conv_general_dilated` (pass it as `nn.Conv(conv_general_dilated=...)`, so the
-    parameters stay those of a plain `nn.Conv`). cuDNN runs convolutions with 3 input or output
-    channels (an RGB image in, an RGB image out) at 20-40 TFLOP/s on an H100, ~5% of its peak: at
-    the seed's size they took ~4 of the DCGAN step's 11 ms in bfloat16. Here the narrow side is
-    unfolded instead:
-    - few input channels: gather the kh·kw shifted copies of the input (im2col, [B, H, W, kh·kw·C_in])
-      and multiply by the kernel as a [kh·kw·C_in, C_out] matrix;
-    - few output channels: multiply the input by the kernel as a [C_in, kh·kw·C_out] matrix, then
-      add up the kh·kw shifted slices of that product (col2im).
-    The unfolded tensor is the small one (kh·kw·3 channels), and the products are plain GEMMs. On an
-    H100 this took the seed's DCGAN step from 90.3 to 102.3 steps/s (bf16) and 44.9 to 54.5 (f32);
-    the concatenation and the col2im gradient are now the slow part (docs/benchmarks.md).
+    parameters stay those of a plain `nn.Conv`). cuDNN runs convolutions with 3 input channels at
+    20-40 TFLOP/s on an H100, ~5% of its peak. Here the kw column shifts of the input are unfolded
+    into channels ([B, H, W, kw·C_in], zero-padded to a multiple of 8: 15 -> 16 for RGB and k = 5)
+    and cuDNN runs the kh×1 convolution over them: the same products, over a tensor kw times the
+    image instead of the kh·kw times of a full im2col. On the seed's DCGAN step (one H100,
+    docs/benchmarks.md) the full im2col with one GEMM took 90.3 -> 110.5 steps/s (bf16) over cuDNN's
+    3-channel convolution, and this 110.5 -> 122.6 (bf16), 57.2 -> 59.1 (f32).
     """
     kh, kw, c_in, c_out = rhs.shape
     expected = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
@@ -180,32 +176,27 @@ def matmul_conv(
         or jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) != expected
     ):
         raise ValueError(
-            "matmul_conv computes stride-1, undilated, ungrouped NHWC/HWIO convolutions only; got "
+            "column_unfolded_conv computes stride-1, undilated, ungrouped NHWC/HWIO convolutions only; got "
             f"strides {window_strides}, dilations {lhs_dilation}/{rhs_dilation}, groups {feature_group_count}, "
             f"dimension numbers {dimension_numbers}"
         )
     if isinstance(padding, str):
         if padding not in ("SAME", "VALID"):
-            raise ValueError(f"matmul_conv padding must be 'SAME', 'VALID' or pairs, got {padding!r}")
+            raise ValueError(f"column_unfolded_conv padding must be 'SAME', 'VALID' or pairs, got {padding!r}")
         padding = [_same_padding(kh), _same_padding(kw)] if padding == "SAME" else [(0, 0), (0, 0)]
-    (top, bottom), (left, right) = padding
-    height, width = lhs.shape[1] + top + bottom - kh + 1, lhs.shape[2] + left + right - kw + 1
-    # Matrix dimensions padded to a multiple of 8 (zero taps): tensor cores want aligned GEMMs.
-    if c_in <= c_out:  # im2col: the unfolded input is the small tensor
-        x = jnp.pad(lhs, ((0, 0), (top, bottom), (left, right), (0, 0)))
-        unfolded = [x[:, i : i + height, j : j + width, :] for i in range(kh) for j in range(kw)]
-        depth = kh * kw * c_in
-        align = -depth % 8
-        if align:
-            unfolded.append(jnp.zeros((*x.shape[:1], height, width, align), x.dtype))
-        kernel = jnp.pad(rhs.reshape(depth, c_out), ((0, align), (0, 0)))
-        return jnp.dot(jnp.concatenate(unfolded, axis=-1), kernel, precision=precision)
-    # col2im: per-tap products of every input pixel, then each output pixel sums its taps' products.
-    taps = _tap_products(lhs, rhs, precision)
-    # Output (p, q) reads input (p + i - top, q + j - left) through tap (i, j): on the products padded
-    # like the input, that is padded position (p + i, q + j).
-    taps = jnp.pad(taps, ((0, 0), (top, bottom), (left, right), (0, 0), (0, 0)))
-    return sum(taps[:, i : i + height, j : j + width, i * kw + j, :] for i in range(kh) for j in range(kw))
+    rows, (left, right) = padding
+    x = jnp.pad(lhs, ((0, 0), (0, 0), (left, right), (0, 0)))
+    width = x.shape[2] - kw + 1
+    depth = kw * c_in
+    align = -depth % 8
+    columns = [x[:, :, j : j + width, :] for j in range(kw)]  # channel j·C_in + c: pixel (h, w + j), channel c
+    if align:
+        columns.append(jnp.zeros((*x.shape[:2], width, align), x.dtype))
+    kernel = jnp.pad(rhs.reshape(kh, 1, depth, c_out), ((0, 0), (0, 0), (0, align), (0, 0)))
+    return jax.lax.conv_general_dilated(
+        jnp.concatenate(columns, axis=-1), kernel, (1, 1), (tuple(rows), (0, 0)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision,
+    )
 
 
 def _tap_products(x: jax.Array, kernel: jax.Array, precision: Any) -> jax.Array:
@@ -221,23 +212,23 @@ def _tap_products(x: jax.Array, kernel: jax.Array, precision: Any) -> jax.Array:
 
 
 def rgb_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Any, padding: Any, **kwargs: Any) -> jax.Array:
-    """The convolution for a layer with an RGB end: `matmul_conv` on CUDA GPUs, `lax.conv_general_dilated` elsewhere.
+    """The convolution for a layer with an RGB input: `column_unfolded_conv` on CUDA GPUs, `lax.conv_general_dilated` elsewhere.
 
     Measured on the seed's DCGAN step: on an H100 cuDNN's 3-channel convolutions are the slow part
-    (see `matmul_conv`), while on a CPU the unfolded version is 2-4x slower than XLA's own
-    convolution. `lax.platform_dependent` lowers only the branch for the platform compiled for.
+    (see `column_unfolded_conv`), while on a CPU XLA's own convolution is the fast one (a full
+    im2col was 2-4x slower there). `lax.platform_dependent` lowers only the branch for the platform compiled for.
     Same signature as `lax.conv_general_dilated`, for `nn.Conv(conv_general_dilated=rgb_conv)`.
     """
     def on(conv: Callable[..., jax.Array]) -> Callable[[jax.Array, jax.Array], jax.Array]:
         return lambda x, kernel: conv(x, kernel, window_strides, padding, **kwargs)
 
-    return jax.lax.platform_dependent(lhs, rhs, cuda=on(matmul_conv), default=on(jax.lax.conv_general_dilated))
+    return jax.lax.platform_dependent(lhs, rhs, cuda=on(column_unfolded_conv), default=on(jax.lax.conv_general_dilated))
 
 
 def _conv_in_phase_domain(phases: Phases, kernel: jax.Array, precision: Any) -> Phases:
     """A 'SAME' stride-1 k×k convolution (k odd) of the image held by `phases`, computed phase by phase.
 
-    Per phase the per-tap products of every pixel (`_tap_products`, as `matmul_conv`'s col2im);
+    Per phase the per-tap products of every pixel (`_tap_products`: col2im);
     output pixel p sums tap i of input pixel p + i - k//2. For output phase o that input lies in
     phase (o + i - k//2) mod 2 at offset ⌊(o + i - k//2) / 2⌋.
     """
@@ -266,7 +257,7 @@ class ConvFromPhases(nn.Module):
 
     Same parameters ('kernel' [k, k, C_in, features], 'bias') and result as that `nn.Conv` on
     `phases.interleave()`. On CUDA GPUs it runs in the phase domain (`_conv_in_phase_domain`):
-    matrix products instead of cuDNN's slow narrow convolution (see `matmul_conv`), and only the
+    matrix products instead of cuDNN's slow narrow convolution (see `column_unfolded_conv`), and only the
     `features`-channel output is interleaved, not the C_in-channel input. Elsewhere it interleaves
     and calls XLA's convolution, which beats the unfolded form on CPUs (as in `rgb_conv`).
     """
