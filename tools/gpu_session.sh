@@ -8,11 +8,9 @@
 # `git archive 2b05c2c gan_arith | tar -x -C .base`, carried: the same-machine baseline when the card differs),
 # e2e (the seed run through the real loop, shortened: 62,500 synthetic faces = 50,000 in the train partition, as the
 # seed's run; E2E_DPAD=symmetric for the other padding, E2E_DTYPE=float32 for float32).
-# 2026-11-26 (docs/benchmarks.md): env check dcgan e2e dpad base took 314 s on an H100. Next session: the mirrored
-# 'same' discriminator (predicted, not measured) against the library before it, on the same machine, and a longer
-# seed-size run to see whether its early Fréchet rise recovers:
-#   git archive 6d7f422 gan_arith | tar -x -C .base   (here, once; carry [".whl", ".base"])
-#   tools/gpu_session.sh env check dcgan base && E2E_EPOCHS=20 tools/gpu_session.sh e2e   (~7 min)
+# 2026-11-26 (docs/benchmarks.md): `env check dcgan base; VARIANTS=wunfold16 variants; E2E_EPOCHS=20 e2e`
+# took 516 s on an H100 (wunfold16 is now the library's column_unfolded_conv, tool variant `column`), then
+# `env dcgan check` 153 s. Next session's candidates are in docs/benchmarks.md ("What bounds bf16 now").
 # Everything lands in $OUT (flat names: the device tool returns files two folders deep at most).
 set -u
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
