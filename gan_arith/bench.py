@@ -132,13 +132,15 @@ def peak_tflops(device_kind: str, dtype: str) -> tuple[str, float] | None:
 
 
 def step_config(
-    model: str, dtype: str, size: Size, conv_transpose: str = "phase", discriminator_padding: str = "same"
+    model: str, dtype: str, size: Size, conv_transpose: str = "phase", discriminator_padding: str = "same",
+    fused_discriminator: bool = False,
 ) -> ml_collections.ConfigDict:
     """The library's defaults (the seed's optimizer: Adam 2e-4, β1 0.5) with the model at ``size``."""
     config = base_config(model)
     config.model.update(
         latent_dim=LATENT_DIM[model], width=size.width, image_size=size.image_size, dtype=dtype,
         conv_transpose=conv_transpose, discriminator_padding=discriminator_padding,
+        fused_discriminator=fused_discriminator,
     )
     return config
 
@@ -300,6 +302,7 @@ def bench_step(
         "latent_dim": LATENT_DIM[model],
         "conv_transpose": config.model.conv_transpose,
         "discriminator_padding": config.model.discriminator_padding,
+        "fused_discriminator": config.model.fused_discriminator,
         "modes": modes,
         "best_mode": max(modes, key=lambda name: modes[name]["steps_per_s"]),
         "steps_per_s": best["steps_per_s"],
@@ -420,6 +423,7 @@ def run(
     fused_rows: Sequence[str] | None = None,
     conv_transpose: str = "phase",
     discriminator_padding: str = "same",
+    fused_discriminator: bool = False,
     skip: Sequence[str] = (),
     argv: Sequence[str] = (),
     profile_dir: Path | None = None,
@@ -439,7 +443,7 @@ def run(
 
         rows, initial = [], {}
         for model, dtype in ((m, d) for m in models for d in dtypes):
-            config = step_config(model, dtype, size, conv_transpose, discriminator_padding)
+            config = step_config(model, dtype, size, conv_transpose, discriminator_padding, fused_discriminator)
             steps = build_steps(config, parallel.batch_sharding(mesh))
             if model not in initial:
                 # Parameters and optimizer state are float32 whatever the compute dtype: one init per model.
@@ -583,6 +587,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="transposed convolution of the timed steps (phase: the fast default; dilated: plain lax)")
     parser.add_argument("--discriminator-padding", choices=("same", "symmetric"), default="same",
                         help="the DCGAN discriminator's stride-2 padding (same: Keras, the seed; symmetric: PyTorch's)")
+    parser.add_argument("--fused-discriminator", action="store_true",
+                        help="the DCGAN discriminator's layers as one cuDNN graph each on CUDA (model.fused_discriminator)")
     parser.add_argument("--skip", type=_csv(SECTIONS, "--skip"), default=[], help=f"sections to skip: {','.join(SECTIONS)}")
     parser.add_argument("--profile", type=Path, help="also trace a few one-step calls per row (jax.profiler) into this folder")
     for name in ("batch_size", "image_size", "width", "num_faces", "windows"):
@@ -619,6 +625,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
               "gradients inside loops 5-9x slower (jax-ml/jax#12868); --fused-rows all times every row", flush=True)
     results = run(size, models=args.models, dtypes=args.dtypes, fuse=fuse, fused_rows=fused_rows,
                   conv_transpose=args.conv_transpose, discriminator_padding=args.discriminator_padding,
+                  fused_discriminator=args.fused_discriminator,
                   skip=args.skip, argv=argv, profile_dir=args.profile)
     print(format_report(results), flush=True)
     if args.json:

@@ -34,6 +34,9 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
             # DCGAN discriminator's stride-2 layers: 'same' (Keras, the seed) or 'symmetric' (PyTorch's
             # padding=2, a different function); on CUDA both run symmetric padding (models/dcgan.py)
             "discriminator_padding": "same",
+            # DCGAN discriminator on CUDA: each layer's convolution, bias and LeakyReLU as one cuDNN graph
+            # (models/fused.py); the same function; experimental: not yet timed on a GPU
+            "fused_discriminator": False,
             "beta": 1.0,  # VAE: weight of the KL term
         }
     )
@@ -74,7 +77,9 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
 
 # Fields added to `base_config` after runs were saved, with the value those runs were trained with:
 # a saved config lacking one means that value (`with_added_fields`), so old runs load and resume.
-ADDED_FIELDS: dict[tuple[str, ...], Any] = {("model", "discriminator_padding"): "same"}
+ADDED_FIELDS: dict[tuple[str, ...], Any] = {
+    ("model", "discriminator_padding"): "same", ("model", "fused_discriminator"): False,
+}
 
 
 def with_added_fields(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

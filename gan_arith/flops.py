@@ -1,8 +1,9 @@
 """Model FLOPs of one train step, counted from the layer shapes, and XLA's own count to check it.
 
 What is counted: every application of ``nn.Dense``, ``nn.Conv``, ``ConvFromPhases``,
-``nn.ConvTranspose`` and ``ConvTranspose2x``, as multiply-accumulates (MACs), one FLOP pair each
-(FLOPs = 2·MACs):
+``nn.ConvTranspose`` and ``ConvTranspose2x``, and the ``Discriminator``'s convolutions (computed
+outside flax layers; from its ``convolution_layers``), as multiply-accumulates (MACs), one FLOP
+pair each (FLOPs = 2·MACs):
 
 - Dense: (product of the leading dims) · in · out.
 - Conv: B · H_out · W_out · kh · kw · (C_in / groups) · C_out. Taps that land on 'SAME' padding
@@ -37,6 +38,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gan_arith.models.dcgan import DISCRIMINATOR_KERNEL, Discriminator
 from gan_arith.models.layers import ConvFromPhases, ConvTranspose2x
 from gan_arith.train.steps import AutoencoderSteps, GANSteps, Steps, VAESteps
 
@@ -69,6 +71,18 @@ def _layer_macs(module: nn.Module, x_shape: tuple[int, ...], y_shape: tuple[int,
 _COUNTED = (nn.Dense, nn.Conv, ConvFromPhases, nn.ConvTranspose, ConvTranspose2x)
 
 
+def _discriminator_convolutions(module: Discriminator, images_shape: tuple[int, ...]) -> list[Layer]:
+    batch, size = images_shape[0], images_shape[1]
+    layers = []
+    for index, (in_features, features, stride) in enumerate(module.convolution_layers()):
+        out = size // stride
+        macs = batch * out * out * DISCRIMINATOR_KERNEL**2 * in_features * features
+        path = "/".join((*module.path, f"Conv_{index}"))
+        layers.append(Layer(path, "Conv", (batch, size, size, in_features), (batch, out, out, features), macs))
+        size = out
+    return layers
+
+
 def model_layers(module: nn.Module, *args: Any, **kwargs: Any) -> list[Layer]:
     """The counted layers met by ``module.init(rngs, *args, **kwargs)``, in call order.
 
@@ -78,11 +92,15 @@ def model_layers(module: nn.Module, *args: Any, **kwargs: Any) -> list[Layer]:
     layers: list[Layer] = []
 
     def record(next_fun, call_args, call_kwargs, context):
+        first = len(layers)
         out = next_fun(*call_args, **call_kwargs)
         if context.method_name == "__call__" and isinstance(context.module, _COUNTED):
             x_shape, y_shape = tuple(call_args[0].shape), tuple(out.shape)
             kind, macs = _layer_macs(context.module, x_shape, y_shape)
             layers.append(Layer("/".join(context.module.path), kind, x_shape, y_shape, macs))
+        if context.method_name == "__call__" and isinstance(context.module, Discriminator):
+            # Its convolutions run outside flax layers (models/fused.py); they come before its Dense.
+            layers[first:first] = _discriminator_convolutions(context.module, tuple(call_args[0].shape))
         return out
 
     rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}

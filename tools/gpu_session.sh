@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # One lent-GPU session in one command (the device tool's image has jax, flax, optax, orbax but no
 # ml_collections/tensorboardX: carried as wheels in .whl/). Usage: tools/gpu_session.sh PART...
-# Parts: env, check (the layer and DCGAN model tests on the GPU: their CUDA branches, column_unfolded_conv and ConvFromPhases' phase domain),
+# Parts: env, check (the layer and DCGAN model tests on the GPU: their CUDA branches: the column-unfolded RGB layer, mirroring, ConvFromPhases' phase domain),
 # bench (the full seed-size bench + profiles), dcgan (DCGAN rows only + profiles), dpad (DCGAN rows with the symmetric
-# discriminator padding), dilated (DCGAN rows with lax.conv_transpose), variants (tools/rgb_conv_variants.py),
+# discriminator padding), dilated (DCGAN rows with lax.conv_transpose), fused (DCGAN rows and the fused-stack tests
+# with model.fused_discriminator, under the XLA flag it needs),
 # base (DCGAN rows of an older commit's library, unpacked beforehand into the ignored folder .base, e.g.
 # `git archive 2b05c2c gan_arith | tar -x -C .base`, carried: the same-machine baseline when the card differs),
 # e2e (the seed run through the real loop, shortened: 62,500 synthetic faces = 50,000 in the train partition, as the
 # seed's run; E2E_DPAD=symmetric for the other padding, E2E_DTYPE=float32 for float32).
 # 2026-11-26 (docs/benchmarks.md): `env check dcgan base; VARIANTS=wunfold16 variants; E2E_EPOCHS=20 e2e`
-# took 516 s on an H100 (wunfold16 is now the library's column_unfolded_conv, tool variant `column`), then
-# `env dcgan check` 153 s. Next session's candidates are in docs/benchmarks.md ("What bounds bf16 now").
+# took 516 s on an H100 (the variants part and its tool, tools/rgb_conv_variants.py, are in git history at
+# c0270ac; wunfold16 became the library's column-unfolded RGB layer), then `env dcgan check` 153 s.
+# Next session: `env check dcgan fused` (~5 min): the fused discriminator (predicted, not measured) against
+# the default on the same machine.
 # Everything lands in $OUT (flat names: the device tool returns files two folders deep at most).
 set -u
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
@@ -39,8 +42,10 @@ for part in "$@"; do
              --skip input,tfdata,conv-transpose --json "$OUT/bench_dpad.json" 2>&1 | tail -25 ;;
     dilated) timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --conv-transpose dilated --fuse 1 \
              --skip input,tfdata,conv-transpose --json "$OUT/bench_dilated.json" 2>&1 | tail -25 ;;
-    variants) timeout 200 python3 tools/rgb_conv_variants.py --variants ${VARIANTS:-column,matmul} \
-             --dtypes ${VARIANT_DTYPES:-bfloat16,float32} --json "$OUT/variants.json" 2>&1 | grep -E "RESULT|differs|Error" ;;
+    fused) (export XLA_FLAGS="${XLA_FLAGS:-} --xla_disable_hlo_passes=computation-deduplicator"
+           JAX_PLATFORMS=cuda timeout 120 python3 -m pytest -q -p no:cacheprovider tests/models/test_fused.py 2>&1 | tail -4
+           timeout 300 python3 -m gan_arith.bench --size seed --models dcgan --fused-discriminator --skip input,tfdata,conv-transpose \
+             --profile /tmp/prof_fused --json "$OUT/bench_fused.json" 2>&1 | tail -25); flatten_profiles /tmp/prof_fused fused ;;
     base) (cd .base && PYTHONPATH="$PWD:/tmp/site" timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --fuse 1 \
              --skip input,tfdata,conv-transpose --json "$OUT/bench_base.json" 2>&1 | tail -25) ;;
     e2e) rm -rf /tmp/e2e; start=$(date +%s)

@@ -12,8 +12,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gan_arith.models.fused import conv, leaky_conv_stack
 from gan_arith.models.layers import (
-    BIAS_INIT, KERNEL_INIT, ConvFromPhases, ConvTransposeImpl, ConvTranspose2x, num_doublings, rgb_conv,
+    BIAS_INIT, KERNEL_INIT, ConvFromPhases, ConvTransposeImpl, ConvTranspose2x, num_doublings, unfold_columns,
 )
 
 LEAKY_SLOPE = 0.2
@@ -57,25 +58,32 @@ class Generator(nn.Module):
 DiscriminatorPadding = Literal["same", "symmetric"]
 MirrorSame = Literal["cuda", "always", "never"]
 SYMMETRIC_PADDING = ((2, 2), (2, 2))  # of the stride-2 5×5 layers: PyTorch's padding=2
+DISCRIMINATOR_KERNEL = 5
 
 
 def _mirror_image(x_bhwc: jax.Array) -> jax.Array:
     return x_bhwc[:, ::-1, ::-1]
 
 
-def _unchanged(x: jax.Array) -> jax.Array:
-    return x
-
-
-def _mirror_kernel(kernel_hwio: jax.Array) -> jax.Array:
+def _mirror_kernel(kernel_hwio: jax.Array, *, on_cuda: bool) -> jax.Array:
     # On CUDA the barrier keeps XLA from folding the input gradient's kernel reversal into this one
     # (reverse of reverse): the gradient would no longer be the backward-input convolution cuDNN
     # runs, and XLA would lower it as a forward convolution over a dilated, padded copy.
-    return jax.lax.platform_dependent(
-        kernel_hwio,
-        cuda=lambda k: jax.lax.optimization_barrier(k[::-1, ::-1]),
-        default=lambda k: k[::-1, ::-1],
-    )
+    mirrored = kernel_hwio[::-1, ::-1]
+    return jax.lax.optimization_barrier(mirrored) if on_cuda else mirrored
+
+
+class _ConvParams(nn.Module):
+    """The parameters of an `nn.Conv` (same names, shapes, initialisers), for a layer computed elsewhere."""
+
+    features: int
+    kernel_size: int
+
+    @nn.compact
+    def __call__(self, in_features: int) -> tuple[jax.Array, jax.Array]:
+        k = self.kernel_size
+        kernel = self.param("kernel", KERNEL_INIT, (k, k, in_features, self.features), jnp.float32)
+        return kernel, self.param("bias", BIAS_INIT, (self.features,), jnp.float32)
 
 
 class Discriminator(nn.Module):
@@ -90,10 +98,16 @@ class Discriminator(nn.Module):
     Keras' windows are exactly the (2, 2)-padded ones (a window over rows 2i-1..2i+3 of an even
     height N is, mirrored, rows 2j-2..2j+2 with j = N/2-1-i). So on CUDA 'same' runs mirrored: the
     image and every kernel mirrored, all layers padded symmetrically, the last feature map mirrored
-    back — the same function and parameters at the cost of 'symmetric' (on an H100 'symmetric'
-    measured +3.2% float32, +1.0% bfloat16 steps/s over the padded copies; docs/benchmarks.md).
-    On CPUs the mirrored form is ~6% slower and XLA pads natively, so they run 'same' as it is.
-    `mirror_same` ('cuda', 'always', 'never') overrides where; tests check the CUDA form on CPUs.
+    back — the same function and parameters at the cost of 'symmetric' (on an H100 +2.7% float32,
+    +0.8% bfloat16 steps/s over the padded copies; docs/benchmarks.md). On CPUs the mirrored form
+    is ~6% slower and XLA pads natively, so they run 'same' as it is. `mirror_same` ('cuda',
+    'always', 'never') overrides where; tests check the CUDA form on CPUs.
+
+    On CUDA the RGB input layer runs column-unfolded (`unfold_columns`), where cuDNN is slow
+    with 3 input channels. `fused` runs the convolution layers as `leaky_conv_stack`: on CUDA the two
+    largest layers' convolution, bias and LeakyReLU as one cuDNN graph each, and the input gradients
+    into them with their LeakyReLU masks; the same function and gradients (tested on CPUs, where it
+    runs as plain operations). Experimental: not yet timed on a GPU.
     """
 
     width: int = 128
@@ -102,27 +116,35 @@ class Discriminator(nn.Module):
     dtype: Any = jnp.float32
     padding: DiscriminatorPadding = "same"
     mirror_same: MirrorSame = "cuda"
+    fused: bool = False
 
-    def _where_mirrored(self, *args: jax.Array, mirrored: Callable[..., jax.Array], plain: Callable[..., jax.Array]) -> jax.Array:
-        """`mirrored(*args)` where 'same' padding runs mirrored (see the class docstring), else `plain(*args)`."""
-        if self.padding != "same" or self.mirror_same == "never":
-            return plain(*args)
-        if self.mirror_same == "always":
-            return mirrored(*args)
-        return jax.lax.platform_dependent(*args, cuda=mirrored, default=plain)
+    def convolution_layers(self) -> list[tuple[int, int, int]]:
+        """(input channels, output channels, stride) of each 5×5 LeakyReLU convolution, input first
+        ('SAME' at stride 1, the padding above at stride 2); `gan_arith.flops` counts them from this."""
+        return [(3, self.width, 1)] + [(self.width, self.width, 2)] * num_doublings(self.image_size, BASE_SIZE)
 
-    def _layer_convolution(self, convolution: Callable[..., jax.Array], mirrored_padding: Any) -> Callable[..., jax.Array]:
-        """`convolution` (the signature of `lax.conv_general_dilated`) for `nn.Conv`, run with a mirrored
-        kernel and `mirrored_padding` where the layer's input is mirrored."""
-
-        def layer_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Any, padding: Any, **kwargs: Any) -> jax.Array:
-            return self._where_mirrored(
-                lhs, rhs,
-                mirrored=lambda x, k: convolution(x, _mirror_kernel(k), window_strides, mirrored_padding, **kwargs),
-                plain=lambda x, k: convolution(x, k, window_strides, padding, **kwargs),
-            )
-
-        return layer_conv
+    def _convolutions(self, images: jax.Array, kernels: list[jax.Array], biases: list[jax.Array], *, on_cuda: bool) -> jax.Array:
+        """The LeakyReLU convolution layers as lowered for CUDA (`on_cuda`) or for other platforms."""
+        mirrored = self.padding == "same" and (
+            self.mirror_same == "always" or (self.mirror_same == "cuda" and on_cuda)
+        )
+        if mirrored:
+            images, kernels = _mirror_image(images), [_mirror_kernel(k, on_cuda=on_cuda) for k in kernels]
+        # Stride 1, 'SAME' is symmetric: mirrored, only the kernel changes.
+        x, first_kernel, first_padding = unfold_columns(images, kernels[0], "SAME") if on_cuda else (images, kernels[0], "SAME")
+        strided_padding = SYMMETRIC_PADDING if mirrored or self.padding == "symmetric" else "SAME"
+        strides = tuple(stride for _, _, stride in self.convolution_layers())
+        layers = (
+            (first_kernel, *kernels[1:]), tuple(biases), strides, (first_padding,) + (strided_padding,) * (len(kernels) - 1),
+        )
+        if self.fused:
+            # The two largest layers (XLA 0.10 fails to lay out cuDNN fusions at 10×10 and 5×5; models/fused.py).
+            fused_layers = tuple(index < 2 for index in range(len(kernels)))
+            x = leaky_conv_stack(x, *layers, LEAKY_SLOPE, fused_layers)
+        else:
+            for kernel, bias, stride, padding in zip(*layers, strict=True):
+                x = _leaky(conv(x, kernel, stride, padding) + bias)
+        return _mirror_image(x) if mirrored else x
 
     @nn.compact
     def __call__(self, images_bhwc: jax.Array, *, train: bool = False) -> jax.Array:
@@ -134,20 +156,19 @@ class Discriminator(nn.Module):
             raise ValueError(f"Discriminator padding must be 'same' or 'symmetric', got {self.padding!r}")
         if self.mirror_same not in ("cuda", "always", "never"):
             raise ValueError(f"Discriminator mirror_same must be 'cuda', 'always' or 'never', got {self.mirror_same!r}")
-        layer = dict(kernel_init=KERNEL_INIT, bias_init=BIAS_INIT, dtype=self.dtype)
-        x = self._where_mirrored(images_bhwc, mirrored=_mirror_image, plain=_unchanged)
-        # rgb_conv: on GPUs the column shifts unfolded into 16 channels, where cuDNN is slow with 3. Stride 1,
-        # 'SAME' is symmetric: mirrored, only the kernel changes.
-        x = _leaky(nn.Conv(
-            self.width, (5, 5), padding="SAME", conv_general_dilated=self._layer_convolution(rgb_conv, "SAME"), **layer
-        )(x))
-        strided_padding = "SAME" if self.padding == "same" else SYMMETRIC_PADDING
-        for _ in range(num_doublings(self.image_size, BASE_SIZE)):
-            x = _leaky(nn.Conv(
-                self.width, (5, 5), strides=(2, 2), padding=strided_padding,
-                conv_general_dilated=self._layer_convolution(jax.lax.conv_general_dilated, SYMMETRIC_PADDING), **layer,
-            )(x))
-        x = self._where_mirrored(x, mirrored=_mirror_image, plain=_unchanged)
+        # Named as the nn.Conv layers they replace, so parameters and checkpoints keep their paths.
+        params = [
+            _ConvParams(features, DISCRIMINATOR_KERNEL, name=f"Conv_{index}")(in_features)
+            for index, (in_features, features, _) in enumerate(self.convolution_layers())
+        ]
+        layers = len(params)
+        images, *tensors = nn.dtypes.promote_dtype(images_bhwc, *(t for pair in params for t in pair), dtype=self.dtype)
+        kernels, biases = list(tensors[0::2]), list(tensors[1::2])
+
+        def convolutions(on_cuda: bool) -> Callable[..., jax.Array]:
+            return lambda images, *t: self._convolutions(images, list(t[:layers]), list(t[layers:]), on_cuda=on_cuda)
+
+        x = jax.lax.platform_dependent(images, *kernels, *biases, cuda=convolutions(True), default=convolutions(False))
         x = x.reshape(x.shape[0], -1)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         x = nn.Dense(1, kernel_init=KERNEL_INIT, bias_init=BIAS_INIT, dtype=self.dtype)(x)

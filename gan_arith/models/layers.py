@@ -146,43 +146,23 @@ def _same_padding(kernel_size: int) -> tuple[int, int]:
     return (kernel_size - 1) // 2, kernel_size // 2
 
 
-def column_unfolded_conv(
-    lhs: jax.Array,
-    rhs: jax.Array,
-    window_strides: Any,
-    padding: Any,
-    lhs_dilation: Any = None,
-    rhs_dilation: Any = None,
-    dimension_numbers: Any = None,
-    feature_group_count: int = 1,
-    precision: Any = None,
-) -> jax.Array:
-    """A stride-1 NHWC/HWIO convolution over few input channels (an RGB image), in a form cuDNN runs fast.
+def unfold_columns(lhs: jax.Array, rhs: jax.Array, padding: Any) -> tuple[jax.Array, jax.Array, tuple[Any, Any]]:
+    """A stride-1 NHWC/HWIO convolution over few input channels (an RGB image) in a form cuDNN runs fast:
+    (columns [B, H, W_out, kw·C_in + zeros], kernel [kh, 1, kw·C_in + zeros, C_out], padding) such that
+    `lax.conv_general_dilated(columns, kernel, (1, 1), padding)` is `conv(lhs, rhs, 'padding')`.
 
-    Drop-in for `lax.conv_general_dilated` (pass it as `nn.Conv(conv_general_dilated=...)`, so the
-    parameters stay those of a plain `nn.Conv`). cuDNN runs convolutions with 3 input channels at
-    20-40 TFLOP/s on an H100, ~5% of its peak. Here the kw column shifts of the input are unfolded
-    into channels ([B, H, W, kw·C_in], zero-padded to a multiple of 8: 15 -> 16 for RGB and k = 5)
-    and cuDNN runs the kh×1 convolution over them: the same products, over a tensor kw times the
-    image instead of the kh·kw times of a full im2col. On the seed's DCGAN step (one H100,
-    docs/benchmarks.md) the full im2col with one GEMM took 90.3 -> 110.5 steps/s (bf16) over cuDNN's
-    3-channel convolution, and this 110.5 -> 122.6 (bf16), 57.2 -> 59.1 (f32).
+    cuDNN runs convolutions with 3 input channels at 20-40 TFLOP/s on an H100, ~5% of its peak. Here
+    the kw column shifts of the input are unfolded into channels (zero-padded to a multiple of 8:
+    15 -> 16 for RGB and k = 5) and cuDNN runs the kh×1 convolution over them: the same products,
+    over a tensor kw times the image instead of the kh·kw times of a full im2col. On the seed's
+    DCGAN step (one H100, docs/benchmarks.md) the full im2col with one GEMM took 90.3 -> 110.5
+    steps/s (bf16) over cuDNN's 3-channel convolution, and this 110.5 -> 122.6 (bf16), 57.2 -> 59.1
+    (f32). On CPUs XLA's own convolution is faster (the column form ~8% slower on the CPU step).
     """
     kh, kw, c_in, c_out = rhs.shape
-    expected = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
-    dilations = [d for d in (lhs_dilation, rhs_dilation) if d is not None]
-    if (
-        tuple(window_strides) != (1, 1) or any(tuple(d) != (1, 1) for d in dilations) or feature_group_count != 1
-        or jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) != expected
-    ):
-        raise ValueError(
-            "column_unfolded_conv computes stride-1, undilated, ungrouped NHWC/HWIO convolutions only; got "
-            f"strides {window_strides}, dilations {lhs_dilation}/{rhs_dilation}, groups {feature_group_count}, "
-            f"dimension numbers {dimension_numbers}"
-        )
     if isinstance(padding, str):
         if padding not in ("SAME", "VALID"):
-            raise ValueError(f"column_unfolded_conv padding must be 'SAME', 'VALID' or pairs, got {padding!r}")
+            raise ValueError(f"unfold_columns padding must be 'SAME', 'VALID' or pairs, got {padding!r}")
         padding = [_same_padding(kh), _same_padding(kw)] if padding == "SAME" else [(0, 0), (0, 0)]
     rows, (left, right) = padding
     x = jnp.pad(lhs, ((0, 0), (0, 0), (left, right), (0, 0)))
@@ -193,10 +173,7 @@ def column_unfolded_conv(
     if align:
         columns.append(jnp.zeros((*x.shape[:2], width, align), x.dtype))
     kernel = jnp.pad(rhs.reshape(kh, 1, depth, c_out), ((0, 0), (0, 0), (0, align), (0, 0)))
-    return jax.lax.conv_general_dilated(
-        jnp.concatenate(columns, axis=-1), kernel, (1, 1), (tuple(rows), (0, 0)),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision,
-    )
+    return jnp.concatenate(columns, axis=-1), kernel, (tuple(rows), (0, 0))
 
 
 def _tap_products(x: jax.Array, kernel: jax.Array, precision: Any) -> jax.Array:
@@ -209,20 +186,6 @@ def _tap_products(x: jax.Array, kernel: jax.Array, precision: Any) -> jax.Array:
     matrix = kernel.transpose(2, 0, 1, 3).reshape(c_in, kh * kw * c_out)
     products = jnp.dot(x, jnp.pad(matrix, ((0, 0), (0, -matrix.shape[1] % 8))), precision=precision)
     return products[..., : kh * kw * c_out].reshape(*x.shape[:3], kh * kw, c_out)
-
-
-def rgb_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Any, padding: Any, **kwargs: Any) -> jax.Array:
-    """The convolution for a layer with an RGB input: `column_unfolded_conv` on CUDA GPUs, `lax.conv_general_dilated` elsewhere.
-
-    Measured on the seed's DCGAN step: on an H100 cuDNN's 3-channel convolutions are the slow part
-    (see `column_unfolded_conv`), while on a CPU XLA's own convolution is the fast one (a full
-    im2col was 2-4x slower there). `lax.platform_dependent` lowers only the branch for the platform compiled for.
-    Same signature as `lax.conv_general_dilated`, for `nn.Conv(conv_general_dilated=rgb_conv)`.
-    """
-    def on(conv: Callable[..., jax.Array]) -> Callable[[jax.Array, jax.Array], jax.Array]:
-        return lambda x, kernel: conv(x, kernel, window_strides, padding, **kwargs)
-
-    return jax.lax.platform_dependent(lhs, rhs, cuda=on(column_unfolded_conv), default=on(jax.lax.conv_general_dilated))
 
 
 def _conv_in_phase_domain(phases: Phases, kernel: jax.Array, precision: Any) -> Phases:
@@ -257,9 +220,9 @@ class ConvFromPhases(nn.Module):
 
     Same parameters ('kernel' [k, k, C_in, features], 'bias') and result as that `nn.Conv` on
     `phases.interleave()`. On CUDA GPUs it runs in the phase domain (`_conv_in_phase_domain`):
-    matrix products instead of cuDNN's slow narrow convolution (see `column_unfolded_conv`), and only the
+    matrix products instead of cuDNN's slow narrow convolution (see `unfold_columns`), and only the
     `features`-channel output is interleaved, not the C_in-channel input. Elsewhere it interleaves
-    and calls XLA's convolution, which beats the unfolded form on CPUs (as in `rgb_conv`).
+    and calls XLA's convolution, which beats the unfolded form on CPUs.
     """
 
     features: int

@@ -55,13 +55,15 @@ def test_generator_is_the_plain_layer_stack_in_value_and_gradient(conv_transpose
 
 
 @pytest.mark.usefixtures("exact_products")
-@pytest.mark.parametrize("padding,strided_padding,mirror_same", [
-    ("same", "SAME", "cuda"), ("same", "SAME", "always"), ("symmetric", ((2, 2), (2, 2)), "cuda"),
+@pytest.mark.parametrize("padding,strided_padding,mirror_same,fused", [
+    ("same", "SAME", "cuda", False), ("same", "SAME", "always", False), ("symmetric", ((2, 2), (2, 2)), "cuda", False),
+    ("same", "SAME", "cuda", True), ("same", "SAME", "always", True), ("symmetric", ((2, 2), (2, 2)), "cuda", True),
 ])
-def test_discriminator_padding_is_keras_same_or_symmetric(padding, strided_padding, mirror_same):
+def test_discriminator_padding_is_keras_same_or_symmetric(padding, strided_padding, mirror_same, fused):
     # Both give the seed's table (80 -> 40 -> ... -> 5, same parameters); they differ in where each
     # stride-2 window sits, so on the same parameters they are different functions. 'same' as CUDA
-    # runs it (mirror_same='always': mirrored, padded symmetrically) must still be Keras' exactly.
+    # runs it (mirror_same='always': mirrored, padded symmetrically) must still be Keras' exactly, and
+    # so must the fused layer stack (its hand-written backward; cuDNN fusions only on CUDA).
     class Reference(nn.Module):
         @nn.compact
         def __call__(self, x):
@@ -71,7 +73,7 @@ def test_discriminator_padding_is_keras_same_or_symmetric(padding, strided_paddi
             return nn.Dense(1, name="Dense_0")(x.reshape(x.shape[0], -1))[:, 0]
 
     images = jax.random.uniform(jax.random.key(0), (3, 20, 20, 3), minval=-1, maxval=1)
-    ours = Discriminator(width=8, image_size=20, padding=padding, mirror_same=mirror_same)
+    ours = Discriminator(width=8, image_size=20, padding=padding, mirror_same=mirror_same, fused=fused)
     variables = jax.jit(ours.init)(jax.random.key(1), images)
     assert jax.tree.map(jnp.shape, jax.jit(Reference().init)(jax.random.key(1), images)) == jax.tree.map(jnp.shape, variables)
     np.testing.assert_allclose(jax.jit(ours.apply)(variables, images), Reference().apply(variables, images), atol=1e-5)
@@ -99,6 +101,8 @@ def test_keras_same_padding_lowers_mirrored_with_symmetric_padding_for_cuda_only
         return jax.export.export(jax.jit(discriminator.apply), platforms=[platform])(variables, images).mlir_module()
 
     cuda, cpu = lowered("cuda"), lowered("cpu")
+    # The RGB layer column-unfolded (a 5×1 kernel over 16 channels), the strided layers mirrored.
+    assert "tensor<5x1x16x8xf32>" in cuda and "tensor<5x1x16x8xf32>" not in cpu
     assert "pad = [[1, 2], [1, 2]]" not in cuda and cuda.count("pad = [[2, 2], [2, 2]]") == 2
     assert "stablehlo.reverse" in cuda and "optimization_barrier" in cuda
     assert cpu.count("pad = [[1, 2], [1, 2]]") == 2 and "stablehlo.reverse" not in cpu
@@ -145,3 +149,18 @@ def test_bad_shapes_are_named():
         jax.jit(Discriminator(width=8, image_size=10, padding="valid").init)(jax.random.key(0), jnp.zeros((1, 10, 10, 3)))
     with pytest.raises(ValueError, match="Discriminator expects"):
         jax.jit(Discriminator(width=8, image_size=10).init)(jax.random.key(0), jnp.zeros((1, 20, 20, 3)))
+
+
+def test_fused_discriminator_lowers_its_two_largest_layers_to_cudnn_fusions_on_cuda():
+    images = jnp.zeros((2, 40, 40, 3))
+    discriminator = Discriminator(width=8, image_size=40, fused=True)
+    variables = jax.jit(discriminator.init)(jax.random.key(1), images)
+    unchecked = [jax.export.DisabledSafetyCheck.custom_call("__cudnn$fusion")]
+
+    def lowered(platform):
+        return jax.export.export(jax.jit(discriminator.apply), platforms=[platform], disabled_checks=unchecked)(
+            variables, images
+        ).mlir_module()
+
+    assert lowered("cuda").count("stablehlo.custom_call @__cudnn$fusion") == 2  # 40×40 and 20×20 of 4 layers
+    assert "__cudnn$fusion" not in lowered("cpu")

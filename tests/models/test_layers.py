@@ -6,7 +6,7 @@ import pytest
 
 from gan_arith.models.layers import (
     ConvFromPhases, ConvTranspose2x, Phases, _conv_in_phase_domain, as_model_range, count_parameters,
-    column_unfolded_conv, from_model_range, num_doublings, rgb_conv, to_model_range,
+    from_model_range, num_doublings, to_model_range, unfold_columns,
 )
 
 
@@ -53,51 +53,31 @@ def _assert_same_conv(conv, x, kernel, padding):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
 
 
+def _column_unfolded_conv(lhs, rhs, window_strides, padding, dimension_numbers=None, precision=None):
+    assert tuple(window_strides) == (1, 1) and dimension_numbers == ("NHWC", "HWIO", "NHWC")
+    columns, kernel, rows_padding = unfold_columns(lhs, rhs, padding)
+    return jax.lax.conv_general_dilated(
+        columns, kernel, (1, 1), rows_padding, dimension_numbers=dimension_numbers, precision=precision
+    )
+
+
 # RGB at the seed's kernel (15 unfolded channels padded to 16); VALID and asymmetric explicit padding;
 # 8 -> 3 with kw·C_in = 24 already aligned (no zero channels); a 1-channel input with an even kernel.
 @pytest.mark.parametrize("c_in,c_out,kernel_size,padding", [
     (3, 16, 5, "SAME"), (3, 8, 3, "VALID"), (3, 6, 5, ((1, 2), (0, 3))), (8, 3, 3, "SAME"), (1, 4, 4, "SAME"),
 ])
-def test_column_unfolded_conv_equals_lax_conv_with_gradients(c_in, c_out, kernel_size, padding):
+def test_column_unfolded_convolution_equals_lax_conv_with_gradients(c_in, c_out, kernel_size, padding):
     x = jax.random.normal(jax.random.key(c_in), (2, 9, 11, c_in))
     kernel = jax.random.normal(jax.random.key(c_out), (kernel_size, kernel_size, c_in, c_out))
-    _assert_same_conv(column_unfolded_conv, x, kernel, padding)
+    _assert_same_conv(_column_unfolded_conv, x, kernel, padding)
+    columns, unfolded_kernel, _ = unfold_columns(x, kernel, padding)
+    aligned = -(-kernel_size * c_in // 8) * 8
+    assert columns.shape[-1] == unfolded_kernel.shape[2] == aligned and unfolded_kernel.shape[:2] == (kernel_size, 1)
 
 
-def test_rgb_conv_in_a_flax_conv_equals_plain_conv_on_this_backend():
-    # On CUDA this runs column_unfolded_conv inside nn.Conv (parameters untouched); elsewhere lax's convolution.
-    images = jax.random.normal(jax.random.key(0), (2, 10, 10, 3))
-    plain = nn.Conv(6, (5, 5), padding="SAME", precision="highest")
-    ours = nn.Conv(6, (5, 5), padding="SAME", precision="highest", conv_general_dilated=rgb_conv)
-    variables = jax.jit(plain.init)(jax.random.key(1), images)
-    assert jax.tree.map(jnp.shape, jax.jit(ours.init)(jax.random.key(1), images)) == jax.tree.map(jnp.shape, variables)
-    np.testing.assert_allclose(jax.jit(ours.apply)(variables, images), plain.apply(variables, images), rtol=1e-5, atol=1e-5)
-
-
-def test_rgb_conv_lowers_to_a_column_unfolded_convolution_for_cuda_and_a_plain_one_for_cpu():
-    # Lowered for each platform without its hardware (jax.export), so CPU-only CI checks the CUDA branch.
-    images = jnp.ones((2, 10, 10, 3))
-    conv = nn.Conv(6, (5, 5), padding="SAME", conv_general_dilated=rgb_conv)
-    variables = jax.jit(conv.init)(jax.random.key(0), images)
-
-    def lowered(platform):
-        return jax.export.export(jax.jit(conv.apply), platforms=[platform])(variables, images).mlir_module()
-
-    def convolutions(platform):
-        return [line for line in lowered(platform).splitlines() if "stablehlo.convolution" in line]
-
-    # CUDA: a 5×1 kernel over the 5 column shifts of 3 channels padded to 16; CPU: the 5×5 kernel on 3.
-    (cuda,), (cpu,) = convolutions("cuda"), convolutions("cpu")
-    assert "tensor<2x10x10x16xf32>, tensor<5x1x16x6xf32>" in cuda
-    assert "tensor<2x10x10x3xf32>, tensor<5x5x3x6xf32>" in cpu
-
-
-def test_column_unfolded_conv_rejects_what_it_does_not_compute():
-    x, kernel = jnp.ones((1, 8, 8, 3)), jnp.ones((3, 3, 3, 4))
-    with pytest.raises(ValueError, match="stride-1"):
-        column_unfolded_conv(x, kernel, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+def test_unfold_columns_rejects_an_unknown_padding():
     with pytest.raises(ValueError, match="padding must be"):
-        column_unfolded_conv(x, kernel, (1, 1), "CIRCULAR", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        unfold_columns(jnp.ones((1, 8, 8, 3)), jnp.ones((3, 3, 3, 4)), "CIRCULAR")
 
 
 def test_dilated_impl_is_lax_conv_transpose():
