@@ -16,7 +16,9 @@ Compiled for an H100 with jax 0.10.2 (tools/gpu_traffic.py, no GPU): the seed's 
 XLA_FLAGS=--xla_disable_hlo_passes=computation-deduplicator (the deduplicator merges the discriminator
 and generator updates' identical fusions and the HLO verifier then rejects them), and cuDNN fusions
 of the 10×10 and 5×5 layers fail XLA's layout assignment, so the discriminator fuses its two largest
-layers only. Modelled memory-bound traffic of the bf16 step 6.08 -> 3.73 GB; not yet timed on a GPU.
+layers only. On a data-parallel mesh XLA does not partition the fusions (it gathers the batch around
+them), so `build_steps` allows them on one device only. Modelled memory-bound traffic of the bf16
+step 6.08 -> 3.73 GB; not yet timed on a GPU.
 """
 
 from __future__ import annotations

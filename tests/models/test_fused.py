@@ -85,3 +85,4 @@ def test_fused_layers_on_a_gpu_need_the_xla_flag(monkeypatch):
     monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
     monkeypatch.delenv("XLA_FLAGS")
     check_xla_flags("config.model.fused_discriminator=True")  # CPUs run the plain operations
+
