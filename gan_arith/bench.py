@@ -507,6 +507,10 @@ def _fmt(value: float | None, spec: str) -> str:
     return "unknown" if value is None else format(value, spec)
 
 
+# The model options each row records beyond the seed's architecture, printed above the table.
+IMPLEMENTATION_FIELDS = ("conv_transpose", "discriminator_padding", "fused_discriminator")
+
+
 def format_report(results: dict[str, Any]) -> str:
     """The human-readable tables of a results dict."""
     env = results["environment"]
@@ -515,6 +519,14 @@ def format_report(results: dict[str, Any]) -> str:
         f"jax {env['versions']['jax']}",
         f"size {env['size']['name']}: {env['changes_from_seed']}; load average at start "
         + " ".join(f"{x:.2f}" for x in env["load_average_start"]),
+    ]
+    if results["steps"]:
+        first = results["steps"][0]
+        lines.append(
+            "implementation: " + ", ".join(f"{name}={first[name]}" for name in IMPLEMENTATION_FIELDS)
+            + (f"; XLA_FLAGS={env['xla_flags']}" if env.get("xla_flags") else "")
+        )
+    lines += [
         "",
         f"{'model':6s} {'dtype':9s} {'compile s':>10s} {'1/call':>8s} {'k/call':>11s} {'steps/s':>8s} "
         f"{'images/s':>9s} {'GFLOP/step':>10s} {'XLA GFLOP':>9s} {'TFLOP/s':>8s} {'% peak':>7s}",
