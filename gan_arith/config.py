@@ -35,7 +35,7 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
             # padding=2, a different function); on CUDA both run symmetric padding (models/dcgan.py)
             "discriminator_padding": "same",
             # DCGAN discriminator on CUDA: each layer's convolution, bias and LeakyReLU as one cuDNN graph
-            # (models/fused.py); the same function; experimental: one device only, not yet timed on a GPU
+            # (models/fused.py); the same function; experimental: not yet timed on a GPU
             "fused_discriminator": False,
             "beta": 1.0,  # VAE: weight of the KL term
         }

@@ -11,6 +11,7 @@ from typing import Any, Callable, Literal
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 
 from gan_arith.models.fused import conv, leaky_conv_stack
 from gan_arith.models.layers import (
@@ -73,6 +74,19 @@ def _mirror_kernel(kernel_hwio: jax.Array, *, on_cuda: bool) -> jax.Array:
     return jax.lax.optimization_barrier(mirrored) if on_cuda else mirrored
 
 
+def _varying_parameters(stack: Callable[..., jax.Array], batch_spec: P) -> Callable[..., jax.Array]:
+    """`stack(x, kernels, biases)` inside shard_map, its replicated parameters cast to vary over the batch
+    axes first: the hand-written backward's per-device gradients then match their type, and the
+    cast's transpose sums them over the devices."""
+    axes = tuple(axis for entry in batch_spec if entry is not None for axis in ((entry,) if isinstance(entry, str) else entry))
+
+    def per_device(x: jax.Array, kernels: tuple[jax.Array, ...], biases: tuple[jax.Array, ...]) -> jax.Array:
+        kernels, biases = jax.lax.pcast((kernels, biases), axes, to="varying")
+        return stack(x, kernels, biases)
+
+    return per_device
+
+
 class _ConvParams(nn.Module):
     """The parameters of an `nn.Conv` (same names, shapes, initialisers), for a layer computed elsewhere."""
 
@@ -117,6 +131,9 @@ class Discriminator(nn.Module):
     padding: DiscriminatorPadding = "same"
     mirror_same: MirrorSame = "cuda"
     fused: bool = False
+    # With `fused`, the sharding of the batch over a data-parallel mesh (None: one device): XLA does
+    # not partition the cuDNN fusions, so the fused stack runs per device under shard_map.
+    batch_sharding: Any = None
 
     def convolution_layers(self) -> list[tuple[int, int, int]]:
         """(input channels, output channels, stride) of each 5×5 LeakyReLU convolution, input first
@@ -140,7 +157,19 @@ class Discriminator(nn.Module):
         if self.fused:
             # The two largest layers (XLA 0.10 fails to lay out cuDNN fusions at 10×10 and 5×5; models/fused.py).
             fused_layers = tuple(index < 2 for index in range(len(kernels)))
-            x = leaky_conv_stack(x, *layers, LEAKY_SLOPE, fused_layers)
+
+            def stack(x: jax.Array, kernels: tuple[jax.Array, ...], biases: tuple[jax.Array, ...]) -> jax.Array:
+                return leaky_conv_stack(x, kernels, biases, *layers[2:], LEAKY_SLOPE, fused_layers)
+
+            sharding = self.batch_sharding
+            devices = 1 if sharding is None else len(sharding.device_set)
+            if devices > 1 and x.shape[0] % devices == 0:  # (not: `init`'s one-image batch, left to XLA)
+                x = jax.shard_map(
+                    _varying_parameters(stack, sharding.spec), mesh=sharding.mesh,
+                    in_specs=(sharding.spec, P(), P()), out_specs=sharding.spec,
+                )(x, *layers[:2])
+            else:
+                x = stack(x, *layers[:2])
         else:
             for kernel, bias, stride, padding in zip(*layers, strict=True):
                 x = _leaky(conv(x, kernel, stride, padding) + bias)

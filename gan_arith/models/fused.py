@@ -17,8 +17,8 @@ XLA_FLAGS=--xla_disable_hlo_passes=computation-deduplicator (the deduplicator me
 and generator updates' identical fusions and the HLO verifier then rejects them), and cuDNN fusions
 of the 10×10 and 5×5 layers fail XLA's layout assignment, so the discriminator fuses its two largest
 layers only. On a data-parallel mesh XLA does not partition the fusions (it gathers the batch around
-them), so `build_steps` allows them on one device only. Modelled memory-bound traffic of the bf16
-step 6.08 -> 3.73 GB; not yet timed on a GPU.
+them), so the discriminator runs the stack per device under shard_map. Modelled memory-bound
+traffic of the bf16 step 6.08 -> 3.73 GB; not yet timed on a GPU.
 """
 
 from __future__ import annotations

@@ -342,17 +342,10 @@ def build_steps(config: Any, batch_sharding: jax.sharding.Sharding | None = None
     if model.kind == "dcgan":
         if model.fused_discriminator:
             check_xla_flags("config.model.fused_discriminator=True")
-            if batch_sharding is not None and len(batch_sharding.device_set) > 1:
-                # Compiled for two H100s (tools/gpu_traffic.py's target), XLA all-gathered the batch
-                # around the cuDNN fusions: every device would run them on the whole batch.
-                raise InputError(
-                    "config.model.fused_discriminator=True runs on one device only: XLA does not partition "
-                    f"its cuDNN fusions over the {len(batch_sharding.device_set)} devices of a data-parallel mesh"
-                )
         generator = Generator(model.latent_dim, model.width, model.image_size, dtype, model.conv_transpose)
         discriminator = Discriminator(
             model.width, model.image_size, model.dropout_rate, dtype, model.discriminator_padding,
-            fused=model.fused_discriminator,
+            fused=model.fused_discriminator, batch_sharding=batch_sharding,
         )
         return GANSteps(generator, discriminator, optimizer, batch_sharding)
     if model.kind == "vae":

@@ -1,4 +1,5 @@
-"""Data parallelism: a 4-device mesh (forced CPU devices, in a subprocess) gives the single-device losses."""
+"""Data parallelism: a 4-device mesh (forced CPU devices, in a subprocess) gives the single-device losses,
+also with the fused discriminator (its layer stack runs per device under shard_map)."""
 
 import json
 import subprocess
@@ -23,9 +24,10 @@ SCRIPT = textwrap.dedent(
 
     assert jax.device_count() == 4, jax.devices()
     results = {}
-    for kind, size in (("dcgan", 10), ("vae", 10)):
+    for name, size in (("dcgan", 10), ("dcgan-fused", 10), ("vae", 10)):
+        kind = name.split("-")[0]
         config = base_config(kind)
-        config.model.update(latent_dim=8, width=8, image_size=size)
+        config.model.update(latent_dim=8, width=8, image_size=size, fused_discriminator=name.endswith("fused"))
         config.optimizer.learning_rate = 1e-3
         images = np.random.default_rng(0).integers(0, 256, (3, 8, size, size, 3), dtype=np.uint8)
         for devices in (1, 4):
@@ -36,7 +38,7 @@ SCRIPT = textwrap.dedent(
             batches = jax.device_put({"image": images}, parallel.batch_sharding(mesh, leading_axes=1))
             assert len(batches["image"].sharding.device_set) == devices
             state, metrics = run(state, batches, jax.random.key(1))
-            results[f"{kind}-{devices}"] = {k: np.asarray(v).tolist() for k, v in metrics.items()}
+            results[f"{name}-{devices}"] = {k: np.asarray(v).tolist() for k, v in metrics.items()}
     print("RESULTS" + json.dumps(results))
     """
 )
@@ -46,12 +48,14 @@ def test_four_devices_match_one_device():
     result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(result.stdout.split("RESULTS", 1)[1])
-    for kind in ("dcgan", "vae"):
-        one, four = results[f"{kind}-1"], results[f"{kind}-4"]
-        assert one.keys() == four.keys()
+    # The fused discriminator's runs are compared with the plain single-device one: same function.
+    for kind, reference in (("dcgan", "dcgan-1"), ("dcgan-fused", "dcgan-1"), ("vae", "vae-1")):
+        one, four = results[reference], results[f"{kind}-4"]
+        assert one.keys() == four.keys() == results[f"{kind}-1"].keys()
         for name in one:
-            for a, b in zip(one[name], four[name]):
-                assert abs(a - b) <= 1e-5 * max(abs(a), abs(b), 1e-3), (kind, name, one[name], four[name])
+            for a, b, c in zip(one[name], four[name], results[f"{kind}-1"][name]):
+                for other in (b, c):
+                    assert abs(a - other) <= 1e-5 * max(abs(a), abs(other), 1e-3), (kind, name, one[name], four[name])
 
 
 def test_a_batch_that_does_not_divide_over_the_devices_names_the_batch_size_set():

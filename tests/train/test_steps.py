@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from gan_arith.config import base_config
-from gan_arith.errors import InputError
 from gan_arith.train.steps import build_steps, fuse_steps, kl_to_standard_normal
 
 
@@ -127,13 +126,3 @@ def test_unknown_kind_and_dtype_are_named():
     with pytest.raises(ValueError, match="dtype"):
         build_steps(config)
 
-
-def test_fused_discriminator_is_refused_on_a_data_parallel_mesh():
-    class TwoDevices:  # what build_steps reads of a batch sharding
-        device_set = {"device 0", "device 1"}
-
-    config = base_config("dcgan")
-    config.model.fused_discriminator = True
-    with pytest.raises(InputError, match="one device only.*2 devices"):
-        build_steps(config, TwoDevices())
-    build_steps(config, None)  # one device: built
