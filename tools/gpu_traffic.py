@@ -1,7 +1,9 @@
 """Compile a train step for an H100 on a machine without one, and list its kernels and memory traffic.
 
     python tools/gpu_traffic.py [--models dcgan] [--dtypes bfloat16,float32] [--discriminator-padding same]
-                                [--top 15] [--json traffic.json]
+                                [--fused-discriminator] [--top 15] [--json traffic.json]
+
+(`--fused-discriminator` needs XLA_FLAGS=--xla_disable_hlo_passes=computation-deduplicator, as on a GPU.)
 
 Needs the CUDA build of jaxlib next to the project's dependencies, in its own environment (the GPU
 is not needed, nor a driver; XLA compiles for the H100 described in H100_TARGET):
@@ -40,6 +42,7 @@ import numpy as np  # noqa: E402
 from jax.experimental import topologies  # noqa: E402
 
 from gan_arith import bench  # noqa: E402
+from gan_arith.models import fused  # noqa: E402
 from gan_arith.train import parallel  # noqa: E402
 from gan_arith.train.steps import build_steps  # noqa: E402
 
@@ -147,6 +150,8 @@ def main() -> None:
     parser.add_argument("--hlo-dir", type=Path, help="also write each optimised HLO here")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.fused_discriminator and not fused.has_needed_xla_flag(os.environ.get("XLA_FLAGS", "")):
+        raise SystemExit(f"--fused-discriminator needs XLA_FLAGS={fused.NEEDED_XLA_FLAG} (gan_arith/models/fused.py)")
     rows = []
     for model in args.models.split(","):
         for dtype in args.dtypes.split(","):

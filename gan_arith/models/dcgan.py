@@ -6,11 +6,13 @@ discriminator 1,651,841. `width` and `image_size` scale the same design down for
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Literal
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from gan_arith.models.fused import conv, leaky_conv_stack
@@ -60,6 +62,7 @@ DiscriminatorPadding = Literal["same", "symmetric"]
 MirrorSame = Literal["cuda", "always", "never"]
 SYMMETRIC_PADDING = ((2, 2), (2, 2))  # of the stride-2 5×5 layers: PyTorch's padding=2
 DISCRIMINATOR_KERNEL = 5
+MIN_FUSED_SIZE = 20  # the smallest layer output `fused` runs as cuDNN graphs
 
 
 def _mirror_image(x_bhwc: jax.Array) -> jax.Array:
@@ -74,11 +77,18 @@ def _mirror_kernel(kernel_hwio: jax.Array, *, on_cuda: bool) -> jax.Array:
     return jax.lax.optimization_barrier(mirrored) if on_cuda else mirrored
 
 
-def _varying_parameters(stack: Callable[..., jax.Array], batch_spec: P) -> Callable[..., jax.Array]:
+def _batch_axes(sharding: Any) -> tuple[str, ...]:
+    """The mesh axes a `NamedSharding` of images splits their batch (leading) dimension over."""
+    if not isinstance(sharding, NamedSharding):
+        raise ValueError(f"Discriminator batch_sharding must be a NamedSharding, got {type(sharding).__name__}")
+    entry = sharding.spec[0] if len(sharding.spec) else None
+    return () if entry is None else (entry,) if isinstance(entry, str) else tuple(entry)
+
+
+def _varying_parameters(stack: Callable[..., jax.Array], axes: tuple[str, ...]) -> Callable[..., jax.Array]:
     """`stack(x, kernels, biases)` inside shard_map, its replicated parameters cast to vary over the batch
     axes first: the hand-written backward's per-device gradients then match their type, and the
     cast's transpose sums them over the devices."""
-    axes = tuple(axis for entry in batch_spec if entry is not None for axis in ((entry,) if isinstance(entry, str) else entry))
 
     def per_device(x: jax.Array, kernels: tuple[jax.Array, ...], biases: tuple[jax.Array, ...]) -> jax.Array:
         kernels, biases = jax.lax.pcast((kernels, biases), axes, to="varying")
@@ -118,10 +128,11 @@ class Discriminator(nn.Module):
     'always', 'never') overrides where; tests check the CUDA form on CPUs.
 
     On CUDA the RGB input layer runs column-unfolded (`unfold_columns`), where cuDNN is slow
-    with 3 input channels. `fused` runs the convolution layers as `leaky_conv_stack`: on CUDA the two
-    largest layers' convolution, bias and LeakyReLU as one cuDNN graph each, and the input gradients
-    into them with their LeakyReLU masks; the same function and gradients (tested on CPUs, where it
-    runs as plain operations). Experimental: not yet timed on a GPU.
+    with 3 input channels. `fused` runs the convolution layers as `leaky_conv_stack`: on CUDA the
+    layers with outputs of 20×20 and more compute convolution, bias and LeakyReLU as one cuDNN graph
+    each, and the input gradients into them with their LeakyReLU masks; the same function (tested on
+    CPUs, where it runs as plain operations; under shard_map on a multi-device `batch_sharding`).
+    Experimental: not yet timed on a GPU.
     """
 
     width: int = 128
@@ -155,17 +166,22 @@ class Discriminator(nn.Module):
             (first_kernel, *kernels[1:]), tuple(biases), strides, (first_padding,) + (strided_padding,) * (len(kernels) - 1),
         )
         if self.fused:
-            # The two largest layers (XLA 0.10 fails to lay out cuDNN fusions at 10×10 and 5×5; models/fused.py).
-            fused_layers = tuple(index < 2 for index in range(len(kernels)))
+            # Layers with outputs of at least 20×20: compiled for an H100, XLA 0.10 failed to lay out
+            # cuDNN fusions at 10×10 (models/fused.py).
+            size, fused_layers = self.image_size, ()
+            for _, _, stride in self.convolution_layers():
+                size //= stride
+                fused_layers += (size >= MIN_FUSED_SIZE,)
 
             def stack(x: jax.Array, kernels: tuple[jax.Array, ...], biases: tuple[jax.Array, ...]) -> jax.Array:
                 return leaky_conv_stack(x, kernels, biases, *layers[2:], LEAKY_SLOPE, fused_layers)
 
             sharding = self.batch_sharding
-            devices = 1 if sharding is None else len(sharding.device_set)
-            if devices > 1 and x.shape[0] % devices == 0:  # (not: `init`'s one-image batch, left to XLA)
+            axes = () if sharding is None else _batch_axes(sharding)
+            shards = math.prod(sharding.mesh.shape[axis] for axis in axes) if axes else 1
+            if shards > 1 and x.shape[0] % shards == 0:  # (not: `init`'s one-image batch, left to XLA)
                 x = jax.shard_map(
-                    _varying_parameters(stack, sharding.spec), mesh=sharding.mesh,
+                    _varying_parameters(stack, axes), mesh=sharding.mesh,
                     in_specs=(sharding.spec, P(), P()), out_specs=sharding.spec,
                 )(x, *layers[:2])
             else:

@@ -6,19 +6,19 @@ hand-written backward pass. On CUDA GPUs the layers marked `fused` run as cuDNN 
 - forward: convolution, bias and LeakyReLU in one kernel (XLA otherwise writes the convolution's
   result and reads it back for the bias and activation: 2 of every activation's 5 memory passes);
 - backward: the input gradient into a fused layer's output with that layer's LeakyReLU mask applied
-  in the same kernel (the mask comes from the layer's output: y >= 0 exactly where its
-  pre-activation is >= 0, the slope being positive), so the unmasked gradient is never written and
-  read back.
-Weight and bias gradients are XLA's. Elsewhere the same functions run as plain XLA operations (CPU
-tests check the hand-written backward against autodiff).
+  in the same kernel (the mask comes from the layer's output: y >= 0 where its pre-activation is,
+  the slope being positive), so the unmasked gradient is never written and read back.
+Weight and bias gradients are XLA's (bias gradients summed in float32 also for bfloat16 inputs,
+where autodiff sums them in bfloat16). Elsewhere the same functions run as plain XLA operations
+(CPU tests check the hand-written backward against autodiff).
 
 Compiled for an H100 with jax 0.10.2 (tools/gpu_traffic.py, no GPU): the seed's step needs
 XLA_FLAGS=--xla_disable_hlo_passes=computation-deduplicator (the deduplicator merges the discriminator
 and generator updates' identical fusions and the HLO verifier then rejects them), and cuDNN fusions
-of the 10×10 and 5×5 layers fail XLA's layout assignment, so the discriminator fuses its two largest
-layers only. On a data-parallel mesh XLA does not partition the fusions (it gathers the batch around
-them), so the discriminator runs the stack per device under shard_map. Modelled memory-bound
-traffic of the bf16 step 6.08 -> 3.73 GB; not yet timed on a GPU.
+of 10×10 layers failed XLA's layout assignment, so the discriminator fuses layers with outputs of
+20×20 and more. On a data-parallel mesh XLA does not partition the fusions (it gathers the batch
+around them), so the discriminator runs the stack per device under shard_map. Modelled
+memory-bound traffic of the bf16 step 6.08 -> 3.62 GB; not yet timed on a GPU.
 """
 
 from __future__ import annotations
@@ -37,10 +37,18 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 NEEDED_XLA_FLAG = "--xla_disable_hlo_passes=computation-deduplicator"
 
 
+def has_needed_xla_flag(xla_flags: str) -> bool:
+    """Whether `xla_flags` (XLA_FLAGS' syntax) disables the pass `NEEDED_XLA_FLAG` names."""
+    name, _, needed = NEEDED_XLA_FLAG.partition("=")
+    return any(
+        needed in flag.partition("=")[2].split(",") for flag in xla_flags.split() if flag.partition("=")[0] == name
+    )
+
+
 def check_xla_flags(option: str) -> None:
     """Refuse, naming `option`, to build fused layers for a GPU without `NEEDED_XLA_FLAG` in XLA_FLAGS
     (see the module docstring): XLA would fail compiling with an internal verifier error."""
-    if jax.default_backend() == "gpu" and NEEDED_XLA_FLAG not in os.environ.get("XLA_FLAGS", ""):
+    if jax.default_backend() == "gpu" and not has_needed_xla_flag(os.environ.get("XLA_FLAGS", "")):
         raise InputError(
             f"{option} needs XLA_FLAGS={NEEDED_XLA_FLAG} set before Python starts (XLA's computation "
             "deduplicator breaks its cuDNN fusions: checked with jax 0.10.2)"
@@ -110,7 +118,6 @@ def _kernel_gradient(g: jax.Array, x: jax.Array, kernel: jax.Array, stride: int,
     return vjp(g)[0]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
 def leaky_conv_stack(
     x: jax.Array,
     kernels: tuple[jax.Array, ...],
@@ -122,7 +129,18 @@ def leaky_conv_stack(
 ) -> jax.Array:
     """`y = leaky_relu(conv(y, kernel) + bias, slope)` for each layer in turn (NHWC/HWIO; `paddings` as
     `lax.conv_general_dilated` takes them, hashable), returning the last layer's output. `fused[i]`:
-    layer i's forward and the input gradient into its output run as cuDNN graphs on CUDA."""
+    layer i's forward and the input gradient into its output run as cuDNN graphs on CUDA. The
+    per-layer arguments are tuples of one length (the backward's gradients take their structure)."""
+    per_layer = {"kernels": kernels, "biases": biases, "strides": strides, "paddings": paddings, "fused": fused}
+    lengths = {name: len(value) if isinstance(value, tuple) else None for name, value in per_layer.items()}
+    if None in lengths.values() or len(set(lengths.values())) != 1 or not kernels:
+        kinds = {name: type(value).__name__ for name, value in per_layer.items()}
+        raise ValueError(f"leaky_conv_stack needs non-empty tuples of one length per layer; got lengths {lengths}, types {kinds}")
+    return _stack(x, kernels, biases, strides, paddings, slope, fused)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
+def _stack(x, kernels, biases, strides, paddings, slope, fused):
     return _stack_forward(x, kernels, biases, strides, paddings, slope, fused)[-1]
 
 
@@ -156,4 +174,4 @@ def _stack_bwd(strides, paddings, slope, fused, residuals, g):
     return x_grad, tuple(kernel_grads), tuple(bias_grads)
 
 
-leaky_conv_stack.defvjp(_stack_fwd, _stack_bwd)
+_stack.defvjp(_stack_fwd, _stack_bwd)

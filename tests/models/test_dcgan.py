@@ -151,7 +151,7 @@ def test_bad_shapes_are_named():
         jax.jit(Discriminator(width=8, image_size=10).init)(jax.random.key(0), jnp.zeros((1, 20, 20, 3)))
 
 
-def test_fused_discriminator_lowers_its_two_largest_layers_to_cudnn_fusions_on_cuda():
+def test_fused_discriminator_lowers_layers_of_at_least_20x20_to_cudnn_fusions_on_cuda():
     images = jnp.zeros((2, 40, 40, 3))
     discriminator = Discriminator(width=8, image_size=40, fused=True)
     variables = jax.jit(discriminator.init)(jax.random.key(1), images)
@@ -162,5 +162,27 @@ def test_fused_discriminator_lowers_its_two_largest_layers_to_cudnn_fusions_on_c
             variables, images
         ).mlir_module()
 
-    assert lowered("cuda").count("stablehlo.custom_call @__cudnn$fusion") == 2  # 40×40 and 20×20 of 4 layers
+    assert lowered("cuda").count("stablehlo.custom_call @__cudnn$fusion") == 2  # 40×40 and 20×20, not 10×10 and 5×5
     assert "__cudnn$fusion" not in lowered("cpu")
+
+
+@pytest.mark.usefixtures("exact_products")
+@pytest.mark.parametrize("padding,mirror_same,fused", [
+    (padding, mirror_same, fused) for padding in ("same", "symmetric") for mirror_same in ("cuda", "never")
+    for fused in (False, True)
+])
+def test_cuda_branch_computes_the_plain_layers(padding, mirror_same, fused):
+    # What CUDA runs (column-unfolded input layer, mirroring, the fused stack; its cuDNN fusions
+    # themselves only exist there) evaluated here, against the CPU branch: values and all gradients.
+    discriminator = Discriminator(width=8, image_size=20, padding=padding, mirror_same=mirror_same, fused=fused)
+    images = jax.random.uniform(jax.random.key(0), (3, 20, 20, 3), minval=-1, maxval=1)
+    params = jax.jit(discriminator.init)(jax.random.key(1), images)["params"]
+    kernels = [params[f"Conv_{i}"]["kernel"] for i in range(3)]
+    biases = [params[f"Conv_{i}"]["bias"] for i in range(3)]
+
+    def loss(images, kernels, biases, on_cuda):
+        return jnp.sum(jnp.sin(discriminator._convolutions(images, kernels, biases, on_cuda=on_cuda)))
+
+    grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)), static_argnums=3)
+    for got, want in zip(jax.tree.leaves(grad(images, kernels, biases, True)), jax.tree.leaves(grad(images, kernels, biases, False))):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -82,7 +82,21 @@ def test_fused_layers_on_a_gpu_need_the_xla_flag(monkeypatch):
         check_xla_flags("config.model.fused_discriminator=True")
     monkeypatch.setenv("XLA_FLAGS", f"--xla_gpu_autotune_level=4 {NEEDED_XLA_FLAG}")
     check_xla_flags("config.model.fused_discriminator=True")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_disable_hlo_passes=while-loop-simplifier,computation-deduplicator")
+    check_xla_flags("config.model.fused_discriminator=True")  # one of several disabled passes
+    monkeypatch.setenv("XLA_FLAGS", "--xla_disable_hlo_passes=computation-deduplicator-x")
+    with pytest.raises(InputError):
+        check_xla_flags("config.model.fused_discriminator=True")
     monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
     monkeypatch.delenv("XLA_FLAGS")
     check_xla_flags("config.model.fused_discriminator=True")  # CPUs run the plain operations
 
+
+
+def test_stack_arguments_are_checked():
+    kernels, biases = _layers(jax.random.key(0), (3, 8, 8))
+    x = jnp.ones((1, 8, 8, 3))
+    with pytest.raises(ValueError, match="tuples of one length per layer.*'strides': 1"):
+        leaky_conv_stack(x, kernels, biases, (1,), ("SAME", "SAME"), SLOPE, (False, False))
+    with pytest.raises(ValueError, match="'kernels': 'list'"):
+        leaky_conv_stack(x, list(kernels), biases, (1, 2), ("SAME", "SAME"), SLOPE, (False, False))
