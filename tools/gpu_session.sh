@@ -8,7 +8,8 @@
 # base (DCGAN rows of an older commit's library, unpacked beforehand into the ignored folder .base, e.g.
 # `git archive 2b05c2c gan_arith | tar -x -C .base`, carried: the same-machine baseline when the card differs),
 # e2e (the seed run through the real loop, shortened: 62,500 synthetic faces = 50,000 in the train partition, as the
-# seed's run; E2E_DPAD=symmetric for the other padding, E2E_DTYPE=float32 for float32).
+# seed's run; E2E_DPAD=symmetric for the other padding, E2E_DTYPE=float32 for float32, E2E_FUSED=1 for the fused
+# discriminator).
 # 2026-11-26 (docs/benchmarks.md): `env check dcgan base; VARIANTS=wunfold16 variants; E2E_EPOCHS=20 e2e`
 # took 516 s on an H100 (the variants part and its tool, tools/rgb_conv_variants.py, are in git history at
 # c0270ac; wunfold16 became the library's column-unfolded RGB layer), then `env dcgan check` 153 s.
@@ -49,10 +50,12 @@ for part in "$@"; do
     base) (cd .base && PYTHONPATH="$PWD:/tmp/site" timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --fuse 1 \
              --skip input,tfdata,conv-transpose --json "$OUT/bench_base.json" 2>&1 | tail -25) ;;
     e2e) rm -rf /tmp/e2e; start=$(date +%s)
-         timeout $(( 120 + ${E2E_EPOCHS:-4} * 20 )) python3 -m experiments.dcgan_celeba --workdir=/tmp/e2e/run \
+         fused=False fused_flags=""
+         [ -n "${E2E_FUSED:-}" ] && fused=True fused_flags="--xla_disable_hlo_passes=computation-deduplicator"
+         XLA_FLAGS="${XLA_FLAGS:-} $fused_flags" timeout $(( 120 + ${E2E_EPOCHS:-4} * 20 )) python3 -m experiments.dcgan_celeba --workdir=/tmp/e2e/run \
            --config.data.synthetic_dir=/tmp/e2e/synthetic --config.data.synthetic_faces=62500 \
            --config.classifier_dir=/tmp/e2e/classifier --config.model.dtype=${E2E_DTYPE:-bfloat16} \
-           --config.model.discriminator_padding=${E2E_DPAD:-same} \
+           --config.model.discriminator_padding=${E2E_DPAD:-same} --config.model.fused_discriminator=$fused \
            --config.num_epochs=${E2E_EPOCHS:-4} --config.eval_every_epochs=${E2E_EVAL_EVERY:-2} 2>&1 | tee "$OUT/e2e.log" | tail -40
          echo "e2e wall $(( $(date +%s) - start )) s" | tee -a "$OUT/e2e.log"
          cp /tmp/e2e/run/metrics.jsonl "$OUT/e2e_metrics.jsonl" 2>/dev/null ;;
