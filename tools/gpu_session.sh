@@ -58,7 +58,8 @@ for part in "$@"; do
            --config.model.discriminator_padding=${E2E_DPAD:-same} --config.model.fused_discriminator=$fused \
            --config.num_epochs=${E2E_EPOCHS:-4} --config.eval_every_epochs=${E2E_EVAL_EVERY:-2} 2>&1 | tee "$OUT/e2e.log" | tail -40
          echo "e2e wall $(( $(date +%s) - start )) s" | tee -a "$OUT/e2e.log"
-         cp /tmp/e2e/run/metrics.jsonl "$OUT/e2e_metrics.jsonl" 2>/dev/null ;;
+         cp /tmp/e2e/run/metrics.jsonl "$OUT/e2e_metrics.jsonl" 2>/dev/null
+         for png in /tmp/e2e/run/figures/samples_epoch*.png; do [ -f "$png" ] && cp "$png" "$OUT/e2e_$(basename "$png")"; done ;;
     *) echo "unknown part $part"; exit 2 ;;
   esac
 done
