@@ -151,7 +151,9 @@ class Discriminator(nn.Module):
         ('SAME' at stride 1, the padding above at stride 2); `gan_arith.flops` counts them from this."""
         return [(3, self.width, 1)] + [(self.width, self.width, 2)] * num_doublings(self.image_size, BASE_SIZE)
 
-    def _convolutions(self, images: jax.Array, kernels: list[jax.Array], biases: list[jax.Array], *, on_cuda: bool) -> jax.Array:
+    def _convolutions(
+        self, images: jax.Array, kernels: list[jax.Array], biases: list[jax.Array], *, on_cuda: bool
+    ) -> jax.Array:
         """The LeakyReLU convolution layers as lowered for CUDA (`on_cuda`) or for other platforms."""
         mirrored = self.padding == "same" and (
             self.mirror_same == "always" or (self.mirror_same == "cuda" and on_cuda)
@@ -161,20 +163,17 @@ class Discriminator(nn.Module):
         # Stride 1, 'SAME' is symmetric: mirrored, only the kernel changes.
         x, first_kernel, first_padding = unfold_columns(images, kernels[0], "SAME") if on_cuda else (images, kernels[0], "SAME")
         strided_padding = SYMMETRIC_PADDING if mirrored or self.padding == "symmetric" else "SAME"
+        kernels, biases = (first_kernel, *kernels[1:]), tuple(biases)
         strides = tuple(stride for _, _, stride in self.convolution_layers())
-        layers = (
-            (first_kernel, *kernels[1:]), tuple(biases), strides, (first_padding,) + (strided_padding,) * (len(kernels) - 1),
-        )
+        paddings = (first_padding,) + (strided_padding,) * (len(strides) - 1)
         if self.fused:
             # Layers with outputs of at least 20×20: compiled for an H100, XLA 0.10 failed to lay out
             # cuDNN fusions at 10×10 (models/fused.py).
-            size, fused_layers = self.image_size, ()
-            for _, _, stride in self.convolution_layers():
-                size //= stride
-                fused_layers += (size >= MIN_FUSED_SIZE,)
+            output_sizes = [self.image_size // math.prod(strides[: index + 1]) for index in range(len(strides))]
+            fused_layers = tuple(size >= MIN_FUSED_SIZE for size in output_sizes)
 
             def stack(x: jax.Array, kernels: tuple[jax.Array, ...], biases: tuple[jax.Array, ...]) -> jax.Array:
-                return leaky_conv_stack(x, kernels, biases, *layers[2:], LEAKY_SLOPE, fused_layers)
+                return leaky_conv_stack(x, kernels, biases, strides, paddings, LEAKY_SLOPE, fused_layers)
 
             sharding = self.batch_sharding
             axes = () if sharding is None else _batch_axes(sharding)
@@ -183,11 +182,11 @@ class Discriminator(nn.Module):
                 x = jax.shard_map(
                     _varying_parameters(stack, axes), mesh=sharding.mesh,
                     in_specs=(sharding.spec, P(), P()), out_specs=sharding.spec,
-                )(x, *layers[:2])
+                )(x, kernels, biases)
             else:
-                x = stack(x, *layers[:2])
+                x = stack(x, kernels, biases)
         else:
-            for kernel, bias, stride, padding in zip(*layers, strict=True):
+            for kernel, bias, stride, padding in zip(kernels, biases, strides, paddings, strict=True):
                 x = _leaky(conv(x, kernel, stride, padding) + bias)
         return _mirror_image(x) if mirrored else x
 

@@ -157,7 +157,8 @@ def unfold_columns(lhs: jax.Array, rhs: jax.Array, padding: Any) -> tuple[jax.Ar
     over a tensor kw times the image instead of the kh·kw times of a full im2col. On the seed's
     DCGAN step (one H100, docs/benchmarks.md) the full im2col with one GEMM (and the generator's
     RGB layer as GEMMs) had taken it from 90.3 to 102.3 steps/s (bf16) over cuDNN's 3-channel
-    convolutions, later changes to 110.5, and this from 110.5 to 122.6 (bf16), 57.2 to 59.1 (f32). On CPUs XLA's own convolution is faster (the column form ~8% slower on the CPU step).
+    convolutions, later changes to 110.5, and this from 110.5 to 122.6 (bf16), 57.2 to 59.1 (f32).
+    On CPUs XLA's own convolution is faster (the column form ~8% slower on the CPU step).
     """
     kh, kw, c_in, c_out = rhs.shape
     if isinstance(padding, str):

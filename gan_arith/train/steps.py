@@ -313,7 +313,7 @@ def model_dtype(name: str) -> Any:
 
 MODEL_CHOICES = {
     "kind": ("dcgan", "vae", "ae"), "dtype": tuple(COMPUTE_DTYPES), "conv_transpose": ("phase", "dilated"),
-    "discriminator_padding": ("same", "symmetric"), "fused_discriminator": (False, True),
+    "discriminator_padding": ("same", "symmetric"),
 }
 
 
