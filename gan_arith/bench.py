@@ -133,15 +133,15 @@ def peak_tflops(device_kind: str, dtype: str) -> tuple[str, float] | None:
 
 def step_config(
     model: str, dtype: str, size: Size, conv_transpose: str = "phase", discriminator_padding: str = "same",
-    fused_discriminator: bool = False,
+    conv_fusion: str = "auto",
 ) -> ml_collections.ConfigDict:
     """The library's defaults (the seed's optimizer: Adam 2e-4, β1 0.5) with the model at ``size``."""
     config = base_config(model)
     config.model.update(
         latent_dim=LATENT_DIM[model], width=size.width, image_size=size.image_size, dtype=dtype,
         conv_transpose=conv_transpose, discriminator_padding=discriminator_padding,
-        fused_discriminator=fused_discriminator,
     )
+    config.conv_fusion = conv_fusion
     return config
 
 
@@ -206,7 +206,7 @@ def initial_state(steps: Steps, image_size: int) -> TrainState:
     return jax.device_get(compiled(jax.random.key(0)))
 
 
-def per_step_function(steps: Steps, mesh: jax.sharding.Mesh) -> Callable:
+def per_step_function(steps: Steps, mesh: jax.sharding.Mesh, compiler_options: dict[str, Any] | None = None) -> Callable:
     """One step per call, the state donated; keys as ``fuse_steps`` draws them, so both paths train alike."""
 
     def step(state: TrainState, batch: dict, rng: jax.Array):
@@ -218,6 +218,7 @@ def per_step_function(steps: Steps, mesh: jax.sharding.Mesh) -> Callable:
         in_shardings=(replicated, parallel.batch_sharding(mesh), replicated),
         out_shardings=(replicated, replicated),
         donate_argnums=0,
+        compiler_options=compiler_options,
     )
 
 
@@ -237,11 +238,12 @@ PROFILED_CALLS = 10
 
 def measure_mode(
     steps: Steps, initial: TrainState, mesh: jax.sharding.Mesh, data: DeviceFaces, steps_per_call: int, size: Size,
-    profile_dir: Path | None = None,
+    profile_dir: Path | None = None, compiler_options: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], jax.stages.Compiled]:
     """Compile and time one way of running the step from the host state ``initial``: one step per
     call, or k fused in a lax.scan; with ``profile_dir``, then trace ``PROFILED_CALLS`` more calls."""
-    jitted = per_step_function(steps, mesh) if steps_per_call == 1 else parallel.compile_train_steps(steps.train_step, mesh)
+    jitted = (per_step_function(steps, mesh, compiler_options) if steps_per_call == 1
+              else parallel.compile_train_steps(steps.train_step, mesh, compiler_options))
     feed = _Feed(data, steps_per_call)
     state = parallel.put_replicated(initial, mesh)  # a fresh copy: the step donates it
     rng = parallel.put_replicated(jax.random.key(1), mesh)
@@ -280,13 +282,14 @@ def bench_step(
     parallel.check_batch_size(size.batch_size, data_batch, mesh)
     data = DeviceFaces(images, batch_size=data_batch, seed=0, mesh=mesh)
     modes: dict[str, Any] = {}
+    options = parallel.step_compiler_options(config)
     _log(f"{model} {dtype}: one step per call")
     modes["per_step"], compiled = measure_mode(
-        steps, initial, mesh, data, 1, size, None if profile_dir is None else profile_dir / f"{model}_{dtype}"
+        steps, initial, mesh, data, 1, size, None if profile_dir is None else profile_dir / f"{model}_{dtype}", options
     )
     if fuse and fuse > 1:
         _log(f"{model} {dtype}: {fuse} steps fused per call")
-        modes["fused"], _ = measure_mode(steps, initial, mesh, data, fuse, size)
+        modes["fused"], _ = measure_mode(steps, initial, mesh, data, fuse, size, compiler_options=options)
     counted = train_step_flops(steps, size.batch_size, size.image_size)
     best = max(modes.values(), key=lambda mode: mode["steps_per_s"])
     achieved = counted.total * best["steps_per_s"]
@@ -302,7 +305,7 @@ def bench_step(
         "latent_dim": LATENT_DIM[model],
         "conv_transpose": config.model.conv_transpose,
         "discriminator_padding": config.model.discriminator_padding,
-        "fused_discriminator": config.model.fused_discriminator,
+        "conv_fusion": "on" if options else "off",
         "modes": modes,
         "best_mode": max(modes, key=lambda name: modes[name]["steps_per_s"]),
         "steps_per_s": best["steps_per_s"],
@@ -423,7 +426,7 @@ def run(
     fused_rows: Sequence[str] | None = None,
     conv_transpose: str = "phase",
     discriminator_padding: str = "same",
-    fused_discriminator: bool = False,
+    conv_fusion: str = "auto",
     skip: Sequence[str] = (),
     argv: Sequence[str] = (),
     profile_dir: Path | None = None,
@@ -443,7 +446,7 @@ def run(
 
         rows, initial = [], {}
         for model, dtype in ((m, d) for m in models for d in dtypes):
-            config = step_config(model, dtype, size, conv_transpose, discriminator_padding, fused_discriminator)
+            config = step_config(model, dtype, size, conv_transpose, discriminator_padding, conv_fusion)
             steps = build_steps(config, parallel.batch_sharding(mesh))
             if model not in initial:
                 # Parameters and optimizer state are float32 whatever the compute dtype: one init per model.
@@ -508,7 +511,15 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 # The model options each row records beyond the seed's architecture, printed above the table.
-IMPLEMENTATION_FIELDS = ("conv_transpose", "discriminator_padding", "fused_discriminator")
+IMPLEMENTATION_FIELDS = ("conv_transpose", "discriminator_padding", "conv_fusion")
+
+
+def _implementation(rows: list[dict[str, Any]], name: str) -> str:
+    """`name=value`, or the value of each row where the rows differ (conv_fusion 'auto' may)."""
+    values = {row.get(name) for row in rows}  # (rows of older JSON files may lack a field)
+    if len(values) == 1:
+        return f"{name}={values.pop()}"
+    return f"{name}=" + "/".join(f"{row.get(name)} ({row['model']} {row['dtype']})" for row in rows)
 
 
 def format_report(results: dict[str, Any]) -> str:
@@ -521,9 +532,8 @@ def format_report(results: dict[str, Any]) -> str:
         + " ".join(f"{x:.2f}" for x in env["load_average_start"]),
     ]
     if results["steps"]:
-        first = results["steps"][0]
         lines.append(
-            "implementation: " + ", ".join(f"{name}={first[name]}" for name in IMPLEMENTATION_FIELDS)
+            "implementation: " + ", ".join(_implementation(results["steps"], name) for name in IMPLEMENTATION_FIELDS)
             + (f"; XLA_FLAGS={env['xla_flags']}" if env.get("xla_flags") else "")
         )
     lines += [
@@ -547,7 +557,7 @@ def format_report(results: dict[str, Any]) -> str:
         "steps/s and images/s: the faster of one step per call (1/call) and k steps fused in one lax.scan (k/call);",
         "images/s = data images consumed (the GAN reads batch/2 real faces per step); GFLOP/step counted from layer",
         "shapes (gan_arith.flops), XLA GFLOP from the one-step computation's cost_analysis (on GPU it leaves out",
-        "convolutions run as cuDNN custom calls); compile s: 1/call[/k/call].",
+        "convolutions run as cuDNN custom calls, not those in conv_fusion's cuDNN graphs); compile s: 1/call[/k/call].",
     ]
     if "input" in results:
         fastest = results["input"]["fastest_step"]
@@ -599,8 +609,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="transposed convolution of the timed steps (phase: the fast default; dilated: plain lax)")
     parser.add_argument("--discriminator-padding", choices=("same", "symmetric"), default="same",
                         help="the DCGAN discriminator's stride-2 padding (same: Keras, the seed; symmetric: PyTorch's)")
-    parser.add_argument("--fused-discriminator", action="store_true",
-                        help="the DCGAN discriminator's layers as one cuDNN graph each on CUDA (model.fused_discriminator)")
+    parser.add_argument("--conv-fusion", choices=parallel.CONV_FUSION_CHOICES, default="auto",
+                        help="XLA fusing convolutions with the elementwise operations after them into cuDNN graphs (config.conv_fusion; "
+                             "auto: on for the DCGAN and VAE in bfloat16 on CUDA with jax >= 0.11)")
     parser.add_argument("--skip", type=_csv(SECTIONS, "--skip"), default=[], help=f"sections to skip: {','.join(SECTIONS)}")
     parser.add_argument("--profile", type=Path, help="also trace a few one-step calls per row (jax.profiler) into this folder")
     for name in ("batch_size", "image_size", "width", "num_faces", "windows"):
@@ -637,7 +648,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
               "gradients inside loops 5-9x slower (jax-ml/jax#12868); --fused-rows all times every row", flush=True)
     results = run(size, models=args.models, dtypes=args.dtypes, fuse=fuse, fused_rows=fused_rows,
                   conv_transpose=args.conv_transpose, discriminator_padding=args.discriminator_padding,
-                  fused_discriminator=args.fused_discriminator,
+                  conv_fusion=args.conv_fusion,
                   skip=args.skip, argv=argv, profile_dir=args.profile)
     print(format_report(results), flush=True)
     if args.json:

@@ -34,9 +34,6 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
             # DCGAN discriminator's stride-2 layers: 'same' (Keras, the seed) or 'symmetric' (PyTorch's
             # padding=2, a different function); on CUDA both run symmetric padding (models/dcgan.py)
             "discriminator_padding": "same",
-            # DCGAN discriminator on CUDA: each layer's convolution, bias and LeakyReLU as one cuDNN graph
-            # (models/fused.py); the same function; experimental: not yet timed on a GPU
-            "fused_discriminator": False,
             "beta": 1.0,  # VAE: weight of the KL term
         }
     )
@@ -59,6 +56,9 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
     config.batch_size = 128
     config.num_epochs = 100
     config.eval_every_epochs = 10
+    # XLA fusing convolutions with the elementwise operations after them into cuDNN graphs (train/parallel.py): 'on',
+    # 'off', or 'auto' (on where measured faster: the DCGAN and VAE in bfloat16 on CUDA GPUs, jax >= 0.11)
+    config.conv_fusion = "auto"
     config.steps_per_dispatch = 0  # train steps fused in one jitted lax.scan (logged as their mean); 0: 1 on CPU, 10 elsewhere
     config.num_samples = 64  # fixed latent batch for the sample grid
     config.keep_checkpoints = 3
@@ -78,19 +78,26 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
 # Fields added to `base_config` after runs were saved, with the value those runs were trained with:
 # a saved config lacking one means that value (`with_added_fields`), so old runs load and resume.
 ADDED_FIELDS: dict[tuple[str, ...], Any] = {
-    ("model", "discriminator_padding"): "same", ("model", "fused_discriminator"): False,
+    ("model", "discriminator_padding"): "same",
+    ("conv_fusion",): "auto",  # how the steps compile, not what they compute
 }
+# Fields no longer read, dropped from saved configs so those runs still resume: the experimental
+# `model.fused_discriminator` (2026-11-26) computed the plain discriminator's function.
+REMOVED_FIELDS: tuple[tuple[str, ...], ...] = (("model", "fused_discriminator"),)
 
 
 def with_added_fields(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """`config` (a saved run's) with every `ADDED_FIELDS` entry it lacks set to the value it implied."""
+    """`config` (a saved run's) with every `ADDED_FIELDS` entry it lacks set to the value it implied
+    and its `REMOVED_FIELDS` dropped."""
     with config.unlocked():
         for (*parents, name), value in ADDED_FIELDS.items():
-            node = config
-            for key in parents:
-                node = node[key]
+            node = field(config, ".".join(parents)) if parents else config
             if name not in node:
                 node[name] = value
+        for *parents, name in REMOVED_FIELDS:
+            node = field(config, ".".join(parents)) if parents else config
+            if name in node:
+                del node[name]
     return config
 
 

@@ -99,7 +99,7 @@ def model_layers(module: nn.Module, *args: Any, **kwargs: Any) -> list[Layer]:
             kind, macs = _layer_macs(context.module, x_shape, y_shape)
             layers.append(Layer("/".join(context.module.path), kind, x_shape, y_shape, macs))
         if context.method_name == "__call__" and isinstance(context.module, Discriminator):
-            # Its convolutions run outside flax layers (models/fused.py); they come before its Dense.
+            # Its convolutions run outside flax layers (Discriminator._convolutions); they come before its Dense.
             layers[first:first] = _discriminator_convolutions(context.module, tuple(call_args[0].shape))
         return out
 

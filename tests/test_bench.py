@@ -49,13 +49,13 @@ def test_bench_smoke_writes_complete_json(tmp_path, capsys):
     assert len(env["load_average_start"]) == 3 and env["total_s"] > 0
     assert env["source_digest"] == bench.source_digest() and len(env["source_digest"]) == 12
     assert "unknown" in printed  # no peak is known for a CPU
-    assert "implementation: conv_transpose=phase, discriminator_padding=same, fused_discriminator=False" in printed
+    assert "implementation: conv_transpose=phase, discriminator_padding=same, conv_fusion=off" in printed  # auto, on CPU
 
     rows = {row["model"]: row for row in results["steps"]}
     assert sorted(rows) == ["dcgan", "vae"]
     for model, row in rows.items():
         assert row["dtype"] == "bfloat16" and row["conv_transpose"] == "phase" and row["discriminator_padding"] == "same"
-        assert row["fused_discriminator"] is False
+        assert row["conv_fusion"] == "off"
         per_step = row["modes"]["per_step"]
         assert per_step["steps_per_call"] == 1 and per_step["compile_s"] > 0
         assert len(per_step["window_steps_per_s"]) == 2 and min(per_step["window_steps_per_s"]) > 0
@@ -95,6 +95,13 @@ def test_bench_rejects_bad_arguments():
         bench.main(TINY + ["--fuse", "0"])
     with pytest.raises(SystemExit):  # argparse names the bad model
         bench.main(TINY + ["--models", "gan"])
+
+
+def test_implementation_line_names_each_rows_value_where_they_differ():
+    rows = [{"model": "dcgan", "dtype": dtype, "conv_fusion": fusion, "conv_transpose": "phase"}
+            for dtype, fusion in (("float32", "off"), ("bfloat16", "on"))]
+    assert bench._implementation(rows, "conv_transpose") == "conv_transpose=phase"
+    assert bench._implementation(rows, "conv_fusion") == "conv_fusion=off (dcgan float32)/on (dcgan bfloat16)"
 
 
 def test_peak_table_matches_device_kinds():

@@ -10,9 +10,9 @@ import pytest
 
 from experiments import dcgan_celeba, evaluate
 from gan_arith.config import (
-    ADDED_FIELDS, apply_overrides, base_config, check_field_names, check_given_runs, check_train_config,
+    ADDED_FIELDS, REMOVED_FIELDS, apply_overrides, base_config, check_field_names, check_given_runs, check_train_config,
     command_line_fields,
-    default_compilation_cache, scale_for_host, selected_kinds, with_added_fields,
+    default_compilation_cache, field, scale_for_host, selected_kinds, with_added_fields,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,6 +64,13 @@ def test_saved_configs_from_before_a_field_existed_get_the_value_they_were_train
         for key in parents:
             node = node[key]
         assert name in node
+    with saved.unlocked():  # a run saved with the removed experimental field still resumes
+        del saved["conv_fusion"]
+        saved.model.fused_discriminator = True
+    restored = with_added_fields(saved)
+    assert "fused_discriminator" not in restored.model and restored.conv_fusion == "auto"
+    for *parents, name in REMOVED_FIELDS:  # and no removed field is one
+        assert name not in (field(base_config("dcgan"), ".".join(parents)) if parents else base_config("dcgan"))
 
 
 # Compiles one function with the cache in argv[1] and prints the cache's hits and the directory JAX used.

@@ -3,18 +3,17 @@
 # ml_collections/tensorboardX: carried as wheels in .whl/). Usage: tools/gpu_session.sh PART...
 # Parts: env, check (the layer and DCGAN model tests on the GPU: their CUDA branches: the column-unfolded RGB layer, mirroring, ConvFromPhases' phase domain),
 # bench (the full seed-size bench + profiles), dcgan (DCGAN rows only + profiles), dpad (DCGAN rows with the symmetric
-# discriminator padding), dilated (DCGAN rows with lax.conv_transpose), fused (DCGAN rows and the fused-stack tests
-# with model.fused_discriminator, under the XLA flag it needs),
+# discriminator padding), dilated (DCGAN rows with lax.conv_transpose), convfusion (DCGAN and VAE rows with XLA's cuDNN
+# convolution fusion on and off: what config.conv_fusion='auto' decides from),
 # base (DCGAN rows of an older commit's library, unpacked beforehand into the ignored folder .base, e.g.
 # `git archive 2b05c2c gan_arith | tar -x -C .base`, carried: the same-machine baseline when the card differs),
 # e2e (the seed run through the real loop, shortened: 62,500 synthetic faces = 50,000 in the train partition, as the
-# seed's run; E2E_DPAD=symmetric for the other padding, E2E_DTYPE=float32 for float32, E2E_FUSED=1 for the fused
-# discriminator).
+# seed's run; E2E_DPAD=symmetric for the other padding, E2E_DTYPE=float32 for float32, E2E_CONV_FUSION=on|off).
 # 2026-11-26 (docs/benchmarks.md): `env check dcgan base; VARIANTS=wunfold16 variants; E2E_EPOCHS=20 e2e`
 # took 516 s on an H100 (the variants part and its tool, tools/rgb_conv_variants.py, are in git history at
-# c0270ac; wunfold16 became the library's column-unfolded RGB layer), then `env dcgan check` 153 s.
-# Next session: `env check dcgan fused` (~5 min): the fused discriminator (predicted, not measured) against
-# the default on the same machine.
+# c0270ac; wunfold16 became the library's column-unfolded RGB layer), then `env dcgan check` 153 s. Later that
+# day with jax 0.11.2: the fused discriminator (cuDNN graphs built by hand, in git history at e64a9b3) failed to
+# compile, and XLA's own convolution fusion measured +5.0% bf16 / -4.1% f32 (config.conv_fusion).
 # Everything lands in $OUT (flat names: the device tool returns files two folders deep at most).
 set -u
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
@@ -43,19 +42,15 @@ for part in "$@"; do
              --skip input,tfdata,conv-transpose --json "$OUT/bench_dpad.json" 2>&1 | tail -25 ;;
     dilated) timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --conv-transpose dilated --fuse 1 \
              --skip input,tfdata,conv-transpose --json "$OUT/bench_dilated.json" 2>&1 | tail -25 ;;
-    fused) (export XLA_FLAGS="${XLA_FLAGS:-} --xla_disable_hlo_passes=computation-deduplicator"
-           JAX_PLATFORMS=cuda timeout 120 python3 -m pytest -q -p no:cacheprovider tests/models/test_fused.py 2>&1 | tail -4
-           timeout 300 python3 -m gan_arith.bench --size seed --models dcgan --fused-discriminator --skip input,tfdata,conv-transpose \
-             --profile /tmp/prof_fused --json "$OUT/bench_fused.json" 2>&1 | tail -25); flatten_profiles /tmp/prof_fused fused ;;
+    convfusion) for fusion in on off; do timeout 200 python3 -m gan_arith.bench --size seed --dtypes bfloat16,float32 \
+             --conv-fusion $fusion --skip input,tfdata,conv-transpose --json "$OUT/bench_convfusion_$fusion.json" 2>&1 | tail -22; done ;;
     base) (cd .base && PYTHONPATH="$PWD:/tmp/site" timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --fuse 1 \
              --skip input,tfdata,conv-transpose --json "$OUT/bench_base.json" 2>&1 | tail -25) ;;
     e2e) rm -rf /tmp/e2e; start=$(date +%s)
-         fused=False fused_flags=""
-         [ -n "${E2E_FUSED:-}" ] && fused=True fused_flags="--xla_disable_hlo_passes=computation-deduplicator"
-         XLA_FLAGS="${XLA_FLAGS:-} $fused_flags" timeout $(( 120 + ${E2E_EPOCHS:-4} * 20 )) python3 -m experiments.dcgan_celeba --workdir=/tmp/e2e/run \
+         timeout $(( 120 + ${E2E_EPOCHS:-4} * 20 )) python3 -m experiments.dcgan_celeba --workdir=/tmp/e2e/run \
            --config.data.synthetic_dir=/tmp/e2e/synthetic --config.data.synthetic_faces=62500 \
            --config.classifier_dir=/tmp/e2e/classifier --config.model.dtype=${E2E_DTYPE:-bfloat16} \
-           --config.model.discriminator_padding=${E2E_DPAD:-same} --config.model.fused_discriminator=$fused \
+           --config.model.discriminator_padding=${E2E_DPAD:-same} --config.conv_fusion=${E2E_CONV_FUSION:-auto} \
            --config.num_epochs=${E2E_EPOCHS:-4} --config.eval_every_epochs=${E2E_EVAL_EVERY:-2} 2>&1 | tee "$OUT/e2e.log" | tail -40
          echo "e2e wall $(( $(date +%s) - start )) s" | tee -a "$OUT/e2e.log"
          cp /tmp/e2e/run/metrics.jsonl "$OUT/e2e_metrics.jsonl" 2>/dev/null

@@ -1,9 +1,9 @@
 """Compile a train step for an H100 on a machine without one, and list its kernels and memory traffic.
 
     python tools/gpu_traffic.py [--models dcgan] [--dtypes bfloat16,float32] [--discriminator-padding same]
-                                [--fused-discriminator] [--top 15] [--json traffic.json]
+                                [--conv-fusion] [--top 15] [--json traffic.json]
 
-(`--fused-discriminator` needs XLA_FLAGS=--xla_disable_hlo_passes=computation-deduplicator, as on a GPU.)
+(`--conv-fusion`: compiled with XLA's cuDNN convolution fusion, config.conv_fusion='on'.)
 
 Needs the CUDA build of jaxlib next to the project's dependencies, in its own environment (the GPU
 is not needed, nor a driver; XLA compiles for the H100 described in H100_TARGET):
@@ -42,7 +42,6 @@ import numpy as np  # noqa: E402
 from jax.experimental import topologies  # noqa: E402
 
 from gan_arith import bench  # noqa: E402
-from gan_arith.models import fused  # noqa: E402
 from gan_arith.train import parallel  # noqa: E402
 from gan_arith.train.steps import build_steps  # noqa: E402
 
@@ -107,16 +106,15 @@ def memory_bound(kernel: dict) -> bool:
     return kernel["kind"].startswith("fusion:") or kernel["kind"] in ("copy", "transpose", "pad", "concatenate", "slice")
 
 
-def compile_step(model: str, dtype: str, discriminator_padding: str, fused_discriminator: bool = False) -> str:
+def compile_step(model: str, dtype: str, discriminator_padding: str, conv_fusion: bool = False) -> str:
     """The optimised HLO of the seed-size step (one step per call, state donated) for one H100."""
     topology = topologies.get_topology_desc(platform="cuda", target_config=H100_TARGET, topology="1x1x1")
     mesh = parallel.make_mesh(topology.devices)
     size = bench.SIZES["seed"]
-    config = bench.step_config(
-        model, dtype, size, discriminator_padding=discriminator_padding, fused_discriminator=fused_discriminator
-    )
+    config = bench.step_config(model, dtype, size, discriminator_padding=discriminator_padding)
     steps = build_steps(config, parallel.batch_sharding(mesh))
-    lowered = bench.per_step_function(steps, mesh).lower(*bench.abstract_step_inputs(steps, mesh, size))
+    options = {parallel.XLA_CONV_FUSION: True} if conv_fusion else None  # ('auto' would look at this host's devices)
+    lowered = bench.per_step_function(steps, mesh, options).lower(*bench.abstract_step_inputs(steps, mesh, size))
     return lowered.compile().as_text()
 
 
@@ -145,17 +143,15 @@ def main() -> None:
     parser.add_argument("--models", default="dcgan")
     parser.add_argument("--dtypes", default="bfloat16,float32")
     parser.add_argument("--discriminator-padding", choices=("same", "symmetric"), default="same")
-    parser.add_argument("--fused-discriminator", action="store_true")
+    parser.add_argument("--conv-fusion", action="store_true", help="compile with XLA's cuDNN convolution fusion")
     parser.add_argument("--top", type=int, default=15, help="list this many of the largest memory-bound kernels")
     parser.add_argument("--hlo-dir", type=Path, help="also write each optimised HLO here")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    if args.fused_discriminator and not fused.has_needed_xla_flag(os.environ.get("XLA_FLAGS", "")):
-        raise SystemExit(f"--fused-discriminator needs XLA_FLAGS={fused.NEEDED_XLA_FLAG} (gan_arith/models/fused.py)")
     rows = []
     for model in args.models.split(","):
         for dtype in args.dtypes.split(","):
-            hlo = compile_step(model, dtype, args.discriminator_padding, args.fused_discriminator)
+            hlo = compile_step(model, dtype, args.discriminator_padding, args.conv_fusion)
             if args.hlo_dir:
                 args.hlo_dir.mkdir(parents=True, exist_ok=True)
                 (args.hlo_dir / f"{model}_{dtype}.hlo").write_text(hlo)
@@ -163,7 +159,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"source_digest": bench.source_digest(), "jax": jax.__version__,
                                          "discriminator_padding": args.discriminator_padding,
-                                         "fused_discriminator": args.fused_discriminator, "rows": rows}, indent=1))
+                                         "conv_fusion": args.conv_fusion, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -6,16 +6,12 @@ discriminator 1,651,841. `width` and `image_size` scale the same design down for
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Literal
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
-from gan_arith.models.fused import conv, leaky_conv_stack
 from gan_arith.models.layers import (
     BIAS_INIT, KERNEL_INIT, ConvFromPhases, ConvTransposeImpl, ConvTranspose2x, num_doublings, unfold_columns,
 )
@@ -62,7 +58,10 @@ DiscriminatorPadding = Literal["same", "symmetric"]
 MirrorSame = Literal["cuda", "always", "never"]
 SYMMETRIC_PADDING = ((2, 2), (2, 2))  # of the stride-2 5×5 layers: PyTorch's padding=2
 DISCRIMINATOR_KERNEL = 5
-MIN_FUSED_SIZE = 20  # the smallest layer output `fused` runs as cuDNN graphs
+
+
+def _conv(x_bhwc: jax.Array, kernel_hwio: jax.Array, stride: int, padding: Any) -> jax.Array:
+    return jax.lax.conv_general_dilated(x_bhwc, kernel_hwio, (stride, stride), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
 def _mirror_image(x_bhwc: jax.Array) -> jax.Array:
@@ -75,26 +74,6 @@ def _mirror_kernel(kernel_hwio: jax.Array, *, on_cuda: bool) -> jax.Array:
     # runs, and XLA would lower it as a forward convolution over a dilated, padded copy.
     mirrored = kernel_hwio[::-1, ::-1]
     return jax.lax.optimization_barrier(mirrored) if on_cuda else mirrored
-
-
-def _batch_axes(sharding: Any) -> tuple[str, ...]:
-    """The mesh axes a `NamedSharding` of images splits their batch (leading) dimension over."""
-    if not isinstance(sharding, NamedSharding):
-        raise ValueError(f"Discriminator batch_sharding must be a NamedSharding, got {type(sharding).__name__}")
-    entry = sharding.spec[0] if len(sharding.spec) else None
-    return () if entry is None else (entry,) if isinstance(entry, str) else tuple(entry)
-
-
-def _varying_parameters(stack: Callable[..., jax.Array], axes: tuple[str, ...]) -> Callable[..., jax.Array]:
-    """`stack(x, kernels, biases)` inside shard_map, its replicated parameters cast to vary over the batch
-    axes first: the hand-written backward's per-device gradients then match their type, and the
-    cast's transpose sums them over the devices."""
-
-    def per_device(x: jax.Array, kernels: tuple[jax.Array, ...], biases: tuple[jax.Array, ...]) -> jax.Array:
-        kernels, biases = jax.lax.pcast((kernels, biases), axes, to="varying")
-        return stack(x, kernels, biases)
-
-    return per_device
 
 
 class _ConvParams(nn.Module):
@@ -128,11 +107,7 @@ class Discriminator(nn.Module):
     'always', 'never') overrides where; tests check the CUDA form on CPUs.
 
     On CUDA the RGB input layer runs column-unfolded (`unfold_columns`), where cuDNN is slow
-    with 3 input channels. `fused` runs the convolution layers as `leaky_conv_stack`: on CUDA the
-    layers with outputs of 20×20 and more compute convolution, bias and LeakyReLU as one cuDNN graph
-    each, and the input gradients into them with their LeakyReLU masks; the same function (tested on
-    CPUs, where it runs as plain operations; under shard_map on a multi-device `batch_sharding`).
-    Experimental: not yet timed on a GPU.
+    with 3 input channels.
     """
 
     width: int = 128
@@ -141,10 +116,6 @@ class Discriminator(nn.Module):
     dtype: Any = jnp.float32
     padding: DiscriminatorPadding = "same"
     mirror_same: MirrorSame = "cuda"
-    fused: bool = False
-    # With `fused`, the sharding of the batch over a data-parallel mesh (None: one device): XLA does
-    # not partition the cuDNN fusions, so the fused stack runs per device under shard_map.
-    batch_sharding: Any = None
 
     def convolution_layers(self) -> list[tuple[int, int, int]]:
         """(input channels, output channels, stride) of each 5×5 LeakyReLU convolution, input first
@@ -163,31 +134,9 @@ class Discriminator(nn.Module):
         # Stride 1, 'SAME' is symmetric: mirrored, only the kernel changes.
         x, first_kernel, first_padding = unfold_columns(images, kernels[0], "SAME") if on_cuda else (images, kernels[0], "SAME")
         strided_padding = SYMMETRIC_PADDING if mirrored or self.padding == "symmetric" else "SAME"
-        kernels, biases = (first_kernel, *kernels[1:]), tuple(biases)
-        strides = tuple(stride for _, _, stride in self.convolution_layers())
-        paddings = (first_padding,) + (strided_padding,) * (len(strides) - 1)
-        if self.fused:
-            # Layers with outputs of at least 20×20: compiled for an H100, XLA 0.10 failed to lay out
-            # cuDNN fusions at 10×10 (models/fused.py).
-            output_sizes = [self.image_size // math.prod(strides[: index + 1]) for index in range(len(strides))]
-            fused_layers = tuple(size >= MIN_FUSED_SIZE for size in output_sizes)
-
-            def stack(x: jax.Array, kernels: tuple[jax.Array, ...], biases: tuple[jax.Array, ...]) -> jax.Array:
-                return leaky_conv_stack(x, kernels, biases, strides, paddings, LEAKY_SLOPE, fused_layers)
-
-            sharding = self.batch_sharding
-            axes = () if sharding is None else _batch_axes(sharding)
-            shards = math.prod(sharding.mesh.shape[axis] for axis in axes) if axes else 1
-            if shards > 1 and x.shape[0] % shards == 0:  # (not: `init`'s one-image batch, left to XLA)
-                x = jax.shard_map(
-                    _varying_parameters(stack, axes), mesh=sharding.mesh,
-                    in_specs=(sharding.spec, P(), P()), out_specs=sharding.spec,
-                )(x, kernels, biases)
-            else:
-                x = stack(x, kernels, biases)
-        else:
-            for kernel, bias, stride, padding in zip(kernels, biases, strides, paddings, strict=True):
-                x = _leaky(conv(x, kernel, stride, padding) + bias)
+        x = _leaky(_conv(x, first_kernel, 1, first_padding) + biases[0])
+        for kernel, bias in zip(kernels[1:], biases[1:], strict=True):
+            x = _leaky(_conv(x, kernel, 2, strided_padding) + bias)
         return _mirror_image(x) if mirrored else x
 
     @nn.compact

@@ -41,7 +41,7 @@ from gan_arith.train.steps import Steps, TrainState, build_steps, check_model_co
 
 # Fields a resumed run may change; anything else would make the checkpoint mean something else.
 RESUMABLE_CHANGES = (
-    "num_epochs", "eval_every_epochs", "keep_checkpoints", "tensorboard", "steps_per_dispatch",
+    "num_epochs", "eval_every_epochs", "keep_checkpoints", "tensorboard", "steps_per_dispatch", "conv_fusion",
     "num_fd_samples", "classifier_dir", "classifier_steps",
     # Recipes, already applied: what they change is compared in the effective fields themselves.
     "cpu", "scale_for_cpu",
@@ -328,6 +328,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
     check_train_config(config)
     check_model_config(config)
     mesh = parallel.make_mesh()
+    compiler_options = parallel.step_compiler_options(config)
     steps = build_steps(config, parallel.batch_sharding(mesh))
     batch_size = steps.data_batch_size(config.batch_size)
     parallel.check_batch_size(config.batch_size, batch_size, mesh)
@@ -371,8 +372,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
         return json.loads(summary_file.read_text())
     if state is None:
         state = parallel.put_replicated(steps.init(jax.random.key(config.seed), config.model.image_size), mesh)
-    train_steps = parallel.compile_train_steps(steps.train_step, mesh)
-    eval_step = parallel.compile_eval_step(steps.eval_step, mesh)
+    train_steps = parallel.compile_train_steps(steps.train_step, mesh, compiler_options)
+    eval_step = parallel.compile_eval_step(steps.eval_step, mesh, compiler_options)
     step_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
     eval_rng = jax.random.fold_in(jax.random.key(config.seed), 2)
     latent_dim = config.model.latent_dim
@@ -391,7 +392,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
         f"{config.model.kind}: {len(indices)} faces from {source}, {pipeline} pipeline, {mesh.size} device(s) "
         f"({jax.default_backend()}), {steps_per_epoch} steps/epoch of {per_step}, {config.num_epochs} epochs"
         + (f"; resuming at step {start_step}" if resumed else "")
-        + (f"; {jax.process_count()} processes" if jax.process_count() > 1 else ""),
+        + (f"; {jax.process_count()} processes" if jax.process_count() > 1 else "")
+        + ("; XLA fuses convolutions into cuDNN graphs (config.conv_fusion)" if compiler_options else ""),
         file=console,
     )
     logger = _Logger(workdir, config.tensorboard, start_step, write=lead)

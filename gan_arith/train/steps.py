@@ -19,7 +19,6 @@ from gan_arith.config import check_ranges
 from gan_arith.errors import InputError
 from gan_arith.models.autoencoder import AccordionAE
 from gan_arith.models.dcgan import Discriminator, Generator
-from gan_arith.models.fused import check_xla_flags
 from gan_arith.models.layers import num_doublings, to_model_range
 from gan_arith.models.vae import VAE
 
@@ -340,12 +339,9 @@ def build_steps(config: Any, batch_sharding: jax.sharding.Sharding | None = None
     optimizer = adam(opt.learning_rate, b1=opt.b1, b2=opt.b2, eps=opt.eps)
     dtype = model_dtype(model.dtype)
     if model.kind == "dcgan":
-        if model.fused_discriminator:
-            check_xla_flags("config.model.fused_discriminator=True")
         generator = Generator(model.latent_dim, model.width, model.image_size, dtype, model.conv_transpose)
         discriminator = Discriminator(
-            model.width, model.image_size, model.dropout_rate, dtype, model.discriminator_padding,
-            fused=model.fused_discriminator, batch_sharding=batch_sharding,
+            model.width, model.image_size, model.dropout_rate, dtype, model.discriminator_padding
         )
         return GANSteps(generator, discriminator, optimizer, batch_sharding)
     if model.kind == "vae":

@@ -55,15 +55,13 @@ def test_generator_is_the_plain_layer_stack_in_value_and_gradient(conv_transpose
 
 
 @pytest.mark.usefixtures("exact_products")
-@pytest.mark.parametrize("padding,strided_padding,mirror_same,fused", [
-    ("same", "SAME", "cuda", False), ("same", "SAME", "always", False), ("symmetric", ((2, 2), (2, 2)), "cuda", False),
-    ("same", "SAME", "cuda", True), ("same", "SAME", "always", True), ("symmetric", ((2, 2), (2, 2)), "cuda", True),
+@pytest.mark.parametrize("padding,strided_padding,mirror_same", [
+    ("same", "SAME", "cuda"), ("same", "SAME", "always"), ("symmetric", ((2, 2), (2, 2)), "cuda"),
 ])
-def test_discriminator_padding_is_keras_same_or_symmetric(padding, strided_padding, mirror_same, fused):
+def test_discriminator_padding_is_keras_same_or_symmetric(padding, strided_padding, mirror_same):
     # Both give the seed's table (80 -> 40 -> ... -> 5, same parameters); they differ in where each
     # stride-2 window sits, so on the same parameters they are different functions. 'same' as CUDA
-    # runs it (mirror_same='always': mirrored, padded symmetrically) must still be Keras' exactly, and
-    # so must the fused layer stack (its hand-written backward; cuDNN fusions only on CUDA).
+    # runs it (mirror_same='always': mirrored, padded symmetrically) must still be Keras' exactly.
     class Reference(nn.Module):
         @nn.compact
         def __call__(self, x):
@@ -73,7 +71,7 @@ def test_discriminator_padding_is_keras_same_or_symmetric(padding, strided_paddi
             return nn.Dense(1, name="Dense_0")(x.reshape(x.shape[0], -1))[:, 0]
 
     images = jax.random.uniform(jax.random.key(0), (3, 20, 20, 3), minval=-1, maxval=1)
-    ours = Discriminator(width=8, image_size=20, padding=padding, mirror_same=mirror_same, fused=fused)
+    ours = Discriminator(width=8, image_size=20, padding=padding, mirror_same=mirror_same)
     variables = jax.jit(ours.init)(jax.random.key(1), images)
     assert jax.tree.map(jnp.shape, jax.jit(Reference().init)(jax.random.key(1), images)) == jax.tree.map(jnp.shape, variables)
     np.testing.assert_allclose(jax.jit(ours.apply)(variables, images), Reference().apply(variables, images), atol=1e-5)
@@ -151,30 +149,14 @@ def test_bad_shapes_are_named():
         jax.jit(Discriminator(width=8, image_size=10).init)(jax.random.key(0), jnp.zeros((1, 20, 20, 3)))
 
 
-def test_fused_discriminator_lowers_layers_of_at_least_20x20_to_cudnn_fusions_on_cuda():
-    images = jnp.zeros((2, 40, 40, 3))
-    discriminator = Discriminator(width=8, image_size=40, fused=True)
-    variables = jax.jit(discriminator.init)(jax.random.key(1), images)
-    unchecked = [jax.export.DisabledSafetyCheck.custom_call("__cudnn$fusion")]
-
-    def lowered(platform):
-        return jax.export.export(jax.jit(discriminator.apply), platforms=[platform], disabled_checks=unchecked)(
-            variables, images
-        ).mlir_module()
-
-    assert lowered("cuda").count("stablehlo.custom_call @__cudnn$fusion") == 2  # 40×40 and 20×20, not 10×10 and 5×5
-    assert "__cudnn$fusion" not in lowered("cpu")
-
-
 @pytest.mark.usefixtures("exact_products")
-@pytest.mark.parametrize("padding,mirror_same,fused", [
-    (padding, mirror_same, fused) for padding in ("same", "symmetric") for mirror_same in ("cuda", "never")
-    for fused in (False, True)
+@pytest.mark.parametrize("padding,mirror_same", [
+    (padding, mirror_same) for padding in ("same", "symmetric") for mirror_same in ("cuda", "never")
 ])
-def test_cuda_branch_computes_the_plain_layers(padding, mirror_same, fused):
-    # What CUDA runs (column-unfolded input layer, mirroring, the fused stack; its cuDNN fusions
-    # themselves only exist there) evaluated here, against the CPU branch: values and all gradients.
-    discriminator = Discriminator(width=8, image_size=20, padding=padding, mirror_same=mirror_same, fused=fused)
+def test_cuda_branch_computes_the_plain_layers(padding, mirror_same):
+    # What CUDA runs (column-unfolded input layer, mirroring) evaluated here, against the CPU branch:
+    # values and all gradients.
+    discriminator = Discriminator(width=8, image_size=20, padding=padding, mirror_same=mirror_same)
     images = jax.random.uniform(jax.random.key(0), (3, 20, 20, 3), minval=-1, maxval=1)
     params = jax.jit(discriminator.init)(jax.random.key(1), images)["params"]
     kernels = [params[f"Conv_{i}"]["kernel"] for i in range(3)]

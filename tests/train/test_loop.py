@@ -113,6 +113,7 @@ def test_dcgan_command_line_run_and_resume(tmp_path):
     (dcgan_celeba, "model.width", 0, "config.model.width"),
     (dcgan_celeba, "data.pipeline", "fast", "pipeline must be one of auto, device, tfdata, got 'fast'"),
     (dcgan_celeba, "steps_per_dispatch", -1, "steps_per_dispatch must be >= 0"),
+    (dcgan_celeba, "conv_fusion", "yes", "config.conv_fusion must be one of auto, on, off, got 'yes'"),
     (dcgan_celeba, "data.partition", "tran", "config.data.partition: unknown partition 'tran'"),
     (dcgan_celeba, "data.max_faces", -5, "max_faces must be >= 0"),
     (dcgan_celeba, "best_mode", "lowest", "best_mode must be 'min' or 'max'"),
@@ -181,8 +182,9 @@ def test_held_out_faces_are_never_the_training_or_the_test_faces(tmp_path):
 
 
 def test_a_finished_run_rerun_with_fewer_epochs_says_how_long_it_trained(tmp_path, capsys):
-    first = loop.train(tiny(vae_celeba, tmp_path, num_epochs=2), tmp_path / "run")
-    capsys.readouterr()
+    first = loop.train(tiny(vae_celeba, tmp_path, num_epochs=2, conv_fusion="on"), tmp_path / "run")
+    assert "XLA fuses convolutions into cuDNN graphs (config.conv_fusion)" in capsys.readouterr().err
+    # How the steps compile is not part of what the run computes: the rerun may change it.
     again = loop.train(tiny(vae_celeba, tmp_path, num_epochs=1), tmp_path / "run")
     assert again == first
     assert f"already trained for {first['steps']} steps (2 epochs)" in capsys.readouterr().err
