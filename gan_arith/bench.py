@@ -2,8 +2,8 @@
 
     python -m gan_arith.bench [--size cpu|seed] [--json PATH] [--models dcgan,vae]
                               [--dtypes float32,bfloat16] [--fuse K] [--fused-rows all|MODEL/DTYPE,...]
-                              [--conv-transpose phase|dilated] [--skip input,tfdata,conv-transpose]
-                              [--profile DIR]
+                              [--conv-transpose phase|dilated] [--discriminator-padding same|symmetric]
+                              [--conv-fusion auto|on|off] [--skip input,tfdata,conv-transpose] [--profile DIR]
 
 For the seed's DCGAN step and the VAE step, in float32 and bfloat16 compute, on all devices (a
 data-parallel mesh): compile time, steady-state steps/s and images/s (median of several timed
@@ -510,7 +510,7 @@ def _fmt(value: float | None, spec: str) -> str:
     return "unknown" if value is None else format(value, spec)
 
 
-# The model options each row records beyond the seed's architecture, printed above the table.
+# The implementation choices each row records (model options and how the step compiles), printed above the table.
 IMPLEMENTATION_FIELDS = ("conv_transpose", "discriminator_padding", "conv_fusion")
 
 

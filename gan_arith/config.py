@@ -75,8 +75,9 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
     return config
 
 
-# Fields added to `base_config` after runs were saved, with the value those runs were trained with:
-# a saved config lacking one means that value (`with_added_fields`), so old runs load and resume.
+# Fields added to `base_config` after runs were saved, with the value those runs were trained with
+# (or, for a field that does not change what a run computes, today's default): a saved config lacking
+# one means that value (`with_added_fields`), so old runs load and resume.
 ADDED_FIELDS: dict[tuple[str, ...], Any] = {
     ("model", "discriminator_padding"): "same",
     ("conv_fusion",): "auto",  # how the steps compile, not what they compute

@@ -36,10 +36,18 @@ def tiny_size(**changes) -> bench.Size:
 # --- the benchmark ----------------------------------------------------------------------------
 
 
-def test_bench_smoke_writes_complete_json(tmp_path, capsys):
+def test_bench_smoke_writes_complete_json(tmp_path, capsys, monkeypatch):
     path = tmp_path / "out" / "bench.json"
-    argv = TINY + ["--dtypes", "bfloat16", "--fuse", "2", "--fused-rows", "dcgan/bfloat16", "--json", str(path)]
+    argv = TINY + ["--dtypes", "bfloat16", "--fuse", "2", "--fused-rows", "dcgan/bfloat16", "--conv-fusion", "on",
+                   "--json", str(path)]
+    compiled_with = []  # the compiler options each timed function was jitted with (XLA:CPU ignores this one)
+    for owner, name in ((bench, "per_step_function"), (parallel, "compile_train_steps")):
+        def recording(steps_or_step, mesh, compiler_options=None, _original=getattr(owner, name)):
+            compiled_with.append(compiler_options)
+            return _original(steps_or_step, mesh, compiler_options)
+        monkeypatch.setattr(owner, name, recording)
     bench.main(argv)
+    assert compiled_with == [{parallel.XLA_CONV_FUSION: True}] * 3  # dcgan 1/call and 2/call, vae 1/call
     printed = capsys.readouterr().out
     results = json.loads(path.read_text())
 
@@ -49,13 +57,13 @@ def test_bench_smoke_writes_complete_json(tmp_path, capsys):
     assert len(env["load_average_start"]) == 3 and env["total_s"] > 0
     assert env["source_digest"] == bench.source_digest() and len(env["source_digest"]) == 12
     assert "unknown" in printed  # no peak is known for a CPU
-    assert "implementation: conv_transpose=phase, discriminator_padding=same, conv_fusion=off" in printed  # auto, on CPU
+    assert "implementation: conv_transpose=phase, discriminator_padding=same, conv_fusion=on" in printed
 
     rows = {row["model"]: row for row in results["steps"]}
     assert sorted(rows) == ["dcgan", "vae"]
     for model, row in rows.items():
         assert row["dtype"] == "bfloat16" and row["conv_transpose"] == "phase" and row["discriminator_padding"] == "same"
-        assert row["conv_fusion"] == "off"
+        assert row["conv_fusion"] == "on"
         per_step = row["modes"]["per_step"]
         assert per_step["steps_per_call"] == 1 and per_step["compile_s"] > 0
         assert len(per_step["window_steps_per_s"]) == 2 and min(per_step["window_steps_per_s"]) > 0

@@ -91,7 +91,7 @@ def kernels(hlo_text: str) -> list[dict]:
             if '"kind":"__triton' in line:
                 kind = "gemm fusion"
             elif "kind=kCustom" in line:
-                kind = "cudnn fusion"  # a convolution with its epilogue (models/fused.py), not memory-bound
+                kind = "cudnn fusion"  # a convolution with its epilogue (XLA's conv fusion, --conv-fusion), not memory-bound
             else:
                 kind = "fusion:" + re.search(r"kind=(\w+)", line).group(1)
         else:
@@ -159,7 +159,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"source_digest": bench.source_digest(), "jax": jax.__version__,
                                          "discriminator_padding": args.discriminator_padding,
-                                         "conv_fusion": args.conv_fusion, "rows": rows}, indent=1))
+                                         "conv_fusion": "on" if args.conv_fusion else "off", "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -134,9 +134,10 @@ class Discriminator(nn.Module):
         # Stride 1, 'SAME' is symmetric: mirrored, only the kernel changes.
         x, first_kernel, first_padding = unfold_columns(images, kernels[0], "SAME") if on_cuda else (images, kernels[0], "SAME")
         strided_padding = SYMMETRIC_PADDING if mirrored or self.padding == "symmetric" else "SAME"
-        x = _leaky(_conv(x, first_kernel, 1, first_padding) + biases[0])
-        for kernel, bias in zip(kernels[1:], biases[1:], strict=True):
-            x = _leaky(_conv(x, kernel, 2, strided_padding) + bias)
+        strides = [stride for _, _, stride in self.convolution_layers()]
+        paddings = [first_padding] + [strided_padding] * (len(strides) - 1)
+        for kernel, bias, stride, padding in zip([first_kernel, *kernels[1:]], biases, strides, paddings, strict=True):
+            x = _leaky(_conv(x, kernel, stride, padding) + bias)
         return _mirror_image(x) if mirrored else x
 
     @nn.compact

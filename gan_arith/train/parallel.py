@@ -28,7 +28,7 @@ CONV_FUSION_CHOICES = ("auto", "on", "off")
 # XLA's own fusion of each convolution with the elementwise operations after it (with jax 0.11.2:
 # the bias add) into one cuDNN graph. Measured on H100s with jax 0.11.2 (docs/benchmarks.md,
 # 2026-11-26), on against off on one machine: the seed's DCGAN step +5.0% in bfloat16 (124.25 ->
-# 130.47 steps/s) and -4.1% in float32 (60.10 -> 57.61); the VAE step +7.3% in bfloat16 (457.65 ->
+# 130.49 steps/s) and -4.1% in float32 (60.10 -> 57.61); the VAE step +7.3% in bfloat16 (457.65 ->
 # 491.28). With jax 0.10's XLA each fused broadcast (biases, the slope) became a full-size operand
 # (+1.8 GB per bf16 DCGAN step, modelled). So 'auto' turns it on where it was measured faster only.
 XLA_CONV_FUSION = "xla_gpu_experimental_enable_conv_fusion"

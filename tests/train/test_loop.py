@@ -20,7 +20,7 @@ from experiments import accordion_ae_celeba, dcgan_celeba, vae_celeba
 from gan_arith.data.store import StoreWriter
 from gan_arith.data.synthetic import SYNTHETIC_ATTRIBUTES, render_faces, write_synthetic_store
 from gan_arith.errors import InputError
-from gan_arith.train import checkpoint, loop
+from gan_arith.train import checkpoint, loop, parallel
 from gan_arith.train.steps import build_steps
 
 REPO = Path(__file__).resolve().parents[2]
@@ -181,8 +181,15 @@ def test_held_out_faces_are_never_the_training_or_the_test_faces(tmp_path):
     assert len(loop._held_out_faces(store, config)) == 0
 
 
-def test_a_finished_run_rerun_with_fewer_epochs_says_how_long_it_trained(tmp_path, capsys):
+def test_a_finished_run_rerun_with_fewer_epochs_says_how_long_it_trained(tmp_path, capsys, monkeypatch):
+    compiled_with = []  # XLA:CPU ignores the option; that the steps are compiled with it is checked here
+    for name in ("compile_train_steps", "compile_eval_step"):
+        def recording(step, mesh, compiler_options=None, _original=getattr(parallel, name)):
+            compiled_with.append(compiler_options)
+            return _original(step, mesh, compiler_options)
+        monkeypatch.setattr(parallel, name, recording)
     first = loop.train(tiny(vae_celeba, tmp_path, num_epochs=2, conv_fusion="on"), tmp_path / "run")
+    assert compiled_with == [{parallel.XLA_CONV_FUSION: True}] * 2
     assert "XLA fuses convolutions into cuDNN graphs (config.conv_fusion)" in capsys.readouterr().err
     # How the steps compile is not part of what the run computes: the rerun may change it.
     again = loop.train(tiny(vae_celeba, tmp_path, num_epochs=1), tmp_path / "run")
@@ -209,9 +216,11 @@ def test_config_change_in_the_same_workdir_is_refused(tmp_path):
     # what it changes shows in the effective fields, so a longer run extends the finished one.
     longer = tiny(vae_celeba, tmp_path, num_epochs=2)
     longer.cpu.num_epochs = 99
-    # A run saved before a config field existed (config.ADDED_FIELDS) resumes under today's defaults.
+    # A run saved before a config field existed (config.ADDED_FIELDS), or with one since removed
+    # (config.REMOVED_FIELDS), resumes under today's defaults.
     saved = json.loads((tmp_path / "run" / checkpoint.CONFIG_FILE).read_text())
-    del saved["model"]["discriminator_padding"]
+    del saved["model"]["discriminator_padding"], saved["conv_fusion"]
+    saved["model"]["fused_discriminator"] = True
     (tmp_path / "run" / checkpoint.CONFIG_FILE).write_text(json.dumps(saved))
     summary = loop.train(longer, tmp_path / "run")
     assert summary["steps"] == summary["total_steps"] == 2 * first["steps"]

@@ -96,7 +96,6 @@ class _State(NamedTuple):  # all fuse_steps reads of a train state
 
 def test_step_compiler_options_reach_xla():
     config = base_config("vae")
-    config.model.update(latent_dim=4, image_size=8)
     assert parallel.step_compiler_options(config) == {}  # auto, on this CPU
     config.conv_fusion = "on"
     assert parallel.step_compiler_options(config) == {parallel.XLA_CONV_FUSION: True}
