@@ -94,6 +94,21 @@ class _State(NamedTuple):  # all fuse_steps reads of a train state
     step: jax.Array
 
 
+def test_an_xla_without_the_conv_fusion_option_compiles_plainly_on_auto_and_refuses_on(monkeypatch, capsys):
+    # A later jaxlib may rename or drop the experimental option.
+    config = base_config("dcgan")
+    config.model.dtype = "bfloat16"
+    monkeypatch.setattr(parallel, "XLA_CONV_FUSION", "xla_gpu_no_such_option")
+    monkeypatch.setattr(parallel, "_is_cuda", lambda device: True)  # as auto would on a GPU with jax >= 0.11
+    monkeypatch.setattr(parallel, "CONV_FUSION_MIN_JAX", (0, 0))
+    assert parallel.conv_fusion_enabled("auto", "dcgan", "bfloat16")
+    assert parallel.step_compiler_options(config) == {}
+    assert "does not take xla_gpu_no_such_option; steps compile without conv fusion" in capsys.readouterr().err
+    config.conv_fusion = "on"
+    with pytest.raises(ValueError, match=r"^config.conv_fusion='on', but this jaxlib's XLA does not take xla_gpu_no_such_option: .*No such compile option"):
+        parallel.step_compiler_options(config)
+
+
 def test_step_compiler_options_reach_xla():
     config = base_config("vae")
     assert parallel.step_compiler_options(config) == {}  # auto, on this CPU
