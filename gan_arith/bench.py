@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from gan_arith.config import base_config
+from gan_arith.config import CONV_FUSION_CHOICES, base_config
 from gan_arith.data.device import DeviceFaces
 from gan_arith.data.store import FaceStore
 from gan_arith.data.synthetic import write_synthetic_store
@@ -609,9 +609,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="transposed convolution of the timed steps (phase: the fast default; dilated: plain lax)")
     parser.add_argument("--discriminator-padding", choices=("same", "symmetric"), default="same",
                         help="the DCGAN discriminator's stride-2 padding (same: Keras, the seed; symmetric: PyTorch's)")
-    parser.add_argument("--conv-fusion", choices=parallel.CONV_FUSION_CHOICES, default="auto",
-                        help="XLA fusing convolutions with the elementwise operations after them into cuDNN graphs (config.conv_fusion; "
-                             "auto: on for the DCGAN and VAE in bfloat16 on CUDA with jax >= 0.11)")
+    parser.add_argument("--conv-fusion", choices=CONV_FUSION_CHOICES, default="auto",
+                        help="XLA fusing convolutions with the elementwise operations after them into cuDNN "
+                             "graphs (config.conv_fusion; auto: on for the DCGAN and VAE in bfloat16 on CUDA "
+                             "with jax >= 0.11)")
     parser.add_argument("--skip", type=_csv(SECTIONS, "--skip"), default=[], help=f"sections to skip: {','.join(SECTIONS)}")
     parser.add_argument("--profile", type=Path, help="also trace a few one-step calls per row (jax.profiler) into this folder")
     for name in ("batch_size", "image_size", "width", "num_faces", "windows"):

@@ -19,6 +19,9 @@ import ml_collections
 from gan_arith.errors import InputError
 
 
+CONV_FUSION_CHOICES = ("auto", "on", "off")
+
+
 def base_config(kind: str) -> ml_collections.ConfigDict:
     """Defaults shared by every run; `kind` is 'dcgan', 'vae' or 'ae'."""
     config = ml_collections.ConfigDict()
@@ -56,8 +59,9 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
     config.batch_size = 128
     config.num_epochs = 100
     config.eval_every_epochs = 10
-    # XLA fusing convolutions with the elementwise operations after them into cuDNN graphs (train/parallel.py): 'on',
-    # 'off', or 'auto' (on where measured faster: the DCGAN and VAE in bfloat16 on CUDA GPUs, jax >= 0.11)
+    # XLA fusing convolutions with the elementwise operations after them into cuDNN graphs
+    # (train/parallel.py): 'on', 'off', or 'auto': on where measured faster (the DCGAN and VAE in
+    # bfloat16 on CUDA GPUs, jax >= 0.11)
     config.conv_fusion = "auto"
     config.steps_per_dispatch = 0  # train steps fused in one jitted lax.scan (logged as their mean); 0: 1 on CPU, 10 elsewhere
     config.num_samples = 64  # fixed latent batch for the sample grid
@@ -92,14 +96,18 @@ def with_added_fields(config: ml_collections.ConfigDict) -> ml_collections.Confi
     and its `REMOVED_FIELDS` dropped."""
     with config.unlocked():
         for (*parents, name), value in ADDED_FIELDS.items():
-            node = field(config, ".".join(parents)) if parents else config
+            node = _parent(config, parents)
             if name not in node:
                 node[name] = value
         for *parents, name in REMOVED_FIELDS:
-            node = field(config, ".".join(parents)) if parents else config
+            node = _parent(config, parents)
             if name in node:
                 del node[name]
     return config
+
+
+def _parent(config: ml_collections.ConfigDict, keys: Sequence[str]) -> ml_collections.ConfigDict:
+    return field(config, ".".join(keys)) if keys else config
 
 
 # Fields a training run needs positive (checked before it writes anything).
@@ -118,8 +126,9 @@ def field(config: ml_collections.ConfigDict, name: str) -> Any:
 
 def check_train_config(config: ml_collections.ConfigDict) -> None:
     """Raise an InputError naming the first of `POSITIVE_FIELDS` that is not a positive integer, a learning
-    rate that is not a positive number, or an odd GAN batch (half real, half generated faces)."""
-    check_ranges(config, positive=POSITIVE_FIELDS)
+    rate that is not a positive number, an unknown `conv_fusion`, or an odd GAN batch (half real, half
+    generated faces)."""
+    check_ranges(config, positive=POSITIVE_FIELDS, choices={"conv_fusion": CONV_FUSION_CHOICES})
     learning_rate = config.optimizer.learning_rate
     if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
         raise InputError(f"config.optimizer.learning_rate must be a positive number, got {learning_rate!r}")

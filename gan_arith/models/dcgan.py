@@ -61,7 +61,9 @@ DISCRIMINATOR_KERNEL = 5
 
 
 def _conv(x_bhwc: jax.Array, kernel_hwio: jax.Array, stride: int, padding: Any) -> jax.Array:
-    return jax.lax.conv_general_dilated(x_bhwc, kernel_hwio, (stride, stride), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jax.lax.conv_general_dilated(
+        x_bhwc, kernel_hwio, (stride, stride), padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
 
 
 def _mirror_image(x_bhwc: jax.Array) -> jax.Array:

@@ -25,7 +25,6 @@ from gan_arith.train.steps import Batch, Metrics, TrainState, fuse_steps
 DATA_AXIS = "data"
 T = TypeVar("T")
 
-CONV_FUSION_CHOICES = ("auto", "on", "off")
 # XLA's own fusion of each convolution with the elementwise operations after it (with jax 0.11.2:
 # the bias add) into one cuDNN graph. Measured on H100s with jax 0.11.2 (docs/benchmarks.md,
 # 2026-11-26), on against off on one machine: the seed's DCGAN step +5.0% in bfloat16 (124.25 ->
@@ -45,9 +44,8 @@ def conv_fusion_enabled(choice: str, kind: str, dtype: str, device: jax.Device |
                         jax_version: str = jax.__version__) -> bool:
     """Whether a train step of model `kind` in compute `dtype` compiles with XLA's cuDNN convolution
     fusion (`XLA_CONV_FUSION`): `choice` 'on', 'off', or 'auto' (on for `CONV_FUSION_FASTER` on a
-    CUDA `device` with jax >= 0.11; default device: the first of `jax.devices()`)."""
-    if choice not in CONV_FUSION_CHOICES:
-        raise InputError(f"config.conv_fusion must be one of {', '.join(CONV_FUSION_CHOICES)}, got {choice!r}")
+    CUDA `device` with jax >= 0.11; default device: the first of `jax.devices()`); `check_train_config`
+    refuses other choices."""
     if choice != "auto":
         return choice == "on"
     version = tuple(int(part) for part in jax_version.split(".")[:2])
@@ -68,7 +66,9 @@ def step_compiler_options(config: Any) -> dict[str, Any]:
         jax.jit(lambda x: x + 1, compiler_options=options).lower(np.float32(0)).compile()
     except jax.errors.JaxRuntimeError as error:
         if config.conv_fusion == "on":
-            raise InputError(f"config.conv_fusion='on', but this jaxlib's XLA does not take {XLA_CONV_FUSION}: {error}") from None
+            raise InputError(
+                f"config.conv_fusion='on', but this jaxlib's XLA does not take {XLA_CONV_FUSION}: {error}"
+            ) from None
         print(f"note: this jaxlib's XLA does not take {XLA_CONV_FUSION}; steps compile without conv fusion", file=sys.stderr)
         return {}
     return options

@@ -340,9 +340,7 @@ def build_steps(config: Any, batch_sharding: jax.sharding.Sharding | None = None
     dtype = model_dtype(model.dtype)
     if model.kind == "dcgan":
         generator = Generator(model.latent_dim, model.width, model.image_size, dtype, model.conv_transpose)
-        discriminator = Discriminator(
-            model.width, model.image_size, model.dropout_rate, dtype, model.discriminator_padding
-        )
+        discriminator = Discriminator(model.width, model.image_size, model.dropout_rate, dtype, model.discriminator_padding)
         return GANSteps(generator, discriminator, optimizer, batch_sharding)
     if model.kind == "vae":
         return VAESteps(VAE(model.latent_dim, model.image_size, dtype, model.conv_transpose), optimizer, model.beta)
