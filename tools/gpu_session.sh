@@ -14,6 +14,9 @@
 # c0270ac; wunfold16 became the library's column-unfolded RGB layer), then `env dcgan check` 153 s. Later that
 # day with jax 0.11.2: the fused discriminator (cuDNN graphs built by hand, in git history at e64a9b3) failed to
 # compile, and XLA's own convolution fusion measured +5.0% bf16 / -4.1% f32 (config.conv_fusion).
+# Next (planned, not yet run): the LeakyReLU as a maximum with its gradient read from the output (modelled
+# -1.74 GB per bf16 step under conv fusion): `git archive 2a491fa gan_arith | tar -x -C .base`, carry .base and
+# .whl, `tools/gpu_session.sh env check dcgan base convfusion` (about 450 s).
 # Everything lands in $OUT (flat names: the device tool returns files two folders deep at most).
 set -u
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"

@@ -6,11 +6,13 @@
 (`--conv-fusion`: compiled with XLA's cuDNN convolution fusion, config.conv_fusion='on'.)
 
 Needs the CUDA build of jaxlib next to the project's dependencies, in its own environment (the GPU
-is not needed, nor a driver; XLA compiles for the H100 described in H100_TARGET):
+is not needed, nor a driver; XLA compiles for the H100 described in H100_TARGET). Model the jax
+version the GPU runs (the device tool's image: 0.11.2, whose CUDA wheels need Python >= 3.12; on
+this project's machines pyenv has one):
 
-    python3 -m venv /tmp/venvgpu && . /tmp/venvgpu/bin/activate
-    pip install "jax[cuda13]==$(python -c 'import jax; print(jax.__version__)')" flax optax orbax-checkpoint \
-        ml_collections pillow matplotlib && pip install --no-deps -e .
+    /root/.pyenv/versions/3.12.1/bin/python -m venv /tmp/venv312 && . /tmp/venv312/bin/activate
+    pip install "jax[cuda13]==0.11.2" "flax==0.12.10" optax orbax-checkpoint ml_collections pillow matplotlib \
+        && pip install --no-deps -e .
 
 What it reports, per (model, dtype): the kernels of XLA's optimised step (cuDNN convolutions, GEMM
 fusions, and the memory-bound loop/input fusions), each with the bytes it reads and writes (operand
@@ -45,7 +47,7 @@ from gan_arith import bench  # noqa: E402
 from gan_arith.train import parallel  # noqa: E402
 from gan_arith.train.steps import build_steps  # noqa: E402
 
-# An H100 SXM as XLA's GPU compiler sees it (jax-ml/jax#28376); runtime and cuDNN versions of jax 0.10's CUDA 13 wheels.
+# An H100 SXM as XLA's GPU compiler sees it (jax-ml/jax#28376); runtime and cuDNN versions of jax 0.10's and 0.11's CUDA 13 wheels.
 H100_TARGET = """
 gpu_device_info {
   threads_per_block_limit: 1024 threads_per_warp: 32 shared_memory_per_block: 49152

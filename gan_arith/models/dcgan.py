@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 
 from gan_arith.models.layers import (
-    BIAS_INIT, KERNEL_INIT, ConvFromPhases, ConvTransposeImpl, ConvTranspose2x, num_doublings, unfold_columns,
+    BIAS_INIT, KERNEL_INIT, ConvFromPhases, ConvTransposeImpl, ConvTranspose2x, leaky_relu, num_doublings,
+    unfold_columns,
 )
 
 LEAKY_SLOPE = 0.2
@@ -21,7 +22,7 @@ BASE_SIZE = 5
 
 
 def _leaky(x: jax.Array) -> jax.Array:
-    return nn.leaky_relu(x, LEAKY_SLOPE)
+    return leaky_relu(x, LEAKY_SLOPE)
 
 
 class Generator(nn.Module):

@@ -3,6 +3,7 @@ and the convolutions at the RGB ends of the DCGAN."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Literal
 
 import flax.linen as nn
@@ -32,6 +33,36 @@ def from_model_range(images: jax.Array | np.ndarray) -> np.ndarray:
     """Float images in [-1, 1] -> uint8 [0, 255] numpy images (rounded, clipped)."""
     images = np.asarray(images, dtype=np.float32)
     return np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def leaky_relu(x: jax.Array, slope: float) -> jax.Array:
+    """``jax.nn.leaky_relu`` (x where x >= 0, slope·x below; gradient 1 or slope), for 0 <= slope <= 1.
+
+    The same values and gradients, written for XLA's convolution fusion on GPUs (config.conv_fusion):
+    a maximum is an operation it folds into the cuDNN graph of the convolution before it (a select
+    is not), and the gradient's mask is read from the output (y >= 0 exactly where x >= 0, but for
+    an x so close to 0 that slope·x underflows to zero), so nothing needs the pre-activation after
+    the forward pass and, fused, it is never written to memory.
+    """
+    if not 0 <= slope <= 1:
+        raise ValueError(f"leaky_relu needs 0 <= slope <= 1 (it computes max(x, slope * x)), got slope={slope}")
+    return jnp.maximum(x, slope * x)
+
+
+def _leaky_relu_forward(x: jax.Array, slope: float) -> tuple[jax.Array, jax.Array]:
+    y = leaky_relu(x, slope)
+    return y, y
+
+
+def _leaky_relu_backward(slope: float, y: jax.Array, cotangent: jax.Array) -> tuple[jax.Array]:
+    # A select, not a multiply by a mask: XLA folds a multiply into the next layer's input-gradient
+    # convolution as a cuDNN graph, modelled as more traffic than this (tools/gpu_traffic.py), and
+    # the select keeps cuDNN's own input-gradient kernels.
+    return (jnp.where(y >= 0, cotangent, slope * cotangent),)
+
+
+leaky_relu.defvjp(_leaky_relu_forward, _leaky_relu_backward)
 
 
 def _phase_padding(kernel_size: int, phase: int) -> tuple[int, int, int]:

@@ -6,7 +6,7 @@ import pytest
 
 from gan_arith.models.layers import (
     ConvFromPhases, ConvTranspose2x, Phases, _conv_in_phase_domain, as_model_range, count_parameters,
-    from_model_range, num_doublings, to_model_range, unfold_columns,
+    from_model_range, leaky_relu, num_doublings, to_model_range, unfold_columns,
 )
 
 
@@ -151,6 +151,40 @@ def test_conv_from_phases_lowers_to_matrix_products_for_cuda_and_a_convolution_f
     cuda, cpu = lowered("cuda"), lowered("cpu")
     assert cuda.count("stablehlo.dot_general") == 4 and "stablehlo.convolution" not in cuda
     assert "stablehlo.convolution" in cpu and "stablehlo.dot_general" not in cpu
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_leaky_relu_equals_jax_leaky_relu_in_values_and_gradients(dtype):
+    x = jnp.concatenate([
+        jax.random.normal(jax.random.key(0), (4096,)) * 3,
+        jnp.array([0.0, -0.0, 1e-30, -1e-30, 7.0, -7.0, jnp.inf, -jnp.inf]),
+    ]).astype(dtype)
+    cotangent = jax.random.normal(jax.random.key(1), x.shape).astype(dtype)
+
+    def value_and_gradient(activation):
+        y, pullback = jax.vjp(activation, x)
+        return y, pullback(cotangent)[0]
+
+    ours = jax.jit(lambda: value_and_gradient(lambda v: leaky_relu(v, 0.2)))()
+    reference = jax.jit(lambda: value_and_gradient(lambda v: jax.nn.leaky_relu(v, 0.2)))()
+    for got, expected in zip(ours, reference):
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(np.asarray(got, np.float32), np.asarray(expected, np.float32))
+    # At 0 the gradient is 1, as jax's (x >= 0 takes the identity branch); slope 0.2 below.
+    np.testing.assert_array_equal(np.asarray(ours[1][-8:-6] / cotangent[-8:-6], np.float32), [1.0, 1.0])
+
+
+def test_leaky_relu_is_a_maximum_and_its_gradient_needs_only_the_output():
+    # The form XLA's GPU convolution fusion folds into a convolution's cuDNN graph: no compare/select.
+    x = jnp.linspace(-2.0, 2.0, 16)
+    forward = jax.jit(lambda v: leaky_relu(v, 0.2)).lower(x).as_text()
+    assert "stablehlo.maximum" in forward and "select" not in forward and "compare" not in forward
+    # The pullback's only residual is the output: the pre-activation can be freed after the forward pass.
+    y, pullback = jax.vjp(lambda v: leaky_relu(v, 0.2), x)
+    residuals = [leaf for leaf in jax.tree.leaves(pullback) if isinstance(leaf, jax.Array)]
+    assert len(residuals) == 1 and np.array_equal(residuals[0], y)
+    with pytest.raises(ValueError, match="slope"):
+        leaky_relu(x, 1.5)
 
 
 def test_range_round_trip_and_count():
