@@ -53,6 +53,7 @@ from gan_arith.data.synthetic import write_synthetic_store
 from gan_arith.files import write_json
 from gan_arith.flops import train_step_flops, xla_flops
 from gan_arith.models.dcgan import Generator
+from gan_arith.models.layers import CONV_TRANSPOSE_IMPLS
 from gan_arith.train import parallel
 from gan_arith.train.steps import Steps, TrainState, build_steps
 
@@ -605,7 +606,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="steps fused per call in the lax.scan comparison (default 10; 2 on CPU); 1 turns it off")
     parser.add_argument("--fused-rows", default=None,
                         help="comma-separated model/dtype rows timed fused too, or 'all' (default all; vae/float32 on CPU)")
-    parser.add_argument("--conv-transpose", choices=("phase", "dilated"), default="phase",
+    parser.add_argument("--conv-transpose", choices=CONV_TRANSPOSE_IMPLS, default="phase",
                         help="transposed convolution of the timed steps (phase: the fast default; dilated: plain lax)")
     parser.add_argument("--discriminator-padding", choices=("same", "symmetric"), default="same",
                         help="the DCGAN discriminator's stride-2 padding (same: Keras, the seed; symmetric: PyTorch's)")

@@ -32,7 +32,9 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
             "width": 128,
             "image_size": 80,
             "dtype": "float32",  # compute dtype ('bfloat16' for speed); parameters are always float32
-            "conv_transpose": "phase",  # 'dilated' is plain lax.conv_transpose, the slow reference
+            # 'phase_cropped': shared symmetric padding, for cuDNN (models/layers.py); 'dilated': plain
+            # lax.conv_transpose, the slow reference
+            "conv_transpose": "phase",
             "dropout_rate": 0.4,
             # DCGAN discriminator's stride-2 layers: 'same' (Keras, the seed) or 'symmetric' (PyTorch's
             # padding=2, a different function); on CUDA both run symmetric padding (models/dcgan.py)

@@ -11,7 +11,7 @@ pair each (FLOPs = 2·MACs):
 - Transposed conv: B · H_in · W_in · kh · kw · C_in · C_out: every input pixel meets every kernel
   tap once. The zeros of the dilated formulation are not counted, so impl="phase" and
   impl="dilated" have the same model FLOPs although the dilated one executes about 4x the
-  multiplications of a stride-2 layer.
+  multiplications of a stride-2 layer (and impl="phase_cropped" ~5% more, on its cropped borders).
 
 Per pass of a network over a batch: forward 2·MACs per layer; backward with respect to a
 layer's input 2·MACs where a gradient must flow into that input (every layer but the first,
@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 
 from gan_arith.models.dcgan import DISCRIMINATOR_KERNEL, Discriminator
-from gan_arith.models.layers import ConvFromPhases, ConvTranspose2x
+from gan_arith.models.layers import CONV_TRANSPOSE_IMPLS, ConvFromPhases, ConvTranspose2x
 from gan_arith.train.steps import AutoencoderSteps, GANSteps, Steps, VAESteps
 
 
@@ -227,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--image-size", type=int, default=80)
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--latent-dim", type=int, default=None, help="default: 100 (dcgan), 256 (vae)")
-    parser.add_argument("--conv-transpose", choices=("phase", "dilated"), default="phase")
+    parser.add_argument("--conv-transpose", choices=CONV_TRANSPOSE_IMPLS, default="phase")
     parser.add_argument("--xla", action="store_true", help="also compile one step and print XLA's count")
     args = parser.parse_args(argv)
     latent = args.latent_dim or (256 if args.kind == "vae" else 100)

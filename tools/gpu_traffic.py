@@ -1,7 +1,7 @@
 """Compile a train step for an H100 on a machine without one, and list its kernels and memory traffic.
 
     python tools/gpu_traffic.py [--models dcgan] [--dtypes bfloat16,float32] [--discriminator-padding same]
-                                [--conv-fusion] [--top 15] [--json traffic.json]
+                                [--conv-transpose phase] [--conv-fusion] [--top 15] [--json traffic.json]
 
 (`--conv-fusion`: compiled with XLA's cuDNN convolution fusion, config.conv_fusion='on'.)
 
@@ -44,6 +44,7 @@ import numpy as np  # noqa: E402
 from jax.experimental import topologies  # noqa: E402
 
 from gan_arith import bench  # noqa: E402
+from gan_arith.models.layers import CONV_TRANSPOSE_IMPLS  # noqa: E402
 from gan_arith.train import parallel  # noqa: E402
 from gan_arith.train.steps import build_steps  # noqa: E402
 
@@ -108,12 +109,13 @@ def memory_bound(kernel: dict) -> bool:
     return kernel["kind"].startswith("fusion:") or kernel["kind"] in ("copy", "transpose", "pad", "concatenate", "slice")
 
 
-def compile_step(model: str, dtype: str, discriminator_padding: str, conv_fusion: bool = False) -> str:
+def compile_step(model: str, dtype: str, discriminator_padding: str, conv_fusion: bool = False,
+                 conv_transpose: str = "phase") -> str:
     """The optimised HLO of the seed-size step (one step per call, state donated) for one H100."""
     topology = topologies.get_topology_desc(platform="cuda", target_config=H100_TARGET, topology="1x1x1")
     mesh = parallel.make_mesh(topology.devices)
     size = bench.SIZES["seed"]
-    config = bench.step_config(model, dtype, size, discriminator_padding=discriminator_padding)
+    config = bench.step_config(model, dtype, size, conv_transpose, discriminator_padding)
     steps = build_steps(config, parallel.batch_sharding(mesh))
     options = {parallel.XLA_CONV_FUSION: True} if conv_fusion else None  # ('auto' would look at this host's devices)
     lowered = bench.per_step_function(steps, mesh, options).lower(*bench.abstract_step_inputs(steps, mesh, size))
@@ -145,6 +147,7 @@ def main() -> None:
     parser.add_argument("--models", default="dcgan")
     parser.add_argument("--dtypes", default="bfloat16,float32")
     parser.add_argument("--discriminator-padding", choices=("same", "symmetric"), default="same")
+    parser.add_argument("--conv-transpose", choices=CONV_TRANSPOSE_IMPLS, default="phase")
     parser.add_argument("--conv-fusion", action="store_true", help="compile with XLA's cuDNN convolution fusion")
     parser.add_argument("--top", type=int, default=15, help="list this many of the largest memory-bound kernels")
     parser.add_argument("--hlo-dir", type=Path, help="also write each optimised HLO here")
@@ -153,7 +156,7 @@ def main() -> None:
     rows = []
     for model in args.models.split(","):
         for dtype in args.dtypes.split(","):
-            hlo = compile_step(model, dtype, args.discriminator_padding, args.conv_fusion)
+            hlo = compile_step(model, dtype, args.discriminator_padding, args.conv_fusion, args.conv_transpose)
             if args.hlo_dir:
                 args.hlo_dir.mkdir(parents=True, exist_ok=True)
                 (args.hlo_dir / f"{model}_{dtype}.hlo").write_text(hlo)
@@ -161,6 +164,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"source_digest": bench.source_digest(), "jax": jax.__version__,
                                          "discriminator_padding": args.discriminator_padding,
+                                         "conv_transpose": args.conv_transpose,
                                          "conv_fusion": "on" if args.conv_fusion else "off", "rows": rows}, indent=1))
 
 

@@ -16,7 +16,8 @@ from flax import struct
 KERNEL_INIT = nn.initializers.glorot_uniform()
 BIAS_INIT = nn.initializers.zeros
 
-ConvTransposeImpl = Literal["phase", "dilated"]
+ConvTransposeImpl = Literal["phase", "phase_cropped", "dilated"]
+CONV_TRANSPOSE_IMPLS: tuple[str, ...] = ("phase", "phase_cropped", "dilated")
 
 
 def to_model_range(images_u8: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
@@ -117,8 +118,15 @@ class ConvTranspose2x(nn.Module):
     impl="phase" computes the four output phases as stride-1 convolutions with the matching
     sub-kernels of the one k×k kernel and interleaves them. Its gradient avoids convolutions with
     lhs dilation, whose backward pass XLA runs on a slow path (jax-ml/jax#23783, #31662): on CPU the
-    DCGAN generator's forward+backward is about 8x faster this way. impl="dilated" is the plain
-    `lax.conv_transpose`, kept as the reference the fast path is tested against.
+    DCGAN generator's forward+backward is about 8x faster this way. Each phase needs its own
+    asymmetric padding ((1, 0) or (0, 1) per axis for k = 4), which cuDNN does not have, so on GPUs
+    XLA writes a padded copy of the input for each. impl="phase_cropped" pads all four the same,
+    symmetrically ((1, 1) for k = 4: cuDNN pads that itself), and crops each output; the crops and
+    their gradients' zero borders then fuse into neighbouring passes, at 5% more multiplications
+    (41² outputs for 40²). Under XLA's conv fusion (bfloat16 on GPUs) that is modelled as less
+    memory traffic, without it as more (docs/benchmarks.md); not yet measured on a GPU. On CPUs it
+    is ~2x slower (the CPU bench's DCGAN and VAE steps). impl="dilated" is the
+    plain `lax.conv_transpose`, kept as the reference the fast paths are tested against.
 
     `activation` (elementwise) is applied to each phase with the bias before interleaving, where XLA
     fuses both into the phase convolutions' outputs instead of making another pass over the
@@ -143,26 +151,33 @@ class ConvTranspose2x(nn.Module):
             y = jax.lax.conv_transpose(x, kernel, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
             y = self._bias_and_activation(y, bias)
             return y if self.interleave else Phases.split(y)
-        if self.impl != "phase":
-            raise ValueError(f"ConvTranspose2x impl must be 'phase' or 'dilated', got {self.impl!r}")
+        if self.impl not in CONV_TRANSPOSE_IMPLS:
+            raise ValueError(f"ConvTranspose2x impl must be one of {', '.join(CONV_TRANSPOSE_IMPLS)}, got {self.impl!r}")
         # Bias and activation go on each phase when there is an activation to fuse them with, or no
         # interleave: a bare bias is cheaper after the interleave on CPU (the VAE step fell from ~40 to
         # ~28 steps/s with it per phase).
         per_phase = self.activation is not None or not self.interleave
+        paddings = [_phase_padding(k, phase) for phase in (0, 1)]
+        if self.impl == "phase_cropped":
+            shared = (max(before for _, before, _ in paddings), max(after for _, _, after in paddings))
+        height, width = x.shape[1], x.shape[2]
         phases = [[None, None], [None, None]]
-        for phase_h in (0, 1):
-            tap_h, before_h, after_h = _phase_padding(k, phase_h)
-            for phase_w in (0, 1):
-                tap_w, before_w, after_w = _phase_padding(k, phase_w)
-                phases[phase_h][phase_w] = jax.lax.conv_general_dilated(
+        for phase_h, (tap_h, before_h, after_h) in enumerate(paddings):
+            for phase_w, (tap_w, before_w, after_w) in enumerate(paddings):
+                own = ((before_h, after_h), (before_w, after_w))
+                y = jax.lax.conv_general_dilated(
                     x,
                     kernel[tap_h::2, tap_w::2],
                     window_strides=(1, 1),
-                    padding=((before_h, after_h), (before_w, after_w)),
+                    padding=own if self.impl == "phase" else (shared, shared),
                     dimension_numbers=("NHWC", "HWIO", "NHWC"),
                 )
                 if per_phase:
-                    phases[phase_h][phase_w] = self._bias_and_activation(phases[phase_h][phase_w], bias)
+                    y = self._bias_and_activation(y, bias)
+                if self.impl == "phase_cropped":
+                    top, left = shared[0] - before_h, shared[0] - before_w
+                    y = y[:, top:top + height, left:left + width]
+                phases[phase_h][phase_w] = y
         result = Phases(tuple(tuple(row) for row in phases))
         if not self.interleave:
             return result

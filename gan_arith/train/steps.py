@@ -19,7 +19,7 @@ from gan_arith.config import check_ranges
 from gan_arith.errors import InputError
 from gan_arith.models.autoencoder import AccordionAE
 from gan_arith.models.dcgan import Discriminator, Generator
-from gan_arith.models.layers import num_doublings, to_model_range
+from gan_arith.models.layers import CONV_TRANSPOSE_IMPLS, num_doublings, to_model_range
 from gan_arith.models.vae import VAE
 
 Batch = dict[str, jax.Array]
@@ -311,7 +311,7 @@ def model_dtype(name: str) -> Any:
 
 
 MODEL_CHOICES = {
-    "kind": ("dcgan", "vae", "ae"), "dtype": tuple(COMPUTE_DTYPES), "conv_transpose": ("phase", "dilated"),
+    "kind": ("dcgan", "vae", "ae"), "dtype": tuple(COMPUTE_DTYPES), "conv_transpose": CONV_TRANSPOSE_IMPLS,
     "discriminator_padding": ("same", "symmetric"),
 }
 
