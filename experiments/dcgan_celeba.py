@@ -17,7 +17,7 @@ Seed configuration on one H100 in bfloat16
 10 evaluations: 225 s); the library's step has been faster since, so 100 epochs are predicted at
 ~11.4 minutes (docs/benchmarks.md). An epoch here is one pass over the real faces (781 steps of 64
 for 50,000); the Keras tutorial the seed's tables come from counts int(50,000 / 128) = 390 steps of 64
-random real faces, so the seed's 100 epochs are --config.num_epochs=50 here.
+random real faces, so the seed's 100 epochs are about --config.num_epochs=50 here (39,050 steps for 39,000).
 Expected result: workdir/figures/samples_epochNNNN.png grids from a fixed latent batch that turn
 from noise into faces over the epochs; checkpoints in workdir/checkpoints; metrics.jsonl; rerunning
 the same command resumes from the last checkpoint.

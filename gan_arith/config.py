@@ -32,7 +32,7 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
             "width": 128,
             "image_size": 80,
             "dtype": "float32",  # compute dtype ('bfloat16' for speed); parameters are always float32
-            # 'phase_cropped': shared symmetric padding, for cuDNN (models/layers.py); 'dilated': plain
+            # 'phase_cropped': one padding shared by the phases, for cuDNN (models/layers.py); 'dilated': plain
             # lax.conv_transpose, the slow reference
             "conv_transpose": "phase",
             "dropout_rate": 0.4,

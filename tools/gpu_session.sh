@@ -17,7 +17,7 @@
 # compile, and XLA's own convolution fusion measured +5.0% bf16 / -4.1% f32 (config.conv_fusion).
 # Next (planned, not yet run): the LeakyReLU as a maximum with its gradient read from the output (modelled
 # -1.74 GB per bf16 step under conv fusion) and conv_transpose=phase_cropped (a further -0.68 GB):
-# `git archive 2a491fa gan_arith | tar -x -C .base`, carry .base and .whl, `tools/gpu_session.sh env check dcgan
+# `mkdir -p .base && git archive 2a491fa gan_arith | tar -x -C .base`, carry .base and .whl, `tools/gpu_session.sh env check dcgan
 # base cropped` (about 300 s), then at once on the warm machine `tools/gpu_session.sh convfusion` (about 250 s).
 # Everything lands in $OUT (flat names: the device tool returns files two folders deep at most).
 set -u

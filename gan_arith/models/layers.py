@@ -4,6 +4,7 @@ and the convolutions at the RGB ends of the DCGAN."""
 from __future__ import annotations
 
 import functools
+import typing
 from typing import Any, Callable, Literal
 
 import flax.linen as nn
@@ -17,7 +18,7 @@ KERNEL_INIT = nn.initializers.glorot_uniform()
 BIAS_INIT = nn.initializers.zeros
 
 ConvTransposeImpl = Literal["phase", "phase_cropped", "dilated"]
-CONV_TRANSPOSE_IMPLS: tuple[str, ...] = ("phase", "phase_cropped", "dilated")
+CONV_TRANSPOSE_IMPLS: tuple[str, ...] = typing.get_args(ConvTransposeImpl)
 
 
 def to_model_range(images_u8: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
@@ -38,7 +39,7 @@ def from_model_range(images: jax.Array | np.ndarray) -> np.ndarray:
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def leaky_relu(x: jax.Array, slope: float) -> jax.Array:
-    """``jax.nn.leaky_relu`` (x where x >= 0, slope·x below; gradient 1 or slope), for 0 <= slope <= 1.
+    """``jax.nn.leaky_relu`` (x where x >= 0, slope·x below; gradient 1 or slope), for 0 < slope <= 1.
 
     The same values and gradients, written for XLA's convolution fusion on GPUs (config.conv_fusion):
     a maximum is an operation it folds into the cuDNN graph of the convolution before it (a select
@@ -46,8 +47,8 @@ def leaky_relu(x: jax.Array, slope: float) -> jax.Array:
     an x so close to 0 that slope·x underflows to zero), so nothing needs the pre-activation after
     the forward pass and, fused, it is never written to memory.
     """
-    if not 0 <= slope <= 1:
-        raise ValueError(f"leaky_relu needs 0 <= slope <= 1 (it computes max(x, slope * x)), got slope={slope}")
+    if not 0 < slope <= 1:  # at 0, slope·x is -0.0 below zero and the output could not tell the sign
+        raise ValueError(f"leaky_relu needs 0 < slope <= 1 (it computes max(x, slope * x)), got slope={slope}")
     return jnp.maximum(x, slope * x)
 
 
@@ -120,12 +121,13 @@ class ConvTranspose2x(nn.Module):
     lhs dilation, whose backward pass XLA runs on a slow path (jax-ml/jax#23783, #31662): on CPU the
     DCGAN generator's forward+backward is about 8x faster this way. Each phase needs its own
     asymmetric padding ((1, 0) or (0, 1) per axis for k = 4), which cuDNN does not have, so on GPUs
-    XLA writes a padded copy of the input for each. impl="phase_cropped" pads all four the same,
-    symmetrically ((1, 1) for k = 4: cuDNN pads that itself), and crops each output; the crops and
-    their gradients' zero borders then fuse into neighbouring passes, at 5% more multiplications
-    (41² outputs for 40²). Under XLA's conv fusion (bfloat16 on GPUs) that is modelled as less
-    memory traffic, without it as more (docs/benchmarks.md); not yet measured on a GPU. On CPUs it
-    is ~2x slower (the CPU bench's DCGAN and VAE steps). impl="dilated" is the
+    XLA writes a padded copy of the input for each. impl="phase_cropped" pads all four the same and
+    crops each output; for the DCGAN's k = 4 that padding is (1, 1), which cuDNN does itself (for
+    the VAE's k = 3 it stays (1, 0): no use there). The crops and their gradients' zero borders fuse
+    into neighbouring passes, at ~7% more multiplications over the generator's four layers. For the
+    DCGAN under XLA's conv fusion (bfloat16 on GPUs) that is modelled as less memory traffic,
+    without it as more (docs/benchmarks.md); not yet measured on a GPU. On CPUs it is ~2x slower
+    (the CPU bench's DCGAN and VAE steps). impl="dilated" is the
     plain `lax.conv_transpose`, kept as the reference the fast paths are tested against.
 
     `activation` (elementwise) is applied to each phase with the bias before interleaving, where XLA
@@ -152,7 +154,9 @@ class ConvTranspose2x(nn.Module):
             y = self._bias_and_activation(y, bias)
             return y if self.interleave else Phases.split(y)
         if self.impl not in CONV_TRANSPOSE_IMPLS:
-            raise ValueError(f"ConvTranspose2x impl must be one of {', '.join(CONV_TRANSPOSE_IMPLS)}, got {self.impl!r}")
+            raise ValueError(
+                f"ConvTranspose2x impl must be one of {', '.join(CONV_TRANSPOSE_IMPLS)}, got {self.impl!r}"
+            )
         # Bias and activation go on each phase when there is an activation to fuse them with, or no
         # interleave: a bare bias is cheaper after the interleave on CPU (the VAE step fell from ~40 to
         # ~28 steps/s with it per phase).
