@@ -19,6 +19,8 @@
 # -1.74 GB per bf16 step under conv fusion) and conv_transpose=phase_cropped (a further -0.68 GB):
 # `mkdir -p .base && git archive 2a491fa gan_arith | tar -x -C .base`, carry .base and .whl, `tools/gpu_session.sh env check dcgan
 # base cropped` (about 300 s), then at once on the warm machine `tools/gpu_session.sh convfusion` (about 250 s).
+# The seed's own count of updates end to end (docs/benchmarks.md: ~6.2 min predicted), a call of its own:
+# `E2E_EPOCHS=50 E2E_EVAL_EVERY=5 tools/gpu_session.sh e2e`.
 # Everything lands in $OUT (flat names: the device tool returns files two folders deep at most).
 set -u
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
