@@ -4,8 +4,9 @@
 # Parts: env, check (the layer and DCGAN model tests on the GPU: their CUDA branches: the column-unfolded RGB layer, mirroring, ConvFromPhases' phase domain),
 # bench (the full seed-size bench + profiles), dcgan (DCGAN rows only + profiles), dpad (DCGAN rows with the symmetric
 # discriminator padding), dilated (DCGAN rows with lax.conv_transpose), cropped (DCGAN rows with the phase
-# convolutions' shared symmetric padding, conv_transpose=phase_cropped, under conv fusion), convfusion (DCGAN and VAE rows with XLA's cuDNN
-# convolution fusion on and off: what config.conv_fusion='auto' decides from),
+# convolutions' shared symmetric padding, conv_transpose=phase_cropped, under conv fusion),
+# convfusion (DCGAN and VAE rows with XLA's cuDNN convolution fusion on and off: what config.conv_fusion='auto'
+# decides from),
 # base (DCGAN rows of an older commit's library, unpacked beforehand into the ignored folder .base, e.g.
 # `git archive 2b05c2c gan_arith | tar -x -C .base`, carried: the same-machine baseline when the card differs),
 # e2e (the seed run through the real loop, shortened: 62,500 synthetic faces = 50,000 in the train partition, as the
@@ -17,8 +18,9 @@
 # compile, and XLA's own convolution fusion measured +5.0% bf16 / -4.1% f32 (config.conv_fusion).
 # Next (planned, not yet run): the LeakyReLU as a maximum with its gradient read from the output (modelled
 # -1.74 GB per bf16 step under conv fusion) and conv_transpose=phase_cropped (a further -0.68 GB):
-# `mkdir -p .base && git archive 2a491fa gan_arith | tar -x -C .base`, carry .base and .whl, `tools/gpu_session.sh env check dcgan
-# base cropped` (about 300 s), then at once on the warm machine `tools/gpu_session.sh convfusion` (about 250 s).
+# `mkdir -p .base && git archive 2a491fa gan_arith | tar -x -C .base`, carry .base and .whl,
+# `tools/gpu_session.sh env check dcgan base cropped` (about 300 s), then at once on the warm machine
+# `tools/gpu_session.sh convfusion` (about 250 s).
 # The seed's own count of updates end to end (docs/benchmarks.md: ~6.2 min predicted), a call of its own:
 # `E2E_EPOCHS=50 E2E_EVAL_EVERY=5 tools/gpu_session.sh e2e`.
 # Everything lands in $OUT (flat names: the device tool returns files two folders deep at most).

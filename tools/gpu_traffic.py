@@ -48,7 +48,8 @@ from gan_arith.models.layers import CONV_TRANSPOSE_IMPLS  # noqa: E402
 from gan_arith.train import parallel  # noqa: E402
 from gan_arith.train.steps import build_steps  # noqa: E402
 
-# An H100 SXM as XLA's GPU compiler sees it (jax-ml/jax#28376); runtime and cuDNN versions of jax 0.10's and 0.11's CUDA 13 wheels.
+# An H100 SXM as XLA's GPU compiler sees it (jax-ml/jax#28376); runtime and cuDNN versions of jax 0.10's
+# and 0.11's CUDA 13 wheels.
 H100_TARGET = """
 gpu_device_info {
   threads_per_block_limit: 1024 threads_per_warp: 32 shared_memory_per_block: 49152

@@ -127,8 +127,8 @@ class ConvTranspose2x(nn.Module):
     into neighbouring passes, at ~7% more multiplications over the generator's four layers. For the
     DCGAN under XLA's conv fusion (bfloat16 on GPUs) that is modelled as less memory traffic,
     without it as more (docs/benchmarks.md); not yet measured on a GPU. On CPUs it is ~2x slower
-    (the CPU bench's DCGAN and VAE steps). impl="dilated" is the
-    plain `lax.conv_transpose`, kept as the reference the fast paths are tested against.
+    (the CPU bench's DCGAN and VAE steps). impl="dilated" is the plain `lax.conv_transpose`, kept as
+    the reference the fast paths are tested against.
 
     `activation` (elementwise) is applied to each phase with the bias before interleaving, where XLA
     fuses both into the phase convolutions' outputs instead of making another pass over the
@@ -162,23 +162,22 @@ class ConvTranspose2x(nn.Module):
         # ~28 steps/s with it per phase).
         per_phase = self.activation is not None or not self.interleave
         paddings = [_phase_padding(k, phase) for phase in (0, 1)]
-        if self.impl == "phase_cropped":
-            shared = (max(before for _, before, _ in paddings), max(after for _, _, after in paddings))
+        cropped = self.impl == "phase_cropped"
+        shared = (max(before for _, before, _ in paddings), max(after for _, _, after in paddings))
         height, width = x.shape[1], x.shape[2]
         phases = [[None, None], [None, None]]
         for phase_h, (tap_h, before_h, after_h) in enumerate(paddings):
             for phase_w, (tap_w, before_w, after_w) in enumerate(paddings):
-                own = ((before_h, after_h), (before_w, after_w))
                 y = jax.lax.conv_general_dilated(
                     x,
                     kernel[tap_h::2, tap_w::2],
                     window_strides=(1, 1),
-                    padding=own if self.impl == "phase" else (shared, shared),
+                    padding=(shared, shared) if cropped else ((before_h, after_h), (before_w, after_w)),
                     dimension_numbers=("NHWC", "HWIO", "NHWC"),
                 )
                 if per_phase:
                     y = self._bias_and_activation(y, bias)
-                if self.impl == "phase_cropped":
+                if cropped:
                     top, left = shared[0] - before_h, shared[0] - before_w
                     y = y[:, top:top + height, left:left + width]
                 phases[phase_h][phase_w] = y
