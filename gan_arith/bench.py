@@ -2,7 +2,7 @@
 
     python -m gan_arith.bench [--size cpu|seed] [--json PATH] [--models dcgan,vae]
                               [--dtypes float32,bfloat16] [--fuse K] [--fused-rows all|MODEL/DTYPE,...]
-                              [--conv-transpose phase|phase_cropped|dilated] [--discriminator-padding same|symmetric]
+                              [--conv-transpose phase|dilated] [--discriminator-padding same|symmetric]
                               [--conv-fusion auto|on|off] [--skip input,tfdata,conv-transpose] [--profile DIR]
 
 For the seed's DCGAN step and the VAE step, in float32 and bfloat16 compute, on all devices (a
@@ -607,14 +607,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--fused-rows", default=None,
                         help="comma-separated model/dtype rows timed fused too, or 'all' (default all; vae/float32 on CPU)")
     parser.add_argument("--conv-transpose", choices=CONV_TRANSPOSE_IMPLS, default="phase",
-                        help="transposed convolution of the timed steps (phase: the fast default; phase_cropped: one "
-                             "padding shared by the phases, for cuDNN; dilated: plain lax)")
+                        help="transposed convolution of the timed steps (phase: the fast default; dilated: plain lax)")
     parser.add_argument("--discriminator-padding", choices=("same", "symmetric"), default="same",
                         help="the DCGAN discriminator's stride-2 padding (same: Keras, the seed; symmetric: PyTorch's)")
     parser.add_argument("--conv-fusion", choices=CONV_FUSION_CHOICES, default="auto",
                         help="XLA fusing convolutions with the elementwise operations after them into cuDNN "
-                             "graphs (config.conv_fusion; auto: on for the DCGAN and VAE in bfloat16 on CUDA "
-                             "with jax >= 0.11)")
+                             "graphs (config.conv_fusion; auto: on for the DCGAN, and the VAE in bfloat16, on "
+                             "CUDA with jax >= 0.11)")
     parser.add_argument("--skip", type=_csv(SECTIONS, "--skip"), default=[], help=f"sections to skip: {','.join(SECTIONS)}")
     parser.add_argument("--profile", type=Path, help="also trace a few one-step calls per row (jax.profiler) into this folder")
     for name in ("batch_size", "image_size", "width", "num_faces", "windows"):

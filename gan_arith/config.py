@@ -32,9 +32,7 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
             "width": 128,
             "image_size": 80,
             "dtype": "float32",  # compute dtype ('bfloat16' for speed); parameters are always float32
-            # 'phase_cropped': one padding shared by the phases, for cuDNN (models/layers.py); 'dilated': plain
-            # lax.conv_transpose, the slow reference
-            "conv_transpose": "phase",
+            "conv_transpose": "phase",  # 'dilated' is plain lax.conv_transpose, the slow reference
             "dropout_rate": 0.4,
             # DCGAN discriminator's stride-2 layers: 'same' (Keras, the seed) or 'symmetric' (PyTorch's
             # padding=2, a different function); on CUDA both run symmetric padding (models/dcgan.py)
@@ -62,8 +60,8 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
     config.num_epochs = 100
     config.eval_every_epochs = 10
     # XLA fusing convolutions with the elementwise operations after them into cuDNN graphs
-    # (train/parallel.py): 'on', 'off', or 'auto': on where measured faster (the DCGAN and VAE in
-    # bfloat16 on CUDA GPUs, jax >= 0.11)
+    # (train/parallel.py): 'on', 'off', or 'auto': on where measured faster (the DCGAN, and the VAE
+    # in bfloat16, on CUDA GPUs, jax >= 0.11)
     config.conv_fusion = "auto"
     config.steps_per_dispatch = 0  # train steps fused in one jitted lax.scan (logged as their mean); 0: 1 on CPU, 10 elsewhere
     config.num_samples = 64  # fixed latent batch for the sample grid

@@ -11,7 +11,7 @@ pair each (FLOPs = 2·MACs):
 - Transposed conv: B · H_in · W_in · kh · kw · C_in · C_out: every input pixel meets every kernel
   tap once. The zeros of the dilated formulation are not counted, so impl="phase" and
   impl="dilated" have the same model FLOPs although the dilated one executes about 4x the
-  multiplications of a stride-2 layer (and impl="phase_cropped" ~7% more, on its cropped borders).
+  multiplications of a stride-2 layer.
 
 Per pass of a network over a batch: forward 2·MACs per layer; backward with respect to a
 layer's input 2·MACs where a gradient must flow into that input (every layer but the first,

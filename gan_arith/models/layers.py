@@ -17,7 +17,7 @@ from flax import struct
 KERNEL_INIT = nn.initializers.glorot_uniform()
 BIAS_INIT = nn.initializers.zeros
 
-ConvTransposeImpl = Literal["phase", "phase_cropped", "dilated"]
+ConvTransposeImpl = Literal["phase", "dilated"]
 CONV_TRANSPOSE_IMPLS: tuple[str, ...] = typing.get_args(ConvTransposeImpl)
 
 
@@ -119,16 +119,11 @@ class ConvTranspose2x(nn.Module):
     impl="phase" computes the four output phases as stride-1 convolutions with the matching
     sub-kernels of the one k×k kernel and interleaves them. Its gradient avoids convolutions with
     lhs dilation, whose backward pass XLA runs on a slow path (jax-ml/jax#23783, #31662): on CPU the
-    DCGAN generator's forward+backward is about 8x faster this way. Each phase needs its own
-    asymmetric padding ((1, 0) or (0, 1) per axis for k = 4), which cuDNN does not have, so on GPUs
-    XLA writes a padded copy of the input for each. impl="phase_cropped" pads all four the same and
-    crops each output; for the DCGAN's k = 4 that padding is (1, 1), which cuDNN does itself (for
-    the VAE's k = 3 it stays (1, 0): no use there). The crops and their gradients' zero borders fuse
-    into neighbouring passes, at ~7% more multiplications over the generator's four layers. For the
-    DCGAN under XLA's conv fusion (bfloat16 on GPUs) that is modelled as less memory traffic,
-    without it as more (docs/benchmarks.md); not yet measured on a GPU. On CPUs it is ~2x slower
-    (the CPU bench's DCGAN and VAE steps). impl="dilated" is the plain `lax.conv_transpose`, kept as
-    the reference the fast paths are tested against.
+    DCGAN generator's forward+backward is about 8x faster this way. (Each phase has its own
+    asymmetric padding, which on GPUs makes XLA write a padded copy of the input per phase; one
+    shared symmetric padding with cropped outputs avoids them but measured no faster on an H100 and
+    2x slower on CPUs: docs/benchmarks.md, 2026-11-26.) impl="dilated" is the plain
+    `lax.conv_transpose`, kept as the reference the fast path is tested against.
 
     `activation` (elementwise) is applied to each phase with the bias before interleaving, where XLA
     fuses both into the phase convolutions' outputs instead of making another pass over the
@@ -162,9 +157,6 @@ class ConvTranspose2x(nn.Module):
         # ~28 steps/s with it per phase).
         per_phase = self.activation is not None or not self.interleave
         paddings = [_phase_padding(k, phase) for phase in (0, 1)]
-        cropped = self.impl == "phase_cropped"
-        shared = (max(before for _, before, _ in paddings), max(after for _, _, after in paddings))
-        height, width = x.shape[1], x.shape[2]
         phases = [[None, None], [None, None]]
         for phase_h, (tap_h, before_h, after_h) in enumerate(paddings):
             for phase_w, (tap_w, before_w, after_w) in enumerate(paddings):
@@ -172,14 +164,11 @@ class ConvTranspose2x(nn.Module):
                     x,
                     kernel[tap_h::2, tap_w::2],
                     window_strides=(1, 1),
-                    padding=(shared, shared) if cropped else ((before_h, after_h), (before_w, after_w)),
+                    padding=((before_h, after_h), (before_w, after_w)),
                     dimension_numbers=("NHWC", "HWIO", "NHWC"),
                 )
                 if per_phase:
                     y = self._bias_and_activation(y, bias)
-                if cropped:
-                    top, left = shared[0] - before_h, shared[0] - before_w
-                    y = y[:, top:top + height, left:left + width]
                 phases[phase_h][phase_w] = y
         result = Phases(tuple(tuple(row) for row in phases))
         if not self.interleave:

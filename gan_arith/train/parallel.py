@@ -25,15 +25,17 @@ from gan_arith.train.steps import Batch, Metrics, TrainState, fuse_steps
 DATA_AXIS = "data"
 T = TypeVar("T")
 
-# XLA's own fusion of each convolution with the elementwise operations after it (with jax 0.11.2:
-# the bias add) into one cuDNN graph. Measured on H100s with jax 0.11.2 (docs/benchmarks.md,
-# 2026-11-26), on against off on one machine: the seed's DCGAN step +5.0% in bfloat16 (124.25 ->
-# 130.49 steps/s) and -4.1% in float32 (60.10 -> 57.61); the VAE step +7.3% in bfloat16 (457.65 ->
-# 491.28). With jax 0.10's XLA each fused broadcast (biases, the slope) became a full-size operand
-# (+1.8 GB per bf16 DCGAN step, modelled). So 'auto' turns it on where it was measured faster only.
+# XLA's own fusion of each convolution with the elementwise operations after it (the bias add and,
+# with layers.leaky_relu, the DCGAN's activation) into one cuDNN graph. Measured on H100s with jax
+# 0.11.2 (docs/benchmarks.md, 2026-11-26), on against off on one machine: the seed's DCGAN step in
+# float32 +19% with layers.leaky_relu (59.64 -> 71.09 steps/s; -4.1% with jax.nn.leaky_relu), in
+# bfloat16 +5.0% (124.25 -> 130.49, before layers.leaky_relu, which then added +6.9%); the VAE step
+# +7.3% in bfloat16 (457.65 -> 491.28), float32 not measured. With jax 0.10's XLA each fused
+# broadcast (biases, the slope) became a full-size operand (+1.8 GB per bf16 DCGAN step, modelled).
+# So 'auto' turns it on where it was measured faster only.
 XLA_CONV_FUSION = "xla_gpu_experimental_enable_conv_fusion"
 CONV_FUSION_MIN_JAX = (0, 11)
-CONV_FUSION_FASTER = (("dcgan", "bfloat16"), ("vae", "bfloat16"))  # (model kind, compute dtype)
+CONV_FUSION_FASTER = (("dcgan", "bfloat16"), ("dcgan", "float32"), ("vae", "bfloat16"))  # (model kind, compute dtype)
 
 
 def _is_cuda(device: jax.Device) -> bool:

@@ -34,7 +34,7 @@ class _KerasStyleGenerator(nn.Module):
 
 
 @pytest.mark.usefixtures("exact_products")
-@pytest.mark.parametrize("conv_transpose", ["phase", "phase_cropped", "dilated"])
+@pytest.mark.parametrize("conv_transpose", ["phase", "dilated"])
 def test_generator_is_the_plain_layer_stack_in_value_and_gradient(conv_transpose):
     # Phase convolutions, per-phase bias and LeakyReLU, and the RGB layer fed uninterleaved phases
     # (ConvFromPhases) must compute exactly the seed's stack of Dense, ConvTranspose and Conv layers.

@@ -316,10 +316,39 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
             return state, {**metrics, "loss": metrics["loss"] + poison}
 
     monkeypatch.setattr(loop, "build_steps", lambda *a, **k: PoisonedSteps(real_build(*a, **k)))
-    with pytest.raises(loop.DivergenceError, match="non-finite loss"):
+    # Read one dispatch late (the loop queues the next first), the error still names the bad step.
+    with pytest.raises(loop.DivergenceError, match=r"non-finite loss in steps 19\.\.19 \(epoch 3\)"):
         loop.train(config, tmp_path / "run")
     latest = tmp_path / "run" / "checkpoints" / "latest"
     assert sorted(int(p.name) for p in latest.iterdir() if p.name.isdigit()) == [8, 16]
+
+
+def test_each_dispatch_s_metrics_are_read_after_the_next_dispatch_is_queued(tmp_path, monkeypatch):
+    # Reading them at once left the GPU idle while the host fetched, logged and dispatched again.
+    config = tiny(vae_celeba, tmp_path, num_epochs=2, steps_per_dispatch=3)  # 8 steps per epoch: 3 + 3 + 2
+    dispatched, read_after = [], []
+    real_compile, real_mean = parallel.compile_train_steps, loop._mean_metrics
+
+    def counting_compile(*args, **kwargs):
+        train_steps = real_compile(*args, **kwargs)
+
+        def counted(*call_args):
+            dispatched.append(1)
+            return train_steps(*call_args)
+        return counted
+
+    def recording_mean(stacked):
+        read_after.append(len(dispatched))
+        return real_mean(stacked)
+
+    monkeypatch.setattr(parallel, "compile_train_steps", counting_compile)
+    monkeypatch.setattr(loop, "_mean_metrics", recording_mean)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loop.train(config, tmp_path / "run")
+    # Reads 1 and 2 of each epoch wait for the next dispatch; its last is read at the epoch's end.
+    assert read_after == [2, 3, 3, 5, 6, 6]
+    assert [row["step"] for row in metrics_lines(tmp_path / "run")] == [3, 6, 8, 11, 14, 16]
 
 
 FOUR_DEVICES = """
