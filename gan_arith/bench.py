@@ -16,7 +16,9 @@ as in training. Then the input paths' own throughput (device-resident and tf.dat
 both moving uint8 faces to the device) against the fastest step's consumption, and the
 generator's forward+backward with the phase and the dilated transposed convolution.
 ``--profile DIR`` also records a ``jax.profiler`` trace of a few timed one-step calls per row
-(DIR/MODEL_DTYPE/plugins/profile/*/: xplane.pb for TensorBoard/XProf, trace.json.gz for Perfetto).
+(DIR/MODEL_DTYPE/plugins/profile/*/: xplane.pb for TensorBoard/XProf, trace.json.gz for Perfetto)
+and, on GPUs, prints where each step's kernel time goes (``kernel_time``: convolutions, matrix
+multiplications, the rest, and the largest kernels).
 
 ``--size seed`` is the seed's exact step (batch 128: 64 real + 64 generated faces for the
 discriminator, 128 latents for the generator; 80×80, width 128, latent 100; the VAE with its
@@ -30,10 +32,14 @@ ones, rendered into a temporary store. docs/benchmarks.md records the results.
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import datetime
+import gzip
+import json
 import os
 import platform
+import re
 import statistics
 import sys
 import tempfile
@@ -235,6 +241,12 @@ def abstract_step_inputs(steps: Steps, mesh: jax.sharding.Mesh, size: Size) -> t
 
 
 PROFILED_CALLS = 10
+# Kernel kinds by the names cuDNN, cuBLAS and XLA give their GPU kernels, tested in this order:
+# cuDNN's convolutions include "implicit_gemm" kernels, so convolutions come before matmuls.
+KERNEL_KINDS = (
+    ("convolution", re.compile(r"conv|dgrad|wgrad", re.IGNORECASE)),
+    ("matmul", re.compile(r"gemm|nvjet|cublas|dot", re.IGNORECASE)),
+)
 
 
 def measure_mode(
@@ -273,6 +285,45 @@ def measure_mode(
     }, compiled
 
 
+def kernel_kind(name: str) -> str:
+    """'convolution', 'matmul' or 'other' (XLA's elementwise/reduction fusions, copies, memsets) for a GPU kernel name."""
+    return next((kind for kind, pattern in KERNEL_KINDS if pattern.search(name)), "other")
+
+
+def kernel_time(trace_dir: Path, calls: int, top: int = 8) -> dict[str, Any] | None:
+    """GPU kernel time per call, by kind and for the `top` largest kernels, from the trace that
+    ``jax.profiler.trace(trace_dir)`` wrote of `calls` calls; None where it holds no GPU compute
+    stream (CPU and TPU traces)."""
+    files = sorted(trace_dir.glob("plugins/profile/*/*.trace.json.gz"))
+    if not files:
+        return None
+    with gzip.open(files[-1], "rt") as f:
+        events = json.load(f)["traceEvents"]
+    gpus = {e["pid"] for e in events if e.get("ph") == "M" and e.get("name") == "process_name"
+            and e["args"]["name"].startswith("/device:GPU")}
+    streams = {(e["pid"], e["tid"]) for e in events if e.get("ph") == "M" and e.get("name") == "thread_name"
+               and e["pid"] in gpus and "Compute" in e["args"]["name"]}
+    micros: collections.Counter[str] = collections.Counter()
+    launches: collections.Counter[str] = collections.Counter()
+    for event in events:
+        if event.get("ph") == "X" and (event["pid"], event.get("tid")) in streams:
+            micros[event["name"]] += event["dur"]
+            launches[event["name"]] += 1
+    if not micros:
+        return None
+    by_kind = {kind: 0.0 for kind, _ in KERNEL_KINDS} | {"other": 0.0}
+    for name, us in micros.items():
+        by_kind[kernel_kind(name)] += us / calls / 1000
+    return {
+        "calls": calls,
+        "ms_per_call": sum(micros.values()) / calls / 1000,
+        "ms_per_call_by_kind": by_kind,
+        "kernels_per_call": sum(launches.values()) / calls,
+        "largest": [{"name": name, "kind": kernel_kind(name), "ms_per_call": us / calls / 1000,
+                     "launches_per_call": launches[name] / calls} for name, us in micros.most_common(top)],
+    }
+
+
 def bench_step(
     steps: Steps, config: ml_collections.ConfigDict, initial: TrainState, size: Size, mesh: jax.sharding.Mesh,
     images: np.ndarray, fuse: int | None, profile_dir: Path | None = None,
@@ -285,9 +336,8 @@ def bench_step(
     modes: dict[str, Any] = {}
     options = parallel.step_compiler_options(config)
     _log(f"{model} {dtype}: one step per call")
-    modes["per_step"], compiled = measure_mode(
-        steps, initial, mesh, data, 1, size, None if profile_dir is None else profile_dir / f"{model}_{dtype}", options
-    )
+    row_profile = None if profile_dir is None else profile_dir / f"{model}_{dtype}"
+    modes["per_step"], compiled = measure_mode(steps, initial, mesh, data, 1, size, row_profile, options)
     if fuse and fuse > 1:
         _log(f"{model} {dtype}: {fuse} steps fused per call")
         modes["fused"], _ = measure_mode(steps, initial, mesh, data, fuse, size, compiler_options=options)
@@ -316,6 +366,7 @@ def bench_step(
         "achieved_flops_per_s": achieved,
         "peak_flops_per_s": peak_total,
         "peak_fraction": None if peak_total is None else achieved / peak_total,
+        "kernel_time": None if row_profile is None else kernel_time(row_profile, PROFILED_CALLS),
     }
 
 
@@ -560,6 +611,9 @@ def format_report(results: dict[str, Any]) -> str:
         "shapes (gan_arith.flops), XLA GFLOP from the one-step computation's cost_analysis (on GPU it leaves out",
         "convolutions run as cuDNN custom calls, not those in conv_fusion's cuDNN graphs); compile s: 1/call[/k/call].",
     ]
+    for row in results["steps"]:
+        if row.get("kernel_time"):
+            lines += [""] + format_kernel_time(row)
     if "input" in results:
         fastest = results["input"]["fastest_step"]
         lines += ["", f"input path (images/s, batch {results['input']['batch_size']}) vs the fastest step's consumption "
@@ -580,6 +634,17 @@ def format_report(results: dict[str, Any]) -> str:
     lines += ["", f"load average at end {' '.join(f'{x:.2f}' for x in env['load_average_end'])}; "
                   f"total {env['total_s']:.0f} s"]
     return "\n".join(lines)
+
+
+def format_kernel_time(row: dict[str, Any]) -> list[str]:
+    """The lines of a step row's GPU kernel time (``kernel_time``): the total by kind, then the largest kernels."""
+    profile = row["kernel_time"]
+    kinds = ", ".join(f"{kind} {ms:.2f}" for kind, ms in profile["ms_per_call_by_kind"].items())
+    return [f"GPU kernel time per step, {row['model']} {row['dtype']} (profile of {profile['calls']} one-step calls): "
+            f"{profile['ms_per_call']:.2f} ms in {profile['kernels_per_call']:.0f} kernels ({kinds} ms)"] + [
+        f"  {kernel['ms_per_call']:6.3f} ms  x{kernel['launches_per_call']:<4.3g} {kernel['kind']:11s} {kernel['name'][:80]}"
+        for kernel in profile["largest"]
+    ]
 
 
 def _csv(choices: Sequence[str], name: str) -> Callable[[str], list[str]]:
