@@ -290,14 +290,10 @@ def kernel_kind(name: str) -> str:
     return next((kind for kind, pattern in KERNEL_KINDS if pattern.search(name)), "other")
 
 
-def kernel_time(trace_dir: Path, calls: int, top: int = 8) -> dict[str, Any] | None:
-    """GPU kernel time per call, by kind and for the `top` largest kernels, from the trace that
-    ``jax.profiler.trace(trace_dir)`` wrote of `calls` calls; None where it holds no GPU compute
-    stream (CPU and TPU traces)."""
-    files = sorted(trace_dir.glob("plugins/profile/*/*.trace.json.gz"))
-    if not files:
-        return None
-    with gzip.open(files[-1], "rt") as f:
+def gpu_kernels(trace_file: Path) -> tuple[collections.Counter[str], collections.Counter[str]]:
+    """(microseconds, launches) per kernel name on the GPU compute streams of a ``jax.profiler``
+    trace (a .trace.json.gz); both empty where it holds none (CPU and TPU traces)."""
+    with gzip.open(trace_file, "rt") as f:
         events = json.load(f)["traceEvents"]
     gpus = {e["pid"] for e in events if e.get("ph") == "M" and e.get("name") == "process_name"
             and e["args"]["name"].startswith("/device:GPU")}
@@ -309,6 +305,17 @@ def kernel_time(trace_dir: Path, calls: int, top: int = 8) -> dict[str, Any] | N
         if event.get("ph") == "X" and (event["pid"], event.get("tid")) in streams:
             micros[event["name"]] += event["dur"]
             launches[event["name"]] += 1
+    return micros, launches
+
+
+def kernel_time(trace_dir: Path, calls: int, top: int = 8) -> dict[str, Any] | None:
+    """GPU kernel time per call, by kind and for the `top` largest kernels, from the trace that
+    ``jax.profiler.trace(trace_dir)`` wrote of `calls` calls; None where it holds no GPU compute
+    stream (CPU and TPU traces)."""
+    files = sorted(trace_dir.glob("plugins/profile/*/*.trace.json.gz"))
+    if not files:
+        return None
+    micros, launches = gpu_kernels(files[-1])
     if not micros:
         return None
     by_kind = {kind: 0.0 for kind, _ in KERNEL_KINDS} | {"other": 0.0}

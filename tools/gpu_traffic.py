@@ -2,8 +2,14 @@
 
     python tools/gpu_traffic.py [--models dcgan] [--dtypes bfloat16,float32] [--discriminator-padding same]
                                 [--conv-transpose phase] [--conv-fusion] [--top 15] [--json traffic.json]
+                                [--trace ROW.trace.json.gz [--trace-calls 10]]
 
-(`--conv-fusion`: compiled with XLA's cuDNN convolution fusion, config.conv_fusion='on'.)
+(`--conv-fusion`: compiled with XLA's cuDNN convolution fusion, config.conv_fusion='on'. `--trace`:
+a GPU profile of the same code and row, from `python -m gan_arith.bench --profile`: each measured
+memory-bound kernel with the bytes modelled for it and the bandwidth that makes, for one model and
+dtype. A kernel far below the H100's ~3 TB/s is bound by its access pattern or arithmetic, which
+the byte count alone does not show: on 2026-11-26 the generator's RGB sum fused with the
+discriminator's mirrored input ran at 241 GB/s.)
 
 Needs the CUDA build of jaxlib next to the project's dependencies, in its own environment (the GPU
 is not needed, nor a driver; XLA compiles for the H100 described in H100_TARGET). Model the jax
@@ -86,6 +92,9 @@ def kernels(hlo_text: str) -> list[dict]:
             continue
         name, result, opcode, rest = match.groups()
         results[name] = result
+        # A profile names a kernel by its deduplicated computation, shared by identical fusions.
+        runtime = re.search(r'deduplicated_name="([^"]+)"', line)
+        op_name = re.search(r'op_name="([^"]+)"', line)
         if opcode in _NOT_KERNELS:
             continue
         if opcode == "custom-call":
@@ -102,8 +111,30 @@ def kernels(hlo_text: str) -> list[dict]:
             kind = opcode
         operands = re.findall(r"%([\w.\-]+)", rest.split("), ")[0])
         read = sum(shape_bytes(results.get(operand, "")) for operand in operands)
-        found.append({"name": name, "kind": kind, "read": read, "written": shape_bytes(result), "result": result})
+        found.append({"name": name, "kind": kind, "read": read, "written": shape_bytes(result), "result": result,
+                      "runtime_name": runtime.group(1) if runtime else name, "op": op_name.group(1) if op_name else ""})
     return found
+
+
+def measured_bandwidth(found: list[dict], micros: dict[str, float], launches: dict[str, int],
+                       calls: int) -> list[dict]:
+    """The profiled memory-bound kernels (`micros` and `launches` per kernel name over `calls` calls,
+    from bench.gpu_kernels) joined with the bytes modelled for them, slowest first. The profile writes
+    HLO's dots as underscores (loop_pad_fusion_2 for loop_pad_fusion.2)."""
+    modelled = collections.defaultdict(list)
+    for kernel in found:
+        if memory_bound(kernel):
+            modelled[kernel["runtime_name"]].append(kernel)
+    rows = []
+    for name, us in micros.items():
+        members = modelled.get(re.sub(r"_(\d+)$", r".\1", name)) or modelled.get(name)
+        if not members:
+            continue
+        ms = us / calls / 1000
+        gigabytes = sum(k["read"] + k["written"] for k in members) / 1e9
+        rows.append({"kernel": name, "ms_per_call": ms, "launches_per_call": launches[name] / calls,
+                     "modelled_gb": gigabytes, "gb_per_s": gigabytes / (ms / 1000), "op": members[0]["op"]})
+    return sorted(rows, key=lambda row: -row["ms_per_call"])
 
 
 def memory_bound(kernel: dict) -> bool:
@@ -153,7 +184,11 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=15, help="list this many of the largest memory-bound kernels")
     parser.add_argument("--hlo-dir", type=Path, help="also write each optimised HLO here")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--trace", type=Path, help="a GPU profile of this row (bench --profile): measured bandwidths")
+    parser.add_argument("--trace-calls", type=int, default=bench.PROFILED_CALLS, help="calls the trace holds")
     args = parser.parse_args()
+    if args.trace and ("," in args.models or "," in args.dtypes):
+        parser.error("--trace is the profile of one row: give one --models and one --dtypes")
     rows = []
     for model in args.models.split(","):
         for dtype in args.dtypes.split(","):
@@ -161,7 +196,16 @@ def main() -> None:
             if args.hlo_dir:
                 args.hlo_dir.mkdir(parents=True, exist_ok=True)
                 (args.hlo_dir / f"{model}_{dtype}.hlo").write_text(hlo)
-            rows.append(report(model, dtype, kernels(hlo), args.top))
+            found = kernels(hlo)
+            rows.append(report(model, dtype, found, args.top))
+            if args.trace:
+                measured = measured_bandwidth(found, *bench.gpu_kernels(args.trace), args.trace_calls)
+                print(f"  measured memory-bound kernels ({args.trace}): {sum(r['ms_per_call'] for r in measured):.3f} ms "
+                      "per call; the slowest:")
+                for row in measured[:args.top]:
+                    print(f"    {row['ms_per_call']:6.3f} ms {row['modelled_gb'] * 1e3:7.1f} MB {row['gb_per_s']:6.0f} GB/s "
+                          f"x{row['launches_per_call']:<3.3g} {row['kernel'][:32]:32s} {row['op'][-70:]}")
+                rows[-1]["measured"] = measured
     if args.json:
         args.json.write_text(json.dumps({"source_digest": bench.source_digest(), "jax": jax.__version__,
                                          "discriminator_padding": args.discriminator_padding,
