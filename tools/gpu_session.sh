@@ -20,8 +20,10 @@
 # LeakyReLU change +6.9% bf16, conv fusion +19% in f32, phase_cropped no gain and removed since), then
 # `E2E_EPOCHS=50 E2E_EVAL_EVERY=5 e2e` (400 s: 399 s for the seed's count of updates, the loop at 92% of
 # the bench). Next (planned, ~560 s): `mkdir -p .base && git archive 36ae2d6 gan_arith | tar -x -C .base`,
-# carry .base and .whl, `tools/gpu_session.sh env dcgan base` (~150 s: the D update's fakes written out
-# first, predicted ~142 bf16 steps/s per call against base's ~138; auto's f32 conv fusion fused), then on
+# carry .base and .whl, `tools/gpu_session.sh env check dcgan base` (~250 s: the D update's fakes written
+# out first and the RGB layer's gradient as a gather, together predicted ~147 bf16 steps/s per call
+# against base's ~138, each kernel's share in the profile (`tools/gpu_traffic.py --trace`); auto's f32
+# conv fusion fused), then on
 # the warm machine `E2E_EPOCHS=50 E2E_EVAL_EVERY=5 tools/gpu_session.sh e2e` (~380 s: the loop reads
 # metrics one dispatch late; ~6 min predicted, 399 s before). Optional: `convfusion` (the VAE's f32).
 # Everything lands in $OUT (flat names: the device tool returns files two folders deep at most).

@@ -19,6 +19,7 @@ BIAS_INIT = nn.initializers.zeros
 
 ConvTransposeImpl = Literal["phase", "dilated"]
 CONV_TRANSPOSE_IMPLS: tuple[str, ...] = typing.get_args(ConvTransposeImpl)
+PhaseTuple = tuple[tuple[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]  # [a][b]: image[:, a::2, b::2]
 
 
 def to_model_range(images_u8: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
@@ -227,31 +228,81 @@ def _tap_products(x: jax.Array, kernel: jax.Array, precision: Any) -> jax.Array:
     return products[..., : kh * kw * c_out].reshape(*x.shape[:3], kh * kw, c_out)
 
 
-def _conv_in_phase_domain(phases: Phases, kernel: jax.Array, precision: Any) -> Phases:
-    """A 'SAME' stride-1 k×k convolution (k odd) of the image held by `phases`, computed phase by phase.
+def _tap_source(kernel_size: int, out: int, tap: int) -> tuple[int, int]:
+    """Along one axis, output phase `out`'s tap `tap` reads (source phase, offset): output pixel p sums
+    tap i of input pixel p + i - k//2, which for output phase o lies in phase (o + i - k//2) mod 2 at
+    offset ⌊(o + i - k//2) / 2⌋."""
+    return (out + tap - kernel_size // 2) % 2, (out + tap - kernel_size // 2) // 2
 
-    Per phase the per-tap products of every pixel (`_tap_products`: col2im);
-    output pixel p sums tap i of input pixel p + i - k//2. For output phase o that input lies in
-    phase (o + i - k//2) mod 2 at offset ⌊(o + i - k//2) / 2⌋.
+
+def _tap_margins(kernel_size: int) -> tuple[int, int]:
+    """The largest backward and forward offsets of `_tap_source`."""
+    half = kernel_size // 2
+    return -((-half) // 2), (kernel_size - half) // 2
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _sum_taps(products: PhaseTuple, kernel_size: int) -> PhaseTuple:
+    """The output phases [B, H, W, C] of a 'SAME' k×k convolution from its per-tap products
+    `products[a][b]` [B, H, W, k·k, C] of each input phase (col2im).
+
+    The gradient is written as what it is, a gather: every tap of every input pixel reaches one
+    output pixel, so each input phase's gradient is its k·k taps' shifted slices of the output
+    gradient, stacked. Left to autodiff it was a sum of k·k zero-padded slices per element, one
+    loop fusion of 104 pads and 96 adds that ran at 0.5 TB/s on an H100 (docs/benchmarks.md).
     """
-    k = kernel.shape[0]
-    half = k // 2
-    _, height, width, _ = phases.phase[0][0].shape
-    before, after = -((-half) // 2), (k - half) // 2  # the largest backward and forward offsets
+    k = kernel_size
+    _, height, width = products[0][0].shape[:3]
+    before, after = _tap_margins(k)
     margins = ((0, 0), (before, after), (before, after), (0, 0), (0, 0))
-    products = [[jnp.pad(_tap_products(p, kernel, precision), margins) for p in row] for row in phases.phase]
+    padded = [[jnp.pad(p, margins) for p in row] for row in products]
 
     def output_phase(out_h: int, out_w: int) -> jax.Array:
         total = 0
         for i in range(k):
-            source_h, shift_h = (out_h + i - half) % 2, (out_h + i - half) // 2
+            source_h, shift_h = _tap_source(k, out_h, i)
             for j in range(k):
-                source_w, shift_w = (out_w + j - half) % 2, (out_w + j - half) // 2
+                source_w, shift_w = _tap_source(k, out_w, j)
                 top, left = before + shift_h, before + shift_w
-                total = total + products[source_h][source_w][:, top : top + height, left : left + width, i * k + j]
+                total = total + padded[source_h][source_w][:, top : top + height, left : left + width, i * k + j]
         return total
 
-    return Phases(tuple(tuple(output_phase(a, b) for b in (0, 1)) for a in (0, 1)))
+    return tuple(tuple(output_phase(a, b) for b in (0, 1)) for a in (0, 1))
+
+
+def _sum_taps_forward(products: PhaseTuple, kernel_size: int) -> tuple[PhaseTuple, None]:
+    return _sum_taps(products, kernel_size), None
+
+
+def _sum_taps_backward(kernel_size: int, _: None, cotangents: PhaseTuple) -> tuple[PhaseTuple]:
+    k = kernel_size
+    _, height, width, _ = cotangents[0][0].shape
+    before, after = _tap_margins(k)
+    # Output offsets run the other way: input pixel q's tap i went to output pixel q - shift.
+    padded = [[jnp.pad(g, ((0, 0), (after, before), (after, before), (0, 0))) for g in row] for row in cotangents]
+
+    def source_phase(source_h: int, source_w: int) -> jax.Array:
+        taps = []
+        for i in range(k):
+            out_h = next(o for o in (0, 1) if _tap_source(k, o, i)[0] == source_h)
+            top = after - _tap_source(k, out_h, i)[1]
+            for j in range(k):
+                out_w = next(o for o in (0, 1) if _tap_source(k, o, j)[0] == source_w)
+                left = after - _tap_source(k, out_w, j)[1]
+                taps.append(padded[out_h][out_w][:, top : top + height, left : left + width])
+        return jnp.stack(taps, axis=3)
+
+    return (tuple(tuple(source_phase(a, b) for b in (0, 1)) for a in (0, 1)),)
+
+
+_sum_taps.defvjp(_sum_taps_forward, _sum_taps_backward)
+
+
+def _conv_in_phase_domain(phases: Phases, kernel: jax.Array, precision: Any) -> Phases:
+    """A 'SAME' stride-1 k×k convolution (k odd) of the image held by `phases`, computed phase by phase:
+    per phase the per-tap products of every pixel (`_tap_products`), then their sums (`_sum_taps`)."""
+    products = tuple(tuple(_tap_products(p, kernel, precision) for p in row) for row in phases.phase)
+    return Phases(_sum_taps(products, kernel.shape[0]))
 
 
 class ConvFromPhases(nn.Module):
