@@ -274,7 +274,7 @@ def _sum_taps_forward(products: PhaseTuple, kernel_size: int) -> tuple[PhaseTupl
     return _sum_taps(products, kernel_size), None
 
 
-def _sum_taps_backward(kernel_size: int, _: None, cotangents: PhaseTuple) -> tuple[PhaseTuple]:
+def _sum_taps_backward(kernel_size: int, residuals: None, cotangents: PhaseTuple) -> tuple[PhaseTuple]:
     k = kernel_size
     _, height, width, _ = cotangents[0][0].shape
     before, after = _tap_margins(k)
