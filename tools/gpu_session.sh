@@ -4,7 +4,6 @@
 # Parts: env, check (the layer and DCGAN model tests on the GPU: their CUDA branches: the column-unfolded RGB layer, mirroring, ConvFromPhases' phase domain),
 # bench (the full seed-size bench + profiles), dcgan (DCGAN rows only + profiles), dpad (DCGAN rows with the symmetric
 # discriminator padding), dilated (DCGAN rows with lax.conv_transpose),
-# f32fusion (the library's DCGAN float32 rows with conv fusion on: 'auto' leaves it off for float32),
 # convfusion (DCGAN and VAE rows with XLA's cuDNN convolution fusion on and off: what config.conv_fusion='auto'
 # decides from),
 # base (DCGAN rows of an older commit's library, unpacked beforehand into the ignored folder .base, e.g.
@@ -17,15 +16,16 @@
 # day with jax 0.11.2: the fused discriminator (cuDNN graphs built by hand, in git history at e64a9b3) failed to
 # compile, and XLA's own convolution fusion measured +5.0% bf16 / -4.1% f32 (config.conv_fusion).
 # 09:05 (one H100, 731 s held): `env check dcgan base cropped f32fusion` (289 s, base = 2a491fa: the
-# LeakyReLU change +6.9% bf16, conv fusion +19% in f32, phase_cropped no gain and removed since), then
+# LeakyReLU change +6.9% bf16, conv fusion +19% in f32, phase_cropped no gain; `cropped` and `f32fusion`
+# removed since: phase_cropped is gone and 'auto' now turns conv fusion on for the DCGAN in f32), then
 # `E2E_EPOCHS=50 E2E_EVAL_EVERY=5 e2e` (400 s: 399 s for the seed's count of updates, the loop at 92% of
 # the bench). Next (planned, ~560 s): `mkdir -p .base && git archive 36ae2d6 gan_arith | tar -x -C .base`,
 # carry .base and .whl, `tools/gpu_session.sh env check dcgan base` (~250 s: the D update's fakes written
 # out first and the RGB layer's gradient as a gather, together predicted ~147 bf16 steps/s per call
 # against base's ~138, each kernel's share in the profile (`tools/gpu_traffic.py --trace`); auto's f32
-# conv fusion fused), then on
-# the warm machine `E2E_EPOCHS=50 E2E_EVAL_EVERY=5 tools/gpu_session.sh e2e` (~380 s: the loop reads
-# metrics one dispatch late; ~6 min predicted, 399 s before). Optional: `convfusion` (the VAE's f32).
+# conv fusion fused), then on the warm machine `E2E_EPOCHS=50 E2E_EVAL_EVERY=5 tools/gpu_session.sh e2e`
+# (~380 s: the loop reads metrics one dispatch late; ~6 min predicted, 399 s before). Optional:
+# `convfusion` (the VAE's f32).
 # Everything lands in $OUT (flat names: the device tool returns files two folders deep at most).
 set -u
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
@@ -52,8 +52,6 @@ for part in "$@"; do
              --json "$OUT/bench_dcgan.json" 2>&1 | tee "$OUT/bench_dcgan.log"; flatten_profiles /tmp/prof_dcgan dcgan ;;
     dpad) timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --discriminator-padding symmetric --fuse 1 \
              --skip input,tfdata,conv-transpose --json "$OUT/bench_dpad.json" 2>&1 | tail -25 ;;
-    f32fusion) timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --dtypes float32 --conv-fusion on \
-             --fuse 1 --skip input,tfdata,conv-transpose --json "$OUT/bench_f32fusion.json" 2>&1 | tail -25 ;;
     dilated) timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --conv-transpose dilated --fuse 1 \
              --skip input,tfdata,conv-transpose --json "$OUT/bench_dilated.json" 2>&1 | tail -25 ;;
     convfusion) for fusion in on off; do timeout 200 python3 -m gan_arith.bench --size seed --dtypes bfloat16,float32 \

@@ -92,11 +92,11 @@ def kernels(hlo_text: str) -> list[dict]:
             continue
         name, result, opcode, rest = match.groups()
         results[name] = result
+        if opcode in _NOT_KERNELS:
+            continue
         # A profile names a kernel by its deduplicated computation, shared by identical fusions.
         runtime = re.search(r'deduplicated_name="([^"]+)"', line)
         op_name = re.search(r'op_name="([^"]+)"', line)
-        if opcode in _NOT_KERNELS:
-            continue
         if opcode == "custom-call":
             kind = re.search(r'custom_call_target="([^"]+)"', line).group(1)
             result = result.split(", u8[")[0]  # the cuDNN/cuBLAS workspace is scratch, not traffic

@@ -281,14 +281,18 @@ def _sum_taps_backward(kernel_size: int, residuals: None, cotangents: PhaseTuple
     # Output offsets run the other way: input pixel q's tap i went to output pixel q - shift.
     padded = [[jnp.pad(g, ((0, 0), (after, before), (after, before), (0, 0))) for g in row] for row in cotangents]
 
+    def reader(source: int, tap: int) -> tuple[int, int]:
+        # Along one axis: the output phase that reads `tap` from input phase `source`, and where the
+        # slice of its padded gradient starts.
+        out = next(o for o in (0, 1) if _tap_source(k, o, tap)[0] == source)
+        return out, after - _tap_source(k, out, tap)[1]
+
     def source_phase(source_h: int, source_w: int) -> jax.Array:
         taps = []
         for i in range(k):
-            out_h = next(o for o in (0, 1) if _tap_source(k, o, i)[0] == source_h)
-            top = after - _tap_source(k, out_h, i)[1]
+            out_h, top = reader(source_h, i)
             for j in range(k):
-                out_w = next(o for o in (0, 1) if _tap_source(k, o, j)[0] == source_w)
-                left = after - _tap_source(k, out_w, j)[1]
+                out_w, left = reader(source_w, j)
                 taps.append(padded[out_h][out_w][:, top : top + height, left : left + width])
         return jnp.stack(taps, axis=3)
 
