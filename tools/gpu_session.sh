@@ -3,13 +3,15 @@
 # ml_collections/tensorboardX: carried as wheels in .whl/). Usage: tools/gpu_session.sh PART...
 # Parts: env, check (the layer and DCGAN model tests on the GPU: their CUDA branches: the column-unfolded RGB layer, mirroring, ConvFromPhases' phase domain),
 # bench (the full seed-size bench + profiles), dcgan (DCGAN rows only + profiles), dpad (DCGAN rows with the symmetric
-# discriminator padding), dilated (DCGAN rows with lax.conv_transpose),
+# discriminator padding), merged (DCGAN rows, one step per call, with the generator's four phase convolutions
+# as one: conv_transpose=phase_merged, + profiles), dilated (DCGAN rows with lax.conv_transpose),
 # convfusion (DCGAN and VAE rows with XLA's cuDNN convolution fusion on and off: what config.conv_fusion='auto'
 # decides from),
 # base (DCGAN rows of an older commit's library, unpacked beforehand into the ignored folder .base, e.g.
 # `git archive 2b05c2c gan_arith | tar -x -C .base`, carried: the same-machine baseline when the card differs),
 # e2e (the seed run through the real loop, shortened: 62,500 synthetic faces = 50,000 in the train partition, as the
-# seed's run; E2E_DPAD=symmetric for the other padding, E2E_DTYPE=float32 for float32, E2E_CONV_FUSION=on|off).
+# seed's run; E2E_DPAD=symmetric for the other padding, E2E_DTYPE=float32 for float32, E2E_CONV_FUSION=on|off,
+# E2E_CONV_TRANSPOSE=phase_merged).
 # 2026-11-26 (docs/benchmarks.md): `env check dcgan base; VARIANTS=wunfold16 variants; E2E_EPOCHS=20 e2e`
 # took 516 s on an H100 (the variants part and its tool, tools/rgb_conv_variants.py, are in git history at
 # c0270ac; wunfold16 became the library's column-unfolded RGB layer), then `env dcgan check` 153 s. Later that
@@ -52,6 +54,9 @@ for part in "$@"; do
              --json "$OUT/bench_dcgan.json" 2>&1 | tee "$OUT/bench_dcgan.log"; flatten_profiles /tmp/prof_dcgan dcgan ;;
     dpad) timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --discriminator-padding symmetric --fuse 1 \
              --skip input,tfdata,conv-transpose --json "$OUT/bench_dpad.json" 2>&1 | tail -25 ;;
+    merged) timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --conv-transpose phase_merged --fuse 1 \
+             --skip input,tfdata,conv-transpose --profile /tmp/prof_merged --json "$OUT/bench_merged.json" 2>&1 | tail -25
+             flatten_profiles /tmp/prof_merged merged ;;
     dilated) timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --conv-transpose dilated --fuse 1 \
              --skip input,tfdata,conv-transpose --json "$OUT/bench_dilated.json" 2>&1 | tail -25 ;;
     convfusion) for fusion in on off; do timeout 200 python3 -m gan_arith.bench --size seed --dtypes bfloat16,float32 \
@@ -63,6 +68,7 @@ for part in "$@"; do
            --config.data.synthetic_dir=/tmp/e2e/synthetic --config.data.synthetic_faces=62500 \
            --config.classifier_dir=/tmp/e2e/classifier --config.model.dtype=${E2E_DTYPE:-bfloat16} \
            --config.model.discriminator_padding=${E2E_DPAD:-same} --config.conv_fusion=${E2E_CONV_FUSION:-auto} \
+           --config.model.conv_transpose=${E2E_CONV_TRANSPOSE:-phase} \
            --config.num_epochs=${E2E_EPOCHS:-4} --config.eval_every_epochs=${E2E_EVAL_EVERY:-2} 2>&1 | tee "$OUT/e2e.log" | tail -40
          echo "e2e wall $(( $(date +%s) - start )) s" | tee -a "$OUT/e2e.log"
          cp /tmp/e2e/run/metrics.jsonl "$OUT/e2e_metrics.jsonl" 2>/dev/null

@@ -17,7 +17,7 @@ from flax import struct
 KERNEL_INIT = nn.initializers.glorot_uniform()
 BIAS_INIT = nn.initializers.zeros
 
-ConvTransposeImpl = Literal["phase", "dilated"]
+ConvTransposeImpl = Literal["phase", "phase_merged", "dilated"]
 CONV_TRANSPOSE_IMPLS: tuple[str, ...] = typing.get_args(ConvTransposeImpl)
 PhaseTuple = tuple[tuple[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]  # [a][b]: image[:, a::2, b::2]
 
@@ -123,7 +123,9 @@ class ConvTranspose2x(nn.Module):
     DCGAN generator's forward+backward is about 8x faster this way. (Each phase has its own
     asymmetric padding, which on GPUs makes XLA write a padded copy of the input per phase; one
     shared symmetric padding with cropped outputs avoids them but measured no faster on an H100 and
-    2x slower on CPUs: docs/benchmarks.md, 2026-11-26.) impl="dilated" is the plain
+    2x slower on CPUs: docs/benchmarks.md, 2026-11-26.) impl="phase_merged" runs the four as one
+    convolution with 4× the output channels (`_merged_phase_convolution`), an option for measurement
+    on GPUs (the seed's DCGAN step runs 4× slower with it on CPUs). impl="dilated" is the plain
     `lax.conv_transpose`, kept as the reference the fast path is tested against.
 
     `activation` (elementwise) is applied to each phase with the bias before interleaving, where XLA
@@ -158,6 +160,11 @@ class ConvTranspose2x(nn.Module):
         # ~28 steps/s with it per phase).
         per_phase = self.activation is not None or not self.interleave
         paddings = [_phase_padding(k, phase) for phase in (0, 1)]
+        if self.impl == "phase_merged":
+            result = _merged_phase_convolution(x, kernel, paddings, bias if per_phase else None, self.activation)
+            if not self.interleave:
+                return result
+            return result.interleave() if per_phase else result.interleave() + bias
         phases = [[None, None], [None, None]]
         for phase_h, (tap_h, before_h, after_h) in enumerate(paddings):
             for phase_w, (tap_w, before_w, after_w) in enumerate(paddings):
@@ -179,6 +186,51 @@ class ConvTranspose2x(nn.Module):
     def _bias_and_activation(self, y: jax.Array, bias: jax.Array) -> jax.Array:
         y = y + bias
         return y if self.activation is None else self.activation(y)
+
+
+def _merged_phase_convolution(
+    x: jax.Array, kernel: jax.Array, paddings: list[tuple[int, int, int]], bias: jax.Array | None,
+    activation: Callable[[jax.Array], jax.Array] | None,
+) -> Phases:
+    """The four phase convolutions of `ConvTranspose2x` as one convolution with 4× the output channels.
+
+    Along each axis, phase p's taps kernel[first_p::2] read input pixels m - before_p + t. All four
+    sub-kernels go into one window (those with fewer taps zero-padded, which only odd k has), each
+    phase's output shifted by where its first input pixel lies: phase p at output m is the merged
+    output at m + shift_p, in its own block of channels. One convolution over one symmetric
+    padding, so no per-phase padded copies, one larger GEMM instead of four, and the input gradient
+    summed over the phases inside it; the price is the computed border (k = 4: (H+1)² for H²).
+    The bias (tiled over the blocks) and activation go on the merged output, where conv fusion
+    folds them into the convolution.
+    """
+    k = kernel.shape[0]
+    firsts = [first for first, _, _ in paddings]
+    counts = [len(range(first, k, 2)) for first in firsts]
+    starts = [-before for _, before, _ in paddings]
+    window, lowest = max(counts), min(starts)
+    shifts = [start - lowest for start in starts]
+
+    def sub_kernel(phase_h: int, phase_w: int) -> jax.Array:
+        taps = kernel[firsts[phase_h]::2, firsts[phase_w]::2]
+        return jnp.pad(taps, ((0, window - counts[phase_h]), (0, window - counts[phase_w]), (0, 0), (0, 0)))
+
+    merged_kernel = jnp.concatenate([sub_kernel(a, b) for a in (0, 1) for b in (0, 1)], axis=-1)
+    padding = (-lowest, max(shifts) + lowest + window - 1)
+    y = jax.lax.conv_general_dilated(
+        x, merged_kernel, (1, 1), (padding, padding), dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    if bias is not None:
+        y = y + jnp.tile(bias, 4)
+        y = y if activation is None else activation(y)
+    _, height, width, _ = x.shape
+    features = kernel.shape[-1]
+
+    def phase(a: int, b: int) -> jax.Array:
+        block = 2 * a + b
+        rows, columns = slice(shifts[a], shifts[a] + height), slice(shifts[b], shifts[b] + width)
+        return y[:, rows, columns, block * features : (block + 1) * features]
+
+    return Phases(tuple(tuple(phase(a, b) for b in (0, 1)) for a in (0, 1)))
 
 
 def _same_padding(kernel_size: int) -> tuple[int, int]:

@@ -11,12 +11,13 @@ from gan_arith.models.layers import (
 
 
 @pytest.mark.usefixtures("exact_products")
+@pytest.mark.parametrize("impl", ["phase", "phase_merged"])
 @pytest.mark.parametrize("kernel_size,size", [(3, 5), (4, 5), (4, 6), (5, 6)])
-def test_phase_conv_transpose_equals_flax_conv_transpose(kernel_size, size):
+def test_phase_conv_transpose_equals_flax_conv_transpose(kernel_size, size, impl):
     x = jax.random.normal(jax.random.key(0), (2, size, size + 1, 3))  # not square: paddings per axis
     reference = nn.ConvTranspose(7, (kernel_size, kernel_size), strides=(2, 2), padding="SAME")
     variables = jax.jit(reference.init)(jax.random.key(1), x)
-    ours = ConvTranspose2x(7, kernel_size)
+    ours = ConvTranspose2x(7, kernel_size, impl=impl)
     assert jax.tree.map(jnp.shape, jax.jit(ours.init)(jax.random.key(1), x)) == jax.tree.map(jnp.shape, variables)
 
     np.testing.assert_allclose(ours.apply(variables, x), reference.apply(variables, x), atol=1e-5)
@@ -90,7 +91,7 @@ def test_dilated_impl_is_lax_conv_transpose():
         ConvTranspose2x(2, 4, impl="bogus").apply(variables, x)
 
 
-@pytest.mark.parametrize("impl", ["phase", "dilated"])
+@pytest.mark.parametrize("impl", ["phase", "phase_merged", "dilated"])
 def test_conv_transpose_activation_and_phases_output(impl):
     # Bias and activation applied per phase, and the phases handed out uninterleaved, change nothing.
     x = jax.random.normal(jax.random.key(0), (2, 5, 6, 3))
