@@ -3,15 +3,13 @@
 # ml_collections/tensorboardX: carried as wheels in .whl/). Usage: tools/gpu_session.sh PART...
 # Parts: env, check (the layer and DCGAN model tests on the GPU: their CUDA branches: the column-unfolded RGB layer, mirroring, ConvFromPhases' phase domain),
 # bench (the full seed-size bench + profiles), dcgan (DCGAN rows only + profiles), dpad (DCGAN rows with the symmetric
-# discriminator padding), merged (DCGAN rows, one step per call, with the generator's four phase convolutions
-# as one: conv_transpose=phase_merged, + profiles), dilated (DCGAN rows with lax.conv_transpose),
+# discriminator padding), dilated (DCGAN rows with lax.conv_transpose),
 # convfusion (DCGAN and VAE rows with XLA's cuDNN convolution fusion on and off: what config.conv_fusion='auto'
 # decides from),
 # base (DCGAN rows of an older commit's library, unpacked beforehand into the ignored folder .base, e.g.
 # `git archive 2b05c2c gan_arith | tar -x -C .base`, carried: the same-machine baseline when the card differs),
 # e2e (the seed run through the real loop, shortened: 62,500 synthetic faces = 50,000 in the train partition, as the
-# seed's run; E2E_DPAD=symmetric for the other padding, E2E_DTYPE=float32 for float32, E2E_CONV_FUSION=on|off,
-# E2E_CONV_TRANSPOSE=phase_merged).
+# seed's run; E2E_DPAD=symmetric for the other padding, E2E_DTYPE=float32 for float32, E2E_CONV_FUSION=on|off).
 # 2026-11-26 (docs/benchmarks.md): `env check dcgan base; VARIANTS=wunfold16 variants; E2E_EPOCHS=20 e2e`
 # took 516 s on an H100 (the variants part and its tool, tools/rgb_conv_variants.py, are in git history at
 # c0270ac; wunfold16 became the library's column-unfolded RGB layer), then `env dcgan check` 153 s. Later that
@@ -21,13 +19,15 @@
 # LeakyReLU change +6.9% bf16, conv fusion +19% in f32, phase_cropped no gain; `cropped` and `f32fusion`
 # removed since: phase_cropped is gone and 'auto' now turns conv fusion on for the DCGAN in f32), then
 # `E2E_EPOCHS=50 E2E_EVAL_EVERY=5 e2e` (400 s: 399 s for the seed's count of updates, the loop at 92% of
-# the bench). Next (planned, ~560 s): `mkdir -p .base && git archive 36ae2d6 gan_arith | tar -x -C .base`,
-# carry .base and .whl, `tools/gpu_session.sh env check dcgan base` (~250 s: the D update's fakes written
-# out first and the RGB layer's gradient as a gather, together predicted ~147 bf16 steps/s per call
-# against base's ~138, each kernel's share in the profile (`tools/gpu_traffic.py --trace`); auto's f32
-# conv fusion fused), then on the warm machine `E2E_EPOCHS=50 E2E_EVAL_EVERY=5 tools/gpu_session.sh e2e`
-# (~380 s: the loop reads metrics one dispatch late; ~6 min predicted, 399 s before). Optional:
-# `convfusion` (the VAE's f32).
+# the bench). 10:41 (one H100, 685 s held): `env check dcgan base merged` (287 s, base = 36ae2d6: the
+# D update's fakes written out first + the RGB gradient as a gather +1.9% bf16, the gather itself slower
+# and since reverted; the four phase convolutions merged into one (the `merged` part, then an option,
+# since CUDA's default) +7.2% bf16 / +4.9% f32), then `E2E_CONV_TRANSPOSE=phase_merged E2E_EPOCHS=50
+# E2E_EVAL_EVERY=5 e2e` (359 s end to end, the loop at the bench's rate; that variable went with the
+# option). Next (planned, ~300 s):
+# `tools/gpu_session.sh env check dcgan` (the gather's revert: `loop_pad_fusion_2` in the profile back
+# to ~0.27 ms, predicted ~152 bf16 steps/s per call; then `python tools/gpu_traffic.py --dtypes bfloat16
+# --conv-fusion --trace dcgan_dcgan_bfloat16.trace.json.gz` here).
 # Everything lands in $OUT (flat names: the device tool returns files two folders deep at most).
 set -u
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
@@ -54,9 +54,6 @@ for part in "$@"; do
              --json "$OUT/bench_dcgan.json" 2>&1 | tee "$OUT/bench_dcgan.log"; flatten_profiles /tmp/prof_dcgan dcgan ;;
     dpad) timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --discriminator-padding symmetric --fuse 1 \
              --skip input,tfdata,conv-transpose --json "$OUT/bench_dpad.json" 2>&1 | tail -25 ;;
-    merged) timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --conv-transpose phase_merged --fuse 1 \
-             --skip input,tfdata,conv-transpose --profile /tmp/prof_merged --json "$OUT/bench_merged.json" 2>&1 | tail -25
-             flatten_profiles /tmp/prof_merged merged ;;
     dilated) timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --conv-transpose dilated --fuse 1 \
              --skip input,tfdata,conv-transpose --json "$OUT/bench_dilated.json" 2>&1 | tail -25 ;;
     convfusion) for fusion in on off; do timeout 200 python3 -m gan_arith.bench --size seed --dtypes bfloat16,float32 \
@@ -68,7 +65,6 @@ for part in "$@"; do
            --config.data.synthetic_dir=/tmp/e2e/synthetic --config.data.synthetic_faces=62500 \
            --config.classifier_dir=/tmp/e2e/classifier --config.model.dtype=${E2E_DTYPE:-bfloat16} \
            --config.model.discriminator_padding=${E2E_DPAD:-same} --config.conv_fusion=${E2E_CONV_FUSION:-auto} \
-           --config.model.conv_transpose=${E2E_CONV_TRANSPOSE:-phase} \
            --config.num_epochs=${E2E_EPOCHS:-4} --config.eval_every_epochs=${E2E_EVAL_EVERY:-2} 2>&1 | tee "$OUT/e2e.log" | tail -40
          echo "e2e wall $(( $(date +%s) - start )) s" | tee -a "$OUT/e2e.log"
          cp /tmp/e2e/run/metrics.jsonl "$OUT/e2e_metrics.jsonl" 2>/dev/null

@@ -17,9 +17,8 @@ from flax import struct
 KERNEL_INIT = nn.initializers.glorot_uniform()
 BIAS_INIT = nn.initializers.zeros
 
-ConvTransposeImpl = Literal["phase", "phase_merged", "dilated"]
+ConvTransposeImpl = Literal["phase", "dilated"]
 CONV_TRANSPOSE_IMPLS: tuple[str, ...] = typing.get_args(ConvTransposeImpl)
-PhaseTuple = tuple[tuple[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]  # [a][b]: image[:, a::2, b::2]
 
 
 def to_model_range(images_u8: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
@@ -120,13 +119,12 @@ class ConvTranspose2x(nn.Module):
     impl="phase" computes the four output phases as stride-1 convolutions with the matching
     sub-kernels of the one k×k kernel and interleaves them. Its gradient avoids convolutions with
     lhs dilation, whose backward pass XLA runs on a slow path (jax-ml/jax#23783, #31662): on CPU the
-    DCGAN generator's forward+backward is about 8x faster this way. (Each phase has its own
-    asymmetric padding, which on GPUs makes XLA write a padded copy of the input per phase; one
-    shared symmetric padding with cropped outputs avoids them but measured no faster on an H100 and
-    2x slower on CPUs: docs/benchmarks.md, 2026-11-26.) impl="phase_merged" runs the four as one
-    convolution with 4× the output channels (`_merged_phase_convolution`), an option for measurement
-    on GPUs (the seed's DCGAN step runs 4× slower with it on CPUs). impl="dilated" is the plain
-    `lax.conv_transpose`, kept as the reference the fast path is tested against.
+    DCGAN generator's forward+backward is about 8x faster this way. On CUDA GPUs, for even k (each
+    phase k/2 taps), the four run as one convolution with 4× the output channels
+    (`_merged_phase_convolution`): on an H100 the seed's DCGAN step +7.2% bf16, +4.9% float32 over
+    four (docs/benchmarks.md, 2026-11-26), where on CPUs it is 4× slower. (One shared symmetric
+    padding for four separate convolutions measured no faster on an H100.) impl="dilated" is the
+    plain `lax.conv_transpose`, kept as the reference the fast path is tested against.
 
     `activation` (elementwise) is applied to each phase with the bias before interleaving, where XLA
     fuses both into the phase convolutions' outputs instead of making another pass over the
@@ -149,7 +147,7 @@ class ConvTranspose2x(nn.Module):
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         if self.impl == "dilated":
             y = jax.lax.conv_transpose(x, kernel, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-            y = self._bias_and_activation(y, bias)
+            y = _bias_and_activation(y, bias, self.activation)
             return y if self.interleave else Phases.split(y)
         if self.impl not in CONV_TRANSPOSE_IMPLS:
             raise ValueError(
@@ -160,32 +158,46 @@ class ConvTranspose2x(nn.Module):
         # ~28 steps/s with it per phase).
         per_phase = self.activation is not None or not self.interleave
         paddings = [_phase_padding(k, phase) for phase in (0, 1)]
-        if self.impl == "phase_merged":
-            result = _merged_phase_convolution(x, kernel, paddings, bias if per_phase else None, self.activation)
-            if not self.interleave:
-                return result
-            return result.interleave() if per_phase else result.interleave() + bias
-        phases = [[None, None], [None, None]]
-        for phase_h, (tap_h, before_h, after_h) in enumerate(paddings):
-            for phase_w, (tap_w, before_w, after_w) in enumerate(paddings):
-                y = jax.lax.conv_general_dilated(
-                    x,
-                    kernel[tap_h::2, tap_w::2],
-                    window_strides=(1, 1),
-                    padding=((before_h, after_h), (before_w, after_w)),
-                    dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                )
-                if per_phase:
-                    y = self._bias_and_activation(y, bias)
-                phases[phase_h][phase_w] = y
-        result = Phases(tuple(tuple(row) for row in phases))
+
+        def phases_by(lowering: Callable[..., Phases]) -> Callable[[jax.Array, jax.Array, jax.Array], Phases]:
+            return lambda x, kernel, bias: lowering(x, kernel, paddings, bias if per_phase else None, self.activation)
+
+        if k % 2:  # phases of k//2 and k//2 + 1 taps: merged, a quarter or more of its products would be zeros
+            result = phases_by(_phase_convolutions)(x, kernel, bias)
+        else:
+            result = jax.lax.platform_dependent(
+                x, kernel, bias, cuda=phases_by(_merged_phase_convolution), default=phases_by(_phase_convolutions)
+            )
         if not self.interleave:
             return result
         return result.interleave() if per_phase else result.interleave() + bias
 
-    def _bias_and_activation(self, y: jax.Array, bias: jax.Array) -> jax.Array:
-        y = y + bias
-        return y if self.activation is None else self.activation(y)
+def _bias_and_activation(
+    y: jax.Array, bias: jax.Array | None, activation: Callable[[jax.Array], jax.Array] | None
+) -> jax.Array:
+    y = y if bias is None else y + bias
+    return y if activation is None else activation(y)
+
+
+def _phase_convolutions(
+    x: jax.Array, kernel: jax.Array, paddings: list[tuple[int, int, int]], bias: jax.Array | None,
+    activation: Callable[[jax.Array], jax.Array] | None,
+) -> Phases:
+    """The four output phases of `ConvTranspose2x`, each its own stride-1 convolution with the
+    phase's sub-kernel and padding (`_phase_padding`: first tap, before, after per axis); then the
+    bias and activation, where given a bias."""
+    phases = [[None, None], [None, None]]
+    for phase_h, (tap_h, before_h, after_h) in enumerate(paddings):
+        for phase_w, (tap_w, before_w, after_w) in enumerate(paddings):
+            y = jax.lax.conv_general_dilated(
+                x,
+                kernel[tap_h::2, tap_w::2],
+                window_strides=(1, 1),
+                padding=((before_h, after_h), (before_w, after_w)),
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            )
+            phases[phase_h][phase_w] = y if bias is None else _bias_and_activation(y, bias, activation)
+    return Phases(tuple(tuple(row) for row in phases))
 
 
 def _merged_phase_convolution(
@@ -195,7 +207,7 @@ def _merged_phase_convolution(
     """The four phase convolutions of `ConvTranspose2x` as one convolution with 4× the output channels.
 
     Along each axis, phase p's taps kernel[first_p::2] read input pixels m - before_p + t. All four
-    sub-kernels go into one window (those with fewer taps zero-padded, which only odd k has), each
+    sub-kernels go into one window (for odd k, the phase with fewer taps zero-padded), each
     phase's output shifted by where its first input pixel lies: phase p at output m is the merged
     output at m + shift_p, in its own block of channels. One convolution over one symmetric
     padding, so no per-phase padded copies, one larger GEMM instead of four, and the input gradient
@@ -220,8 +232,7 @@ def _merged_phase_convolution(
         x, merged_kernel, (1, 1), (padding, padding), dimension_numbers=("NHWC", "HWIO", "NHWC")
     )
     if bias is not None:
-        y = y + jnp.tile(bias, 4)
-        y = y if activation is None else activation(y)
+        y = _bias_and_activation(y, jnp.tile(bias, 4), activation)
     _, height, width, _ = x.shape
     features = kernel.shape[-1]
 
@@ -280,85 +291,31 @@ def _tap_products(x: jax.Array, kernel: jax.Array, precision: Any) -> jax.Array:
     return products[..., : kh * kw * c_out].reshape(*x.shape[:3], kh * kw, c_out)
 
 
-def _tap_source(kernel_size: int, out: int, tap: int) -> tuple[int, int]:
-    """Along one axis, output phase `out`'s tap `tap` reads (source phase, offset): output pixel p sums
-    tap i of input pixel p + i - k//2, which for output phase o lies in phase (o + i - k//2) mod 2 at
-    offset ⌊(o + i - k//2) / 2⌋."""
-    return (out + tap - kernel_size // 2) % 2, (out + tap - kernel_size // 2) // 2
+def _conv_in_phase_domain(phases: Phases, kernel: jax.Array, precision: Any) -> Phases:
+    """A 'SAME' stride-1 k×k convolution (k odd) of the image held by `phases`, computed phase by phase.
 
-
-def _tap_margins(kernel_size: int) -> tuple[int, int]:
-    """The largest backward and forward offsets of `_tap_source`."""
-    half = kernel_size // 2
-    return -((-half) // 2), (kernel_size - half) // 2
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def _sum_taps(products: PhaseTuple, kernel_size: int) -> PhaseTuple:
-    """The output phases [B, H, W, C] of a 'SAME' k×k convolution from its per-tap products
-    `products[a][b]` [B, H, W, k·k, C] of each input phase (col2im).
-
-    The gradient is written as what it is, a gather: every tap of every input pixel reaches one
-    output pixel, so each input phase's gradient is its k·k taps' shifted slices of the output
-    gradient, stacked. Left to autodiff it was a sum of k·k zero-padded slices per element, one
-    loop fusion of 104 pads and 96 adds that ran at 0.5 TB/s on an H100 (docs/benchmarks.md).
+    Per phase the per-tap products of every pixel (`_tap_products`: col2im);
+    output pixel p sums tap i of input pixel p + i - k//2. For output phase o that input lies in
+    phase (o + i - k//2) mod 2 at offset ⌊(o + i - k//2) / 2⌋.
     """
-    k = kernel_size
-    _, height, width = products[0][0].shape[:3]
-    before, after = _tap_margins(k)
+    k = kernel.shape[0]
+    half = k // 2
+    _, height, width, _ = phases.phase[0][0].shape
+    before, after = -((-half) // 2), (k - half) // 2  # the largest backward and forward offsets
     margins = ((0, 0), (before, after), (before, after), (0, 0), (0, 0))
-    padded = [[jnp.pad(p, margins) for p in row] for row in products]
+    products = [[jnp.pad(_tap_products(p, kernel, precision), margins) for p in row] for row in phases.phase]
 
     def output_phase(out_h: int, out_w: int) -> jax.Array:
         total = 0
         for i in range(k):
-            source_h, shift_h = _tap_source(k, out_h, i)
+            source_h, shift_h = (out_h + i - half) % 2, (out_h + i - half) // 2
             for j in range(k):
-                source_w, shift_w = _tap_source(k, out_w, j)
+                source_w, shift_w = (out_w + j - half) % 2, (out_w + j - half) // 2
                 top, left = before + shift_h, before + shift_w
-                total = total + padded[source_h][source_w][:, top : top + height, left : left + width, i * k + j]
+                total = total + products[source_h][source_w][:, top : top + height, left : left + width, i * k + j]
         return total
 
-    return tuple(tuple(output_phase(a, b) for b in (0, 1)) for a in (0, 1))
-
-
-def _sum_taps_forward(products: PhaseTuple, kernel_size: int) -> tuple[PhaseTuple, None]:
-    return _sum_taps(products, kernel_size), None
-
-
-def _sum_taps_backward(kernel_size: int, residuals: None, cotangents: PhaseTuple) -> tuple[PhaseTuple]:
-    k = kernel_size
-    _, height, width, _ = cotangents[0][0].shape
-    before, after = _tap_margins(k)
-    # Output offsets run the other way: input pixel q's tap i went to output pixel q - shift.
-    padded = [[jnp.pad(g, ((0, 0), (after, before), (after, before), (0, 0))) for g in row] for row in cotangents]
-
-    def reader(source: int, tap: int) -> tuple[int, int]:
-        # Along one axis: the output phase that reads `tap` from input phase `source`, and where the
-        # slice of its padded gradient starts.
-        out = next(o for o in (0, 1) if _tap_source(k, o, tap)[0] == source)
-        return out, after - _tap_source(k, out, tap)[1]
-
-    def source_phase(source_h: int, source_w: int) -> jax.Array:
-        taps = []
-        for i in range(k):
-            out_h, top = reader(source_h, i)
-            for j in range(k):
-                out_w, left = reader(source_w, j)
-                taps.append(padded[out_h][out_w][:, top : top + height, left : left + width])
-        return jnp.stack(taps, axis=3)
-
-    return (tuple(tuple(source_phase(a, b) for b in (0, 1)) for a in (0, 1)),)
-
-
-_sum_taps.defvjp(_sum_taps_forward, _sum_taps_backward)
-
-
-def _conv_in_phase_domain(phases: Phases, kernel: jax.Array, precision: Any) -> Phases:
-    """A 'SAME' stride-1 k×k convolution (k odd) of the image held by `phases`, computed phase by phase:
-    per phase the per-tap products of every pixel (`_tap_products`), then their sums (`_sum_taps`)."""
-    products = tuple(tuple(_tap_products(p, kernel, precision) for p in row) for row in phases.phase)
-    return Phases(_sum_taps(products, kernel.shape[0]))
+    return Phases(tuple(tuple(output_phase(a, b) for b in (0, 1)) for a in (0, 1)))
 
 
 class ConvFromPhases(nn.Module):

@@ -5,19 +5,19 @@ import numpy as np
 import pytest
 
 from gan_arith.models.layers import (
-    ConvFromPhases, ConvTranspose2x, Phases, _conv_in_phase_domain, as_model_range, count_parameters,
-    from_model_range, leaky_relu, num_doublings, to_model_range, unfold_columns,
+    ConvFromPhases, ConvTranspose2x, Phases, _conv_in_phase_domain, _merged_phase_convolution, _phase_convolutions,
+    _phase_padding, as_model_range, count_parameters, from_model_range, leaky_relu, num_doublings, to_model_range,
+    unfold_columns,
 )
 
 
 @pytest.mark.usefixtures("exact_products")
-@pytest.mark.parametrize("impl", ["phase", "phase_merged"])
 @pytest.mark.parametrize("kernel_size,size", [(3, 5), (4, 5), (4, 6), (5, 6)])
-def test_phase_conv_transpose_equals_flax_conv_transpose(kernel_size, size, impl):
+def test_phase_conv_transpose_equals_flax_conv_transpose(kernel_size, size):
     x = jax.random.normal(jax.random.key(0), (2, size, size + 1, 3))  # not square: paddings per axis
     reference = nn.ConvTranspose(7, (kernel_size, kernel_size), strides=(2, 2), padding="SAME")
     variables = jax.jit(reference.init)(jax.random.key(1), x)
-    ours = ConvTranspose2x(7, kernel_size, impl=impl)
+    ours = ConvTranspose2x(7, kernel_size)
     assert jax.tree.map(jnp.shape, jax.jit(ours.init)(jax.random.key(1), x)) == jax.tree.map(jnp.shape, variables)
 
     np.testing.assert_allclose(ours.apply(variables, x), reference.apply(variables, x), atol=1e-5)
@@ -29,6 +29,43 @@ def test_phase_conv_transpose_equals_flax_conv_transpose(kernel_size, size, impl
     got = jax.jit(jax.grad(loss, argnums=(1, 2)), static_argnums=0)(ours, variables, x)
     for e, g in zip(jax.tree.leaves(expected), jax.tree.leaves(got)):
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.usefixtures("exact_products")
+@pytest.mark.parametrize("kernel_size", [2, 3, 4, 5, 6])
+def test_merged_phase_convolution_equals_the_four_phase_convolutions(kernel_size):
+    # CUDA's lowering for even k, run here (it holds for any k): the same phases, values and gradients.
+    x = jax.random.normal(jax.random.key(0), (2, 5, 6, 3))  # not square: shifts per axis
+    kernel = jax.random.normal(jax.random.key(1), (kernel_size, kernel_size, 3, 7))
+    bias = jax.random.normal(jax.random.key(2), (7,))
+    paddings = [_phase_padding(kernel_size, phase) for phase in (0, 1)]
+
+    def value_and_grads(lowering):
+        def loss(x, kernel, bias):
+            image = lowering(x, kernel, paddings, bias, lambda v: leaky_relu(v, 0.2)).interleave()
+            return jnp.sum(jnp.sin(image)), image
+        return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))(x, kernel, bias)
+
+    (_, expected), expected_grads = value_and_grads(_phase_convolutions)
+    (_, got), grads = value_and_grads(_merged_phase_convolution)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    for g, e in zip(grads, expected_grads):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel_size,cuda_convolutions", [(4, 1), (3, 4)])
+def test_conv_transpose_merges_its_phases_on_cuda_for_even_kernels_only(kernel_size, cuda_convolutions):
+    x = jnp.ones((1, 5, 5, 8))
+    layer = ConvTranspose2x(6, kernel_size)
+    variables = jax.jit(layer.init)(jax.random.key(0), x)
+
+    def lowered(platform):
+        return jax.export.export(jax.jit(layer.apply), platforms=[platform])(variables, x).mlir_module()
+
+    assert lowered("cpu").count("stablehlo.convolution") == 4
+    cuda = lowered("cuda")
+    assert cuda.count("stablehlo.convolution") == cuda_convolutions
+    assert ("x24xf32>" in cuda) == (cuda_convolutions == 1)  # the merged kernel's 4 × 6 output channels
 
 
 def _conv_value_and_grads(conv, x, kernel, padding):
@@ -91,7 +128,7 @@ def test_dilated_impl_is_lax_conv_transpose():
         ConvTranspose2x(2, 4, impl="bogus").apply(variables, x)
 
 
-@pytest.mark.parametrize("impl", ["phase", "phase_merged", "dilated"])
+@pytest.mark.parametrize("impl", ["phase", "dilated"])
 def test_conv_transpose_activation_and_phases_output(impl):
     # Bias and activation applied per phase, and the phases handed out uninterleaved, change nothing.
     x = jax.random.normal(jax.random.key(0), (2, 5, 6, 3))
