@@ -85,32 +85,69 @@ def _phase_padding(kernel_size: int, phase: int) -> tuple[int, int, int]:
     return first_tap, -offset, num_taps - 1 + offset
 
 
+PhaseTuple = tuple[tuple[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]  # [a][b]: image[:, a::2, b::2]
+
+
+def _interleave(phase: PhaseTuple) -> jax.Array:
+    # [B, H, 2(phase_h), W, 2(phase_w), C] -> [B, 2H, 2W, C]: output (2m + a, 2n + b) = phase[a][b][m, n].
+    batch, height, width, channels = phase[0][0].shape
+    rows = [jnp.stack(phase[a], axis=3) for a in (0, 1)]
+    return jnp.stack(rows, axis=2).reshape(batch, 2 * height, 2 * width, channels)
+
+
 @struct.dataclass
 class Phases:
-    """An image [B, 2H, 2W, C] held as its four stride-2 phases: ``phase[a][b] = image[:, a::2, b::2]``.
+    """An image [B, 2H, 2W, C] held as its four stride-2 phases ``image[:, a::2, b::2]``: the blocks of
+    one tensor, ``blocks`` [B, H + s, W + s, 4, C], phase (a, b) being block 2a + b at rows from
+    ``shifts[a]`` and columns from ``shifts[b]`` (s = max(shifts)).
 
     ``ConvTranspose2x`` computes its output phase by phase; handing them on uninterleaved to a layer
     that can use them (``ConvFromPhases``) saves interleaving the activations and de-interleaving
-    their gradient: two passes over the generator's largest tensor. ``shape`` is the image's.
+    their gradient: two passes over the generator's largest tensor. As blocks of one tensor, because
+    on CUDA the four phases are one convolution's output (`_merged_phase_convolution`, each phase
+    at its own offset) and the next layer's matrix products run over all four at once: no copies
+    of the phases out of it, nor of their gradients back into it. ``shape`` is the image's.
     """
 
-    phase: tuple[tuple[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+    blocks: jax.Array
+    shifts: tuple[int, int] = struct.field(pytree_node=False, default=(0, 0))
 
     @property
     def shape(self) -> tuple[int, ...]:
-        batch, height, width, channels = self.phase[0][0].shape
-        return batch, 2 * height, 2 * width, channels
+        batch, height, width, _, channels = self.blocks.shape
+        margin = max(self.shifts)
+        return batch, 2 * (height - margin), 2 * (width - margin), channels
+
+    @property
+    def phase(self) -> PhaseTuple:
+        _, height, width, _ = self.shape
+        rows, columns = height // 2, width // 2
+
+        def block(a: int, b: int) -> jax.Array:
+            top, left = self.shifts[a], self.shifts[b]
+            return self.blocks[:, top : top + rows, left : left + columns, 2 * a + b]
+
+        return tuple(tuple(block(a, b) for b in (0, 1)) for a in (0, 1))
 
     def interleave(self) -> jax.Array:
-        # [B, H, 2(phase_h), W, 2(phase_w), C] -> [B, 2H, 2W, C]: output (2m + a, 2n + b) = phase[a][b][m, n].
-        rows = [jnp.stack(self.phase[a], axis=3) for a in (0, 1)]
-        return jnp.stack(rows, axis=2).reshape(self.shape)
+        return _interleave(self.phase)
+
+    @classmethod
+    def stacked(cls, phase: PhaseTuple, shifts: tuple[int, int] = (0, 0)) -> "Phases":
+        """The phases given separately, copied into blocks at `shifts`."""
+        margin = max(shifts)
+
+        def placed(a: int, b: int) -> jax.Array:
+            rows, columns = (shifts[a], margin - shifts[a]), (shifts[b], margin - shifts[b])
+            return jnp.pad(phase[a][b], ((0, 0), rows, columns, (0, 0)))
+
+        return cls(jnp.stack([placed(a, b) for a in (0, 1) for b in (0, 1)], axis=3), shifts)
 
     @classmethod
     def split(cls, images_bhwc: jax.Array) -> "Phases":
         if images_bhwc.shape[1] % 2 or images_bhwc.shape[2] % 2:
             raise ValueError(f"Phases.split needs an even height and width, got {images_bhwc.shape}")
-        return cls(tuple(tuple(images_bhwc[:, a::2, b::2] for b in (0, 1)) for a in (0, 1)))
+        return cls.stacked(tuple(tuple(images_bhwc[:, a::2, b::2] for b in (0, 1)) for a in (0, 1)))
 
 
 class ConvTranspose2x(nn.Module):
@@ -159,18 +196,23 @@ class ConvTranspose2x(nn.Module):
         per_phase = self.activation is not None or not self.interleave
         paddings = [_phase_padding(k, phase) for phase in (0, 1)]
 
-        def phases_by(lowering: Callable[..., Phases]) -> Callable[[jax.Array, jax.Array, jax.Array], Phases]:
-            return lambda x, kernel, bias: lowering(x, kernel, paddings, bias if per_phase else None, self.activation)
+        def lowering(merged: bool) -> Callable[[jax.Array, jax.Array, jax.Array], jax.Array | Phases]:
+            def run(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array | Phases:
+                args = (x, kernel, paddings, bias if per_phase else None, self.activation)
+                if merged:
+                    phases = _merged_phase_convolution(*args)
+                    return phases.interleave() if self.interleave else phases
+                phase = _phase_convolutions(*args)
+                return _interleave(phase) if self.interleave else Phases.stacked(phase, _phase_shifts(paddings))
+
+            return run
 
         if k % 2:  # phases of k//2 and k//2 + 1 taps: merged, a quarter or more of its products would be zeros
-            result = phases_by(_phase_convolutions)(x, kernel, bias)
+            result = lowering(merged=False)(x, kernel, bias)
         else:
-            result = jax.lax.platform_dependent(
-                x, kernel, bias, cuda=phases_by(_merged_phase_convolution), default=phases_by(_phase_convolutions)
-            )
-        if not self.interleave:
-            return result
-        return result.interleave() if per_phase else result.interleave() + bias
+            result = jax.lax.platform_dependent(x, kernel, bias, cuda=lowering(True), default=lowering(False))
+        return result if per_phase else result + bias
+
 
 def _bias_and_activation(
     y: jax.Array, bias: jax.Array | None, activation: Callable[[jax.Array], jax.Array] | None
@@ -182,7 +224,7 @@ def _bias_and_activation(
 def _phase_convolutions(
     x: jax.Array, kernel: jax.Array, paddings: list[tuple[int, int, int]], bias: jax.Array | None,
     activation: Callable[[jax.Array], jax.Array] | None,
-) -> Phases:
+) -> PhaseTuple:
     """The four output phases of `ConvTranspose2x`, each its own stride-1 convolution with the
     phase's sub-kernel and padding (`_phase_padding`: first tap, before, after per axis); then the
     bias and activation, where given a bias."""
@@ -197,7 +239,14 @@ def _phase_convolutions(
                 dimension_numbers=("NHWC", "HWIO", "NHWC"),
             )
             phases[phase_h][phase_w] = y if bias is None else _bias_and_activation(y, bias, activation)
-    return Phases(tuple(tuple(row) for row in phases))
+    return tuple(tuple(row) for row in phases)
+
+
+def _phase_shifts(paddings: list[tuple[int, int, int]]) -> tuple[int, int]:
+    """Along one axis, where each phase's output starts in `_merged_phase_convolution`'s: phase p's
+    first input pixel (-before_p) less the earliest of the two."""
+    starts = [-before for _, before, _ in paddings]
+    return starts[0] - min(starts), starts[1] - min(starts)
 
 
 def _merged_phase_convolution(
@@ -208,40 +257,31 @@ def _merged_phase_convolution(
 
     Along each axis, phase p's taps kernel[first_p::2] read input pixels m - before_p + t. All four
     sub-kernels go into one window (for odd k, the phase with fewer taps zero-padded), each
-    phase's output shifted by where its first input pixel lies: phase p at output m is the merged
-    output at m + shift_p, in its own block of channels. One convolution over one symmetric
-    padding, so no per-phase padded copies, one larger GEMM instead of four, and the input gradient
-    summed over the phases inside it; the price is the computed border (k = 4: (H+1)² for H²).
-    The bias (tiled over the blocks) and activation go on the merged output, where conv fusion
-    folds them into the convolution.
+    phase's output shifted by where its first input pixel lies (`_phase_shifts`): phase p at
+    output m is the merged output at m + shift_p, in its own block of channels, which is what
+    `Phases` holds. One convolution over one symmetric padding, so no per-phase padded copies, one
+    larger GEMM instead of four, and the input gradient summed over the phases inside it; the price
+    is the computed border (k = 4: (H+1)² for H²). The bias (tiled over the blocks) and activation
+    go on the merged output, where conv fusion folds them into the convolution.
     """
     k = kernel.shape[0]
     firsts = [first for first, _, _ in paddings]
     counts = [len(range(first, k, 2)) for first in firsts]
-    starts = [-before for _, before, _ in paddings]
-    window, lowest = max(counts), min(starts)
-    shifts = [start - lowest for start in starts]
+    window, shifts = max(counts), _phase_shifts(paddings)
 
     def sub_kernel(phase_h: int, phase_w: int) -> jax.Array:
         taps = kernel[firsts[phase_h]::2, firsts[phase_w]::2]
         return jnp.pad(taps, ((0, window - counts[phase_h]), (0, window - counts[phase_w]), (0, 0), (0, 0)))
 
     merged_kernel = jnp.concatenate([sub_kernel(a, b) for a in (0, 1) for b in (0, 1)], axis=-1)
-    padding = (-lowest, max(shifts) + lowest + window - 1)
+    before = max(before for _, before, _ in paddings)
+    padding = (before, max(shifts) - before + window - 1)
     y = jax.lax.conv_general_dilated(
         x, merged_kernel, (1, 1), (padding, padding), dimension_numbers=("NHWC", "HWIO", "NHWC")
     )
     if bias is not None:
         y = _bias_and_activation(y, jnp.tile(bias, 4), activation)
-    _, height, width, _ = x.shape
-    features = kernel.shape[-1]
-
-    def phase(a: int, b: int) -> jax.Array:
-        block = 2 * a + b
-        rows, columns = slice(shifts[a], shifts[a] + height), slice(shifts[b], shifts[b] + width)
-        return y[:, rows, columns, block * features : (block + 1) * features]
-
-    return Phases(tuple(tuple(phase(a, b) for b in (0, 1)) for a in (0, 1)))
+    return Phases(y.reshape(*y.shape[:3], 4, kernel.shape[-1]), shifts)
 
 
 def _same_padding(kernel_size: int) -> tuple[int, int]:
@@ -280,7 +320,7 @@ def unfold_columns(lhs: jax.Array, rhs: jax.Array, padding: Any) -> tuple[jax.Ar
 
 
 def _tap_products(x: jax.Array, kernel: jax.Array, precision: Any) -> jax.Array:
-    """Every pixel of x [B, H, W, C_in] times every tap of kernel [kh, kw, C_in, C_out]: [B, H, W, kh·kw, C_out].
+    """Every pixel of x [..., C_in] times every tap of kernel [kh, kw, C_in, C_out]: [..., kh·kw, C_out].
 
     One matrix product with the kernel as [C_in, kh·kw·C_out], its columns padded to a multiple of 8
     (tensor cores want aligned GEMMs); tap (i, j) is index i·kw + j.
@@ -288,22 +328,28 @@ def _tap_products(x: jax.Array, kernel: jax.Array, precision: Any) -> jax.Array:
     kh, kw, c_in, c_out = kernel.shape
     matrix = kernel.transpose(2, 0, 1, 3).reshape(c_in, kh * kw * c_out)
     products = jnp.dot(x, jnp.pad(matrix, ((0, 0), (0, -matrix.shape[1] % 8))), precision=precision)
-    return products[..., : kh * kw * c_out].reshape(*x.shape[:3], kh * kw, c_out)
+    return products[..., : kh * kw * c_out].reshape(*x.shape[:-1], kh * kw, c_out)
 
 
-def _conv_in_phase_domain(phases: Phases, kernel: jax.Array, precision: Any) -> Phases:
-    """A 'SAME' stride-1 k×k convolution (k odd) of the image held by `phases`, computed phase by phase.
+def _conv_in_phase_domain(phases: Phases, kernel: jax.Array, precision: Any) -> jax.Array:
+    """A 'SAME' stride-1 k×k convolution (k odd) of the image held by `phases`, computed in the phase
+    domain; the result interleaved.
 
-    Per phase the per-tap products of every pixel (`_tap_products`: col2im);
-    output pixel p sums tap i of input pixel p + i - k//2. For output phase o that input lies in
-    phase (o + i - k//2) mod 2 at offset ⌊(o + i - k//2) / 2⌋.
+    The per-tap products of every pixel of all four phases in one matrix product (`_tap_products`
+    over the blocks), then per output phase their sums (col2im): output pixel p sums tap i of input
+    pixel p + i - k//2. For output phase o that input lies in phase (o + i - k//2) mod 2 at offset
+    ⌊(o + i - k//2) / 2⌋.
     """
     k = kernel.shape[0]
     half = k // 2
-    _, height, width, _ = phases.phase[0][0].shape
+    _, height, width, _ = phases.shape
+    height, width = height // 2, width // 2
     before, after = -((-half) // 2), (k - half) // 2  # the largest backward and forward offsets
     margins = ((0, 0), (before, after), (before, after), (0, 0), (0, 0))
-    products = [[jnp.pad(_tap_products(p, kernel, precision), margins) for p in row] for row in phases.phase]
+    products = _tap_products(phases.blocks, kernel, precision)
+    # Each block's products its own array before the slicing: the slices' gradients are then sums
+    # of padded copies of one block, not of all four.
+    products = [jnp.pad(products[:, :, :, block], margins) for block in range(4)]
 
     def output_phase(out_h: int, out_w: int) -> jax.Array:
         total = 0
@@ -311,11 +357,13 @@ def _conv_in_phase_domain(phases: Phases, kernel: jax.Array, precision: Any) -> 
             source_h, shift_h = (out_h + i - half) % 2, (out_h + i - half) // 2
             for j in range(k):
                 source_w, shift_w = (out_w + j - half) % 2, (out_w + j - half) // 2
-                top, left = before + shift_h, before + shift_w
-                total = total + products[source_h][source_w][:, top : top + height, left : left + width, i * k + j]
+                top = before + phases.shifts[source_h] + shift_h
+                left = before + phases.shifts[source_w] + shift_w
+                block = 2 * source_h + source_w
+                total = total + products[block][:, top : top + height, left : left + width, i * k + j]
         return total
 
-    return Phases(tuple(tuple(output_phase(a, b) for b in (0, 1)) for a in (0, 1)))
+    return _interleave(tuple(tuple(output_phase(a, b) for b in (0, 1)) for a in (0, 1)))
 
 
 class ConvFromPhases(nn.Module):
@@ -340,20 +388,18 @@ class ConvFromPhases(nn.Module):
             raise ValueError(f"ConvFromPhases kernel_size must be odd ('SAME' centres the window), got {k}")
         kernel = self.param("kernel", KERNEL_INIT, (k, k, phases.shape[-1], self.features), jnp.float32)
         bias = self.param("bias", BIAS_INIT, (self.features,), jnp.float32)
-        *flat, kernel, bias = nn.dtypes.promote_dtype(
-            *(p for row in phases.phase for p in row), kernel, bias, dtype=self.dtype
-        )
+        blocks, kernel, bias = nn.dtypes.promote_dtype(phases.blocks, kernel, bias, dtype=self.dtype)
 
-        def phase_domain(p00: jax.Array, p01: jax.Array, p10: jax.Array, p11: jax.Array, kernel: jax.Array) -> jax.Array:
-            return _conv_in_phase_domain(Phases(((p00, p01), (p10, p11))), kernel, self.precision).interleave()
+        def phase_domain(blocks: jax.Array, kernel: jax.Array) -> jax.Array:
+            return _conv_in_phase_domain(Phases(blocks, phases.shifts), kernel, self.precision)
 
-        def interleaved(p00: jax.Array, p01: jax.Array, p10: jax.Array, p11: jax.Array, kernel: jax.Array) -> jax.Array:
-            image = Phases(((p00, p01), (p10, p11))).interleave()
+        def interleaved(blocks: jax.Array, kernel: jax.Array) -> jax.Array:
             return jax.lax.conv_general_dilated(
-                image, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=self.precision
+                Phases(blocks, phases.shifts).interleave(), kernel, (1, 1), "SAME",
+                dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=self.precision,
             )
 
-        y = jax.lax.platform_dependent(*flat, kernel, cuda=phase_domain, default=interleaved)
+        y = jax.lax.platform_dependent(blocks, kernel, cuda=phase_domain, default=interleaved)
         return y + bias
 
 
