@@ -24,10 +24,12 @@
 # and since reverted; the four phase convolutions merged into one (the `merged` part, then an option,
 # since CUDA's default) +7.2% bf16 / +4.9% f32), then `E2E_CONV_TRANSPOSE=phase_merged E2E_EPOCHS=50
 # E2E_EVAL_EVERY=5 e2e` (359 s end to end, the loop at the bench's rate; that variable went with the
-# option). Next (planned, ~300 s):
-# `tools/gpu_session.sh env check dcgan` (the gather's revert: `loop_pad_fusion_2` in the profile back
-# to ~0.27 ms, predicted ~152 bf16 steps/s per call; then `python tools/gpu_traffic.py --dtypes bfloat16
-# --conv-fusion --trace dcgan_dcgan_bfloat16.trace.json.gz` here).
+# option). Next (planned, ~300 s): `mkdir -p .base && rm -rf .base/gan_arith && git archive 7985329
+# gan_arith | tar -x -C .base`, carry .base and .whl, `tools/gpu_session.sh env check dcgan base`: base =
+# the merged form with the gather reverted (predicted ~152 bf16 steps/s per call), the library = the
+# phases as blocks of one tensor (45c0dc7, predicted ~156-161); each kernel's share afterwards with
+# `python tools/gpu_traffic.py --dtypes bfloat16 --conv-fusion --trace dcgan_dcgan_bfloat16.trace.json.gz`
+# here. Revert the blocks if not faster. With time left: `E2E_EPOCHS=50 E2E_EVAL_EVERY=5 e2e` (~340 s).
 # Everything lands in $OUT (flat names: the device tool returns files two folders deep at most).
 set -u
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
