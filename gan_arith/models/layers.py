@@ -347,9 +347,15 @@ def _conv_in_phase_domain(phases: Phases, kernel: jax.Array, precision: Any) -> 
     before, after = -((-half) // 2), (k - half) // 2  # the largest backward and forward offsets
     margins = ((0, 0), (before, after), (before, after), (0, 0), (0, 0))
     products = _tap_products(phases.blocks, kernel, precision)
-    # Each block's products its own array before the slicing: the slices' gradients are then sums
-    # of padded copies of one block, not of all four.
-    products = [jnp.pad(products[:, :, :, block], margins) for block in range(4)]
+
+    def phase_products(a: int, b: int) -> jax.Array:
+        # Each phase's products cut out of its block and zero-padded on their own: beyond the phase
+        # lies the 'SAME' padding, not the block's border (on CUDA the merged convolution's computed
+        # values there); and the slices' gradients are sums of padded copies of one phase, not of all four.
+        top, left = phases.shifts[a], phases.shifts[b]
+        return jnp.pad(products[:, top : top + height, left : left + width, 2 * a + b], margins)
+
+    products = [[phase_products(a, b) for b in (0, 1)] for a in (0, 1)]
 
     def output_phase(out_h: int, out_w: int) -> jax.Array:
         total = 0
@@ -357,10 +363,8 @@ def _conv_in_phase_domain(phases: Phases, kernel: jax.Array, precision: Any) -> 
             source_h, shift_h = (out_h + i - half) % 2, (out_h + i - half) // 2
             for j in range(k):
                 source_w, shift_w = (out_w + j - half) % 2, (out_w + j - half) // 2
-                top = before + phases.shifts[source_h] + shift_h
-                left = before + phases.shifts[source_w] + shift_w
-                block = 2 * source_h + source_w
-                total = total + products[block][:, top : top + height, left : left + width, i * k + j]
+                top, left = before + shift_h, before + shift_w
+                total = total + products[source_h][source_w][:, top : top + height, left : left + width, i * k + j]
         return total
 
     return _interleave(tuple(tuple(output_phase(a, b) for b in (0, 1)) for a in (0, 1)))
