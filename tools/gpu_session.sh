@@ -4,7 +4,8 @@
 # Parts: env, check (the layer and DCGAN model tests on the GPU: their CUDA branches: the column-unfolded RGB layer, mirroring, ConvFromPhases' phase domain),
 # bench (the full seed-size bench + profiles), dcgan (DCGAN rows only + profiles), dpad (DCGAN rows with the symmetric
 # discriminator padding), rgbback (tools/rgb_backward_variants.py: the step with the generator's RGB layer
-# differentiated by autodiff (the library) and as cuDNN's dgrad/wgrad of one convolution, + profiles),
+# differentiated by autodiff (the library), as cuDNN's dgrad/wgrad of one convolution, and as two GEMMs
+# over one im2col of its output gradient; bf16, + profiles),
 # dilated (DCGAN rows with lax.conv_transpose),
 # convfusion (DCGAN and VAE rows with XLA's cuDNN convolution fusion on and off: what config.conv_fusion='auto'
 # decides from),
@@ -31,8 +32,9 @@
 # the merged form with the gather reverted (predicted ~152 bf16 steps/s per call), the library = the
 # phases as blocks of one tensor (45c0dc7, predicted ~156-161); each kernel's share afterwards with
 # `python tools/gpu_traffic.py --dtypes bfloat16 --conv-fusion --trace dcgan_dcgan_bfloat16.trace.json.gz`
-# here. Revert the blocks if not faster. Then `rgbback` (~120 s: the RGB layer's backward as cuDNN's,
-# modelled -0.6 GB, kernel speeds unknown; promote it into `layers._conv_in_phase_domain` if faster).
+# here. Revert the blocks if not faster. Then `rgbback` (~90 s: the RGB layer's backward as cuDNN's
+# (modelled -0.6 GB) or as GEMMs over an im2col (modelled ~0 GB but no arithmetic-bound fusion); kernel
+# speeds unknown; promote the faster into `layers._conv_in_phase_domain`).
 # With time left: `E2E_EPOCHS=50 E2E_EVAL_EVERY=5 e2e` (~340 s).
 # Everything lands in $OUT (flat names: the device tool returns files two folders deep at most).
 set -u
@@ -60,9 +62,9 @@ for part in "$@"; do
              --json "$OUT/bench_dcgan.json" 2>&1 | tee "$OUT/bench_dcgan.log"; flatten_profiles /tmp/prof_dcgan dcgan ;;
     dpad) timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --discriminator-padding symmetric --fuse 1 \
              --skip input,tfdata,conv-transpose --json "$OUT/bench_dpad.json" 2>&1 | tail -25 ;;
-    rgbback) timeout 240 python3 tools/rgb_backward_variants.py --profile /tmp/prof_rgbback --json "$OUT/rgb_backward.json" \
-             2>&1 | grep -E "RESULT|differs|Error"
-             for variant in library conv; do flatten_profiles /tmp/prof_rgbback/$variant rgbback_$variant; done ;;
+    rgbback) timeout 240 python3 tools/rgb_backward_variants.py --dtypes bfloat16 --profile /tmp/prof_rgbback \
+             --json "$OUT/rgb_backward.json" 2>&1 | grep -E "RESULT|differs|Error"
+             for variant in library conv patches; do flatten_profiles /tmp/prof_rgbback/$variant rgbback_$variant; done ;;
     dilated) timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --conv-transpose dilated --fuse 1 \
              --skip input,tfdata,conv-transpose --json "$OUT/bench_dilated.json" 2>&1 | tail -25 ;;
     convfusion) for fusion in on off; do timeout 200 python3 -m gan_arith.bench --size seed --dtypes bfloat16,float32 \

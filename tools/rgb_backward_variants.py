@@ -1,6 +1,7 @@
 """Time the seed's DCGAN step with the backward of the generator's RGB layer written in different ways.
 
-    python tools/rgb_backward_variants.py [--dtypes bfloat16,float32] [--variants library,conv] [--json F] [--profile DIR]
+    python tools/rgb_backward_variants.py [--dtypes bfloat16,float32] [--variants library,conv,patches]
+                                          [--json F] [--profile DIR]
 
 A measuring tool for a GPU session (docs/benchmarks.md), not part of the library. It swaps
 `layers._conv_in_phase_domain` (the CUDA branch of `ConvFromPhases`: the generator's 128 -> 3
@@ -11,12 +12,15 @@ there instead, so the timings mean something on CUDA GPUs only.
   autodiff's backward, whose largest part is the products' gradient, a sum of 25 zero-padded
   slices per element in one loop fusion (0.27-0.34 ms per bf16 step on an H100, 0.4-0.5 TB/s);
 - conv: the same forward; the backward as cuDNN's: the layer written as one convolution of the
-  blocks seen as [B, H+1, W+1, 4·C] (a 4×4 window, padding 1: each output phase's 5×5 taps land at
-  their blocks' offsets) into the four output phases' 4·3 channels, differentiated by `jax.vjp`: its
-  input gradient is cuDNN's dgrad from the 12-channel output gradient straight into the blocks'
-  layout, its weight gradient cuDNN's wgrad, the 5×5 kernel's gradient gathered from that.
+  blocks seen as [B, H+1, W+1, 4·C] (border zeroed; a 4×4 window, padding 1: each output phase's
+  5×5 taps land at their blocks' offsets) into the four output phases' 4·3 channels,
+  differentiated by `jax.vjp`: its input gradient is cuDNN's dgrad from the 12-channel output
+  gradient straight into the blocks' layout, its weight gradient cuDNN's wgrad, the 5×5 kernel's
+  gradient gathered from that;
+- patches: the same gradients as `conv`, as two GEMMs sharing one im2col of the 12-channel output
+  gradient ([B, H+1, W+1, 16·12], built in two concatenations: the column shifts, then the rows).
 Every variant is first checked against the library's function (values and both gradients, float32,
-exact products) on random inputs.
+exact products) on random inputs, borders included.
 """
 
 import argparse
@@ -59,14 +63,24 @@ def phase_window_kernel(kernel: jax.Array, shifts: tuple[int, int]) -> jax.Array
     return merged.reshape(window, window, 4 * channels, 4 * features)
 
 
-def as_one_convolution(blocks: jax.Array, kernel: jax.Array, shifts: tuple[int, int], precision) -> jax.Array:
-    batch, rows, columns, _, channels = blocks.shape
-    # The blocks' border is no part of the image (on CUDA: the merged transposed convolution's
-    # computed values): zeros there, as the 'SAME' padding has.
+def without_border(blocks: jax.Array, shifts: tuple[int, int]) -> jax.Array:
+    """The blocks with their border zeroed: it is no part of the image (on CUDA the merged transposed
+    convolution's computed values), where the 'SAME' padding has zeros."""
+    _, rows, columns, _, _ = blocks.shape
     margin = max(shifts)
     ones = jnp.ones((1, rows - margin, columns - margin, 1), blocks.dtype)
     inside = layers.Phases.stacked(((ones, ones), (ones, ones)), shifts).blocks > 0
-    blocks = jnp.where(inside, blocks, 0)
+    return jnp.where(inside, blocks, 0)
+
+
+def output_phases(image: jax.Array) -> jax.Array:
+    """[B, 2H, 2W, F] -> [B, H, W, 4·F]: output phase (a, b) in block 2a + b, as `as_one_convolution` makes them."""
+    return jnp.concatenate([image[:, a::2, b::2] for a in (0, 1) for b in (0, 1)], axis=-1)
+
+
+def as_one_convolution(blocks: jax.Array, kernel: jax.Array, shifts: tuple[int, int], precision) -> jax.Array:
+    batch, rows, columns, _, channels = blocks.shape
+    blocks = without_border(blocks, shifts)
     y = jax.lax.conv_general_dilated(
         blocks.reshape(batch, rows, columns, 4 * channels), phase_window_kernel(kernel, shifts), (1, 1),
         ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision,
@@ -82,7 +96,7 @@ def _library_forward_conv_backward(blocks, kernel, shifts, precision):
 
 
 def _forward(blocks, kernel, shifts, precision):
-    return _library_forward_conv_backward(blocks, kernel, shifts, precision), (blocks, kernel)
+    return LIBRARY(layers.Phases(blocks, shifts), kernel, precision), (blocks, kernel)
 
 
 def _backward(shifts, precision, residuals, cotangent):
@@ -97,7 +111,47 @@ def conv_backward(phases: layers.Phases, kernel: jax.Array, precision) -> jax.Ar
     return _library_forward_conv_backward(phases.blocks, kernel, phases.shifts, precision)
 
 
-VARIANTS = {"library": LIBRARY, "conv": conv_backward}
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _library_forward_patches_backward(blocks, kernel, shifts, precision):
+    return LIBRARY(layers.Phases(blocks, shifts), kernel, precision)
+
+
+def _patches_backward(shifts, precision, residuals, cotangent):
+    # The same gradients as `_backward` (the convolution's of `as_one_convolution`), as two GEMMs
+    # sharing one im2col of the 12-channel output gradient: with the convolution's 4×4 window at
+    # padding 1, output p reads blocks row p + t - 1, so blocks row q gets the gradient of outputs
+    # q + 1 - t, i.e. rows q + 3 - t of the gradient padded by 2.
+    blocks, kernel = residuals
+    batch, rows, columns, _, channels = blocks.shape
+    window_kernel, kernel_vjp = jax.vjp(lambda k: phase_window_kernel(k, shifts), kernel)
+    window = window_kernel.shape[0]
+    gradient = jnp.pad(output_phases(cotangent), ((0, 0), (2, 2), (2, 2), (0, 0)))
+    columns_first = jnp.concatenate(
+        [gradient[:, :, window - 1 - t : window - 1 - t + columns] for t in range(window)], axis=-1
+    )  # [B, rows + 3, columns, 4·12]
+    patches = jnp.concatenate(
+        [columns_first[:, window - 1 - t : window - 1 - t + rows] for t in range(window)], axis=-1
+    )  # [B, rows, columns, (t_h, t_w, 12)]
+    outputs = patches.shape[-1] // (window * window)
+    matrix = window_kernel.transpose(0, 1, 3, 2).reshape(window * window * outputs, 4 * channels)
+    blocks_gradient = jnp.dot(patches, matrix.astype(patches.dtype), precision=precision)
+    blocks_gradient = without_border(blocks_gradient.reshape(blocks.shape), shifts)
+    flat_blocks = without_border(blocks, shifts).reshape(-1, 4 * channels)
+    window_gradient = jnp.dot(flat_blocks.T, patches.reshape(flat_blocks.shape[0], -1).astype(flat_blocks.dtype),
+                              precision=precision, preferred_element_type=jnp.float32)
+    window_gradient = window_gradient.reshape(4 * channels, window, window, outputs).transpose(1, 2, 0, 3)
+    (kernel_gradient,) = kernel_vjp(window_gradient.astype(window_kernel.dtype))
+    return blocks_gradient, kernel_gradient
+
+
+_library_forward_patches_backward.defvjp(_forward, _patches_backward)
+
+
+def patches_backward(phases: layers.Phases, kernel: jax.Array, precision) -> jax.Array:
+    return _library_forward_patches_backward(phases.blocks, kernel, phases.shifts, precision)
+
+
+VARIANTS = {"library": LIBRARY, "conv": conv_backward, "patches": patches_backward}
 
 
 def check_variant(variant) -> None:
@@ -120,7 +174,7 @@ def check_variant(variant) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dtypes", default="bfloat16,float32")
-    parser.add_argument("--variants", default="library,conv")
+    parser.add_argument("--variants", default="library,conv,patches")
     parser.add_argument("--size", default="seed", choices=sorted(bench.SIZES))
     parser.add_argument("--json", type=Path)
     parser.add_argument("--profile", type=Path, help="trace each row here (bench --profile)")
