@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One lent-GPU session in one command (the device tool's image has jax, flax, optax, orbax but no
 # ml_collections/tensorboardX: carried as wheels in .whl/). Usage: tools/gpu_session.sh PART...
-# Parts: env, check (the layer and DCGAN model tests on the GPU: their CUDA branches: the column-unfolded RGB layer, mirroring, ConvFromPhases' phase domain),
+# Parts: env, check (the layer and DCGAN model tests on the GPU: their CUDA branches: the column-unfolded RGB layer,
+# mirroring, the merged phase convolutions, ConvFromPhases' phase domain over their blocks),
 # bench (the full seed-size bench + profiles), dcgan (DCGAN rows only + profiles), dpad (DCGAN rows with the symmetric
 # discriminator padding), rgbback (tools/rgb_backward_variants.py: the step with the generator's RGB layer
 # differentiated by autodiff (the library), as cuDNN's dgrad/wgrad of one convolution, and as two GEMMs

@@ -9,7 +9,9 @@ a GPU profile of the same code and row, from `python -m gan_arith.bench --profil
 memory-bound kernel with the bytes modelled for it and the bandwidth that makes, for one model and
 dtype. A kernel far below the H100's ~3 TB/s is bound by its access pattern or arithmetic, which
 the byte count alone does not show: on 2026-11-26 the generator's RGB sum fused with the
-discriminator's mirrored input ran at 241 GB/s.)
+discriminator's mirrored input ran at 241 GB/s. Rows above the H100's ~3.35 TB/s are not fast
+kernels: a slice's whole operand counted, or two kernels whose numbered names this compile and the
+profiled one gave the other way round.)
 
 Needs the CUDA build of jaxlib next to the project's dependencies, in its own environment (the GPU
 is not needed, nor a driver; XLA compiles for the H100 described in H100_TARGET). Model the jax

@@ -90,42 +90,22 @@ def as_one_convolution(blocks: jax.Array, kernel: jax.Array, shifts: tuple[int, 
     return layers._interleave(tuple(tuple(phase[:, :, :, a, b] for b in (0, 1)) for a in (0, 1)))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _library_forward_conv_backward(blocks, kernel, shifts, precision):
-    return LIBRARY(layers.Phases(blocks, shifts), kernel, precision)
-
-
-def _forward(blocks, kernel, shifts, precision):
-    return LIBRARY(layers.Phases(blocks, shifts), kernel, precision), (blocks, kernel)
-
-
-def _backward(shifts, precision, residuals, cotangent):
+def _conv_backward(shifts, precision, residuals, cotangent):
     _, vjp = jax.vjp(lambda b, k: as_one_convolution(b, k, shifts, precision), *residuals)
     return vjp(cotangent)
 
 
-_library_forward_conv_backward.defvjp(_forward, _backward)
-
-
-def conv_backward(phases: layers.Phases, kernel: jax.Array, precision) -> jax.Array:
-    return _library_forward_conv_backward(phases.blocks, kernel, phases.shifts, precision)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _library_forward_patches_backward(blocks, kernel, shifts, precision):
-    return LIBRARY(layers.Phases(blocks, shifts), kernel, precision)
-
-
 def _patches_backward(shifts, precision, residuals, cotangent):
-    # The same gradients as `_backward` (the convolution's of `as_one_convolution`), as two GEMMs
+    # The same gradients as `_conv_backward` (the convolution's of `as_one_convolution`), as two GEMMs
     # sharing one im2col of the 12-channel output gradient: with the convolution's 4×4 window at
     # padding 1, output p reads blocks row p + t - 1, so blocks row q gets the gradient of outputs
-    # q + 1 - t, i.e. rows q + 3 - t of the gradient padded by 2.
+    # q + 1 - t, i.e. rows q + w - 1 - t of the gradient padded by w - 2 (w = 4).
     blocks, kernel = residuals
-    batch, rows, columns, _, channels = blocks.shape
+    _, rows, columns, _, channels = blocks.shape
     window_kernel, kernel_vjp = jax.vjp(lambda k: phase_window_kernel(k, shifts), kernel)
     window = window_kernel.shape[0]
-    gradient = jnp.pad(output_phases(cotangent), ((0, 0), (2, 2), (2, 2), (0, 0)))
+    margin = window - 2  # the window's reach beyond the convolution's padding of 1
+    gradient = jnp.pad(output_phases(cotangent), ((0, 0), (margin, margin), (margin, margin), (0, 0)))
     columns_first = jnp.concatenate(
         [gradient[:, :, window - 1 - t : window - 1 - t + columns] for t in range(window)], axis=-1
     )  # [B, rows + 3, columns, 4·12]
@@ -144,14 +124,26 @@ def _patches_backward(shifts, precision, residuals, cotangent):
     return blocks_gradient, kernel_gradient
 
 
-_library_forward_patches_backward.defvjp(_forward, _patches_backward)
+def library_forward_with(backward):
+    """The library's function with its gradients from `backward(shifts, precision, (blocks, kernel), cotangent)`."""
+
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+    def function(blocks, kernel, shifts, precision):
+        return LIBRARY(layers.Phases(blocks, shifts), kernel, precision)
+
+    def forward(blocks, kernel, shifts, precision):
+        return function(blocks, kernel, shifts, precision), (blocks, kernel)
+
+    function.defvjp(forward, backward)
+
+    def variant(phases: layers.Phases, kernel: jax.Array, precision) -> jax.Array:
+        return function(phases.blocks, kernel, phases.shifts, precision)
+
+    return variant
 
 
-def patches_backward(phases: layers.Phases, kernel: jax.Array, precision) -> jax.Array:
-    return _library_forward_patches_backward(phases.blocks, kernel, phases.shifts, precision)
-
-
-VARIANTS = {"library": LIBRARY, "conv": conv_backward, "patches": patches_backward}
+VARIANTS = {"library": LIBRARY, "conv": library_forward_with(_conv_backward),
+            "patches": library_forward_with(_patches_backward)}
 
 
 def check_variant(variant) -> None:

@@ -374,8 +374,8 @@ class ConvFromPhases(nn.Module):
     """`nn.Conv(features, (k, k), padding='SAME')` (k odd) of the image that `Phases` hold, for a narrow output.
 
     Same parameters ('kernel' [k, k, C_in, features], 'bias') and result as that `nn.Conv` on
-    `phases.interleave()`. On CUDA GPUs it runs in the phase domain (`_conv_in_phase_domain`):
-    matrix products instead of cuDNN's slow narrow convolution (see `unfold_columns`), and only the
+    `phases.interleave()`. On CUDA GPUs it runs in the phase domain (`_conv_in_phase_domain`): one
+    matrix product over the four blocks instead of cuDNN's slow narrow convolution (see `unfold_columns`), and only the
     `features`-channel output is interleaved, not the C_in-channel input. Elsewhere it interleaves
     and calls XLA's convolution, which beats the unfolded form on CPUs.
     """
