@@ -2,11 +2,10 @@
 # One lent-GPU session in one command (the device tool's image has jax, flax, optax, orbax but no
 # ml_collections/tensorboardX: carried as wheels in .whl/). Usage: tools/gpu_session.sh PART...
 # Parts: env, check (the layer and DCGAN model tests on the GPU: their CUDA branches: the column-unfolded RGB layer,
-# mirroring, the merged phase convolutions, ConvFromPhases' phase domain over their blocks),
+# mirroring, the merged phase convolutions, ConvFromPhases' phase domain over their blocks and its
+# im2col backward),
 # bench (the full seed-size bench + profiles), dcgan (DCGAN rows only + profiles), dpad (DCGAN rows with the symmetric
-# discriminator padding), rgbback (tools/rgb_backward_variants.py: the step with the generator's RGB layer
-# differentiated by autodiff (the library), as cuDNN's dgrad/wgrad of one convolution, and as two GEMMs
-# over one im2col of its output gradient; bf16, + profiles),
+# discriminator padding),
 # dilated (DCGAN rows with lax.conv_transpose),
 # convfusion (DCGAN and VAE rows with XLA's cuDNN convolution fusion on and off: what config.conv_fusion='auto'
 # decides from),
@@ -28,15 +27,13 @@
 # and since reverted; the four phase convolutions merged into one (the `merged` part, then an option,
 # since CUDA's default) +7.2% bf16 / +4.9% f32), then `E2E_CONV_TRANSPOSE=phase_merged E2E_EPOCHS=50
 # E2E_EVAL_EVERY=5 e2e` (359 s end to end, the loop at the bench's rate; that variable went with the
-# option). Next (planned, ~300 s): `mkdir -p .base && rm -rf .base/gan_arith && git archive 7985329
-# gan_arith | tar -x -C .base`, carry .base and .whl, `tools/gpu_session.sh env check dcgan base`: base =
-# the merged form with the gather reverted (predicted ~152 bf16 steps/s per call), the library = the
-# phases as blocks of one tensor (45c0dc7, predicted ~156-161); each kernel's share afterwards with
-# `python tools/gpu_traffic.py --dtypes bfloat16 --conv-fusion --trace dcgan_dcgan_bfloat16.trace.json.gz`
-# here. Revert the blocks if not faster. Then `rgbback` (~90 s: the RGB layer's backward as cuDNN's
-# (modelled -0.6 GB) or as GEMMs over an im2col (modelled ~0 GB but no arithmetic-bound fusion); kernel
-# speeds unknown; promote the faster into `layers._conv_in_phase_domain`).
-# With time left: `E2E_EPOCHS=50 E2E_EVAL_EVERY=5 e2e` (~340 s).
+# option). 12:08 (one H100, 823 s held in two calls): `env check dcgan base rgbback` (365 s, base = 7985329,
+# the merged form before the blocks: 150.54 bf16; the phases as blocks with autodiff's RGB backward 120.19,
+# slower: two ~1 ms pad kernels; its backward as GEMMs over an im2col 156.87, as cuDNN's 145.54: the
+# `rgbback` part and its tool are in git history at dd530e2; the im2col form became the library's), then
+# `env check dcgan e2e` with E2E_EPOCHS=20 E2E_EVAL_EVERY=5 (380 s: 158.87 bf16 fused, 77.63 f32; the loop at
+# 99.3-100.2% of the bench). Next: `env check dcgan` and `E2E_EPOCHS=50 E2E_EVAL_EVERY=5 e2e` (~350 s)
+# for the seed's run at this step; repeated e2e runs at one commit would measure the Frechet variance.
 # Everything lands in $OUT (flat names: the device tool returns files two folders deep at most).
 set -u
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
@@ -63,9 +60,6 @@ for part in "$@"; do
              --json "$OUT/bench_dcgan.json" 2>&1 | tee "$OUT/bench_dcgan.log"; flatten_profiles /tmp/prof_dcgan dcgan ;;
     dpad) timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --discriminator-padding symmetric --fuse 1 \
              --skip input,tfdata,conv-transpose --json "$OUT/bench_dpad.json" 2>&1 | tail -25 ;;
-    rgbback) timeout 240 python3 tools/rgb_backward_variants.py --dtypes bfloat16 --profile /tmp/prof_rgbback \
-             --json "$OUT/rgb_backward.json" 2>&1 | grep -E "RESULT|differs|Error"
-             for variant in library conv patches; do flatten_profiles /tmp/prof_rgbback/$variant rgbback_$variant; done ;;
     dilated) timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --conv-transpose dilated --fuse 1 \
              --skip input,tfdata,conv-transpose --json "$OUT/bench_dilated.json" 2>&1 | tail -25 ;;
     convfusion) for fusion in on off; do timeout 200 python3 -m gan_arith.bench --size seed --dtypes bfloat16,float32 \

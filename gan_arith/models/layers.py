@@ -333,26 +333,30 @@ def _tap_products(x: jax.Array, kernel: jax.Array, precision: Any) -> jax.Array:
 
 def _conv_in_phase_domain(phases: Phases, kernel: jax.Array, precision: Any) -> jax.Array:
     """A 'SAME' stride-1 k×k convolution (k odd) of the image held by `phases`, computed in the phase
-    domain; the result interleaved.
+    domain; the result interleaved. Its gradients are `_phase_domain_backward`'s."""
+    return _phase_domain_conv(phases.blocks, kernel, phases.shifts, precision)
 
-    The per-tap products of every pixel of all four phases in one matrix product (`_tap_products`
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _phase_domain_conv(blocks: jax.Array, kernel: jax.Array, shifts: tuple[int, int], precision: Any) -> jax.Array:
+    """The per-tap products of every pixel of all four phases in one matrix product (`_tap_products`
     over the blocks), then per output phase their sums (col2im): output pixel p sums tap i of input
     pixel p + i - k//2. For output phase o that input lies in phase (o + i - k//2) mod 2 at offset
     ⌊(o + i - k//2) / 2⌋.
     """
+    phases = Phases(blocks, shifts)
     k = kernel.shape[0]
     half = k // 2
     _, height, width, _ = phases.shape
     height, width = height // 2, width // 2
     before, after = -((-half) // 2), (k - half) // 2  # the largest backward and forward offsets
     margins = ((0, 0), (before, after), (before, after), (0, 0), (0, 0))
-    products = _tap_products(phases.blocks, kernel, precision)
+    products = _tap_products(blocks, kernel, precision)
 
     def phase_products(a: int, b: int) -> jax.Array:
         # Each phase's products cut out of its block and zero-padded on their own: beyond the phase
-        # lies the 'SAME' padding, not the block's border (on CUDA the merged convolution's computed
-        # values there); and the slices' gradients are sums of padded copies of one phase, not of all four.
-        top, left = phases.shifts[a], phases.shifts[b]
+        # lies the 'SAME' padding, not the block's border (on CUDA the merged convolution's computed values there).
+        top, left = shifts[a], shifts[b]
         return jnp.pad(products[:, top : top + height, left : left + width, 2 * a + b], margins)
 
     products = [[phase_products(a, b) for b in (0, 1)] for a in (0, 1)]
@@ -368,6 +372,102 @@ def _conv_in_phase_domain(phases: Phases, kernel: jax.Array, precision: Any) -> 
         return total
 
     return _interleave(tuple(tuple(output_phase(a, b) for b in (0, 1)) for a in (0, 1)))
+
+
+def _phase_window_taps(kernel_size: int, shifts: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """Where `_phase_domain_conv`'s taps lie when it is written as one stride-1 convolution with a
+    w×w window from the blocks (seen as [B, H + s, W + s, 4·C], padded by `before` rows and columns)
+    to the four output phases: [w, w, source_h, source_w, out_h, out_w] -> tap i·k + j, or k² for none.
+    Along each axis, output phase o's tap i reads source phase (o + i - k//2) mod 2 at block offset
+    ⌊(o + i - k//2) / 2⌋ + shifts[source]."""
+    k, half = kernel_size, kernel_size // 2
+
+    def source_and_offset(out: int, tap: int) -> tuple[int, int]:
+        source = (out + tap - half) % 2
+        return source, (out + tap - half) // 2 + shifts[source]
+
+    offsets = [source_and_offset(out, tap)[1] for out in (0, 1) for tap in range(k)]
+    before = -min(offsets)
+    taps = np.full((before + 1 + max(offsets),) * 2 + (2, 2, 2, 2), k * k)
+    for out_h in (0, 1):
+        for out_w in (0, 1):
+            for i in range(k):
+                source_h, row = source_and_offset(out_h, i)
+                for j in range(k):
+                    source_w, column = source_and_offset(out_w, j)
+                    taps[row + before, column + before, source_h, source_w, out_h, out_w] = i * k + j
+    return taps, before
+
+
+def _phase_window(kernel: jax.Array, taps: np.ndarray) -> jax.Array:
+    """kernel [k, k, C, F] placed at `taps` (`_phase_window_taps`): [w, w, 4·C, 4·F], channels block 2a + b first."""
+    k, _, channels, features = kernel.shape
+    flat = jnp.concatenate([kernel.reshape(k * k, channels, features), jnp.zeros_like(kernel[:1, 0])])
+    window = taps.shape[0]
+    merged = flat[taps].transpose(0, 1, 2, 3, 6, 4, 5, 7)  # [w, w, 2, 2, C, 2, 2, F]
+    return merged.reshape(window, window, 4 * channels, 4 * features)
+
+
+def _inside_phases(blocks_shape: tuple[int, ...], shifts: tuple[int, int]) -> np.ndarray:
+    """[H + s, W + s, 4, 1]: True where a block holds its phase, False on its border."""
+    _, rows, columns, _, _ = blocks_shape
+    margin = max(shifts)
+    row_in = [(np.arange(rows) >= shift) & (np.arange(rows) < rows - margin + shift) for shift in shifts]
+    column_in = [(np.arange(columns) >= shift) & (np.arange(columns) < columns - margin + shift) for shift in shifts]
+    inside = [row_in[a][:, None] & column_in[b][None, :] for a in (0, 1) for b in (0, 1)]
+    return np.stack(inside, axis=-1)[..., None]
+
+
+def _phase_domain_forward(
+    blocks: jax.Array, kernel: jax.Array, shifts: tuple[int, int], precision: Any
+) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    return _phase_domain_conv(blocks, kernel, shifts, precision), (blocks, kernel)
+
+
+def _phase_domain_backward(
+    shifts: tuple[int, int], precision: Any, residuals: tuple[jax.Array, jax.Array], cotangent: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """The gradients of `_phase_domain_conv` as those of the one convolution `_phase_window_taps`
+    describes, computed as two matrix products sharing one im2col of the output phases' gradient
+    (4·F channels: 12 for RGB); the blocks' border gets none and gives none.
+
+    Autodiff of the forward's slices and sums wrote the slices' gradients into the [B, H + s, W + s,
+    4, kh·kw·F] products: on an H100 two pad kernels of ~1 ms per bf16 step at ~160 GB/s. This
+    measured 119.3 -> 156.9 seed steps/s (bf16); cuDNN's dgrad and wgrad of that convolution 145.5
+    (docs/benchmarks.md, 2026-11-26 12:13). With the window w at padding `before`, output row p
+    reads block row p + t - before, so block row q gets the gradient of output rows q + before - t:
+    rows q + w - 1 - t of the gradient padded by w - 1 - before; the weight gradient pairs block
+    row q with the same patch.
+    """
+    blocks, kernel = residuals
+    batch, rows, columns, _, channels = blocks.shape
+    taps, before = _phase_window_taps(kernel.shape[0], shifts)
+    window_kernel, kernel_vjp = jax.vjp(lambda k: _phase_window(k, taps), kernel)
+    window = taps.shape[0]
+    gradient = Phases.split(cotangent).blocks
+    height, width = gradient.shape[1:3]
+    gradient = jnp.pad(
+        gradient.reshape(batch, height, width, -1),
+        ((0, 0), (window - 1 - before, rows + before - height), (window - 1 - before, columns + before - width), (0, 0)),
+    )
+    columns_first = jnp.concatenate(
+        [gradient[:, :, window - 1 - t : window - 1 - t + columns] for t in range(window)], axis=-1
+    )
+    patches = jnp.concatenate(
+        [columns_first[:, window - 1 - t : window - 1 - t + rows] for t in range(window)], axis=-1
+    )  # [B, H + s, W + s, (t_h, t_w, 4·F)]
+    matrix = window_kernel.transpose(0, 1, 3, 2).reshape(patches.shape[-1], 4 * channels)
+    inside = _inside_phases(blocks.shape, shifts)
+    blocks_gradient = jnp.dot(patches, matrix.astype(patches.dtype), precision=precision).reshape(blocks.shape)
+    flat_blocks = jnp.where(inside, blocks, 0).reshape(-1, 4 * channels)
+    window_gradient = jnp.dot(flat_blocks.T, patches.reshape(flat_blocks.shape[0], -1).astype(flat_blocks.dtype),
+                              precision=precision, preferred_element_type=jnp.float32)
+    window_gradient = window_gradient.reshape(4 * channels, window, window, -1).transpose(1, 2, 0, 3)
+    (kernel_gradient,) = kernel_vjp(window_gradient.astype(window_kernel.dtype))
+    return jnp.where(inside, blocks_gradient, 0), kernel_gradient
+
+
+_phase_domain_conv.defvjp(_phase_domain_forward, _phase_domain_backward)
 
 
 class ConvFromPhases(nn.Module):

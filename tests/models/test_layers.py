@@ -178,31 +178,35 @@ def test_conv_in_phase_domain_equals_lax_conv_with_gradients(kernel_size):
     _assert_same_conv(phase_domain, x, kernel, "SAME")
 
 
-def test_conv_in_phase_domain_ignores_the_blocks_border():
+@pytest.mark.parametrize("kernel_size", [3, 5, 7])
+def test_conv_in_phase_domain_ignores_the_blocks_border(kernel_size):
     # On CUDA the blocks are the merged transposed convolution's output, whose border (phase 1's row
-    # and column -1) holds computed values: the convolution must see the 'SAME' zeros there, and
-    # send no gradient to it.
+    # and column -1) holds computed values: the convolution must see the 'SAME' zeros there, send no
+    # gradient to it, and take none from it into the kernel's gradient.
     images = jax.random.normal(jax.random.key(0), (2, 12, 10, 8))
-    kernel = jax.random.normal(jax.random.key(1), (5, 5, 8, 3))
+    kernel = jax.random.normal(jax.random.key(1), (kernel_size, kernel_size, 8, 3))
     phase = Phases.split(images).phase
     inside = Phases.stacked(tuple(tuple(jnp.ones_like(p) for p in row) for row in phase), (0, 1)).blocks > 0
     blocks = jnp.where(inside, Phases.stacked(phase, (0, 1)).blocks, 100.0)
     cotangent = jax.random.normal(jax.random.key(2), images.shape[:3] + (3,))
 
-    def loss(blocks):
+    def loss(blocks, kernel):
         return jnp.sum(_conv_in_phase_domain(Phases(blocks, (0, 1)), kernel, "highest") * cotangent)
 
-    def reference(images):
+    def reference(images, kernel):
         out = jax.lax.conv_general_dilated(
             images, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), precision="highest"
         )
         return jnp.sum(out * cotangent)
 
-    value, grad = jax.jit(jax.value_and_grad(loss))(blocks)
-    expected_value, expected_grad = jax.jit(jax.value_and_grad(reference))(images)
+    value, (grad, kernel_grad) = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(blocks, kernel)
+    expected_value, (expected_grad, expected_kernel_grad) = jax.jit(jax.value_and_grad(reference, argnums=(0, 1)))(
+        images, kernel
+    )
     np.testing.assert_allclose(value, expected_value, rtol=1e-5)
     np.testing.assert_array_equal(jnp.where(inside, 0.0, grad), 0.0)
     np.testing.assert_allclose(Phases(grad, (0, 1)).interleave(), expected_grad, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(kernel_grad, expected_kernel_grad, rtol=1e-5, atol=1e-4)
 
 
 def test_conv_from_phases_is_a_flax_conv_of_the_interleaved_image():
