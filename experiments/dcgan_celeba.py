@@ -13,10 +13,11 @@ were 30.8, 124.2 (a collapse), 56.9, 20.1 at epochs 5-20, best = epoch 20. GAN r
 change of floating-point rounding (another jax, CPU or an exact rewrite of a layer) gives another
 trajectory (the same command at 2b05c2c logged 91.2, 40.9, 20.6, 14.8).
 Seed configuration on one H100 in bfloat16
-(--config.model.dtype=bfloat16): ~5.2 s per epoch of 50,000 faces after a 22 s first epoch; 50 epochs
-with 10 evaluations took 359 s end to end (62,500 synthetic faces, 2026-11-26; docs/benchmarks.md),
-so 100 epochs are ~10.3 minutes. Fréchet distances of such runs vary widely between runs (best
-checkpoints 23.4 and 69.6 in two 50-epoch runs that day), as on CPU. An epoch here is one pass over the real faces (781 steps of 64
+(--config.model.dtype=bfloat16): ~5.0 s per epoch of 50,000 faces after a ~20 s first epoch; 20 epochs
+with 4 evaluations took 173 s end to end, 50 epochs with 10 took 359 s with a slower step (62,500
+synthetic faces, 2026-11-26; docs/benchmarks.md), so 100 epochs are ~9.9 minutes (predicted). Fréchet
+distances of such runs vary widely between runs (best checkpoints 23.4 and 69.6 in two 50-epoch runs
+that day), as on CPU. An epoch here is one pass over the real faces (781 steps of 64
 for 50,000); the Keras tutorial the seed's tables come from counts int(50,000 / 128) = 390 steps of 64
 random real faces, so the seed's 100 epochs are about --config.num_epochs=50 here (39,050 steps for 39,000).
 Expected result: workdir/figures/samples_epochNNNN.png grids from a fixed latent batch that turn

@@ -459,12 +459,18 @@ def _phase_domain_backward(
     matrix = window_kernel.transpose(0, 1, 3, 2).reshape(patches.shape[-1], 4 * channels)
     inside = _inside_phases(blocks.shape, shifts)
     blocks_gradient = jnp.dot(patches, matrix.astype(patches.dtype), precision=precision).reshape(blocks.shape)
-    flat_blocks = jnp.where(inside, blocks, 0).reshape(-1, 4 * channels)
-    window_gradient = jnp.dot(flat_blocks.T, patches.reshape(flat_blocks.shape[0], -1).astype(flat_blocks.dtype),
-                              precision=precision, preferred_element_type=jnp.float32)
+    window_gradient = _window_gradient(blocks, patches, inside, precision)
     window_gradient = window_gradient.reshape(4 * channels, window, window, -1).transpose(1, 2, 0, 3)
     (kernel_gradient,) = kernel_vjp(window_gradient.astype(window_kernel.dtype))
     return jnp.where(inside, blocks_gradient, 0), kernel_gradient
+
+
+def _window_gradient(blocks: jax.Array, patches: jax.Array, inside: np.ndarray, precision: Any) -> jax.Array:
+    """The blocks [B, H + s, W + s, 4, C] with their border zeroed (`inside`) against the im2col [B, H + s,
+    W + s, P], summed over every pixel: [4·C, P] in float32."""
+    flat_blocks = jnp.where(inside, blocks, 0).reshape(-1, blocks.shape[-2] * blocks.shape[-1])
+    return jnp.dot(flat_blocks.T, patches.reshape(flat_blocks.shape[0], -1).astype(flat_blocks.dtype),
+                   precision=precision, preferred_element_type=jnp.float32)
 
 
 _phase_domain_conv.defvjp(_phase_domain_forward, _phase_domain_backward)
