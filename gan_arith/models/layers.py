@@ -481,9 +481,10 @@ class ConvFromPhases(nn.Module):
 
     Same parameters ('kernel' [k, k, C_in, features], 'bias') and result as that `nn.Conv` on
     `phases.interleave()`. On CUDA GPUs it runs in the phase domain (`_conv_in_phase_domain`): one
-    matrix product over the four blocks instead of cuDNN's slow narrow convolution (see `unfold_columns`), and only the
-    `features`-channel output is interleaved, not the C_in-channel input. Elsewhere it interleaves
-    and calls XLA's convolution, which beats the unfolded form on CPUs.
+    matrix product over the four blocks instead of cuDNN's slow narrow convolution (see
+    `unfold_columns`), only the `features`-channel output interleaved, not the C_in-channel input,
+    and a hand-written backward (`_phase_domain_backward`). Elsewhere it interleaves and calls XLA's
+    convolution, which beats the unfolded form on CPUs.
     """
 
     features: int
