@@ -344,22 +344,16 @@ def _phase_domain_conv(blocks: jax.Array, kernel: jax.Array, shifts: tuple[int, 
     pixel p + i - k//2. For output phase o that input lies in phase (o + i - k//2) mod 2 at offset
     ⌊(o + i - k//2) / 2⌋.
     """
-    phases = Phases(blocks, shifts)
     k = kernel.shape[0]
     half = k // 2
-    _, height, width, _ = phases.shape
-    height, width = height // 2, width // 2
     before, after = -((-half) // 2), (k - half) // 2  # the largest backward and forward offsets
     margins = ((0, 0), (before, after), (before, after), (0, 0), (0, 0))
-    products = _tap_products(blocks, kernel, precision)
-
-    def phase_products(a: int, b: int) -> jax.Array:
-        # Each phase's products cut out of its block and zero-padded on their own: beyond the phase
-        # lies the 'SAME' padding, not the block's border (on CUDA the merged convolution's computed values there).
-        top, left = shifts[a], shifts[b]
-        return jnp.pad(products[:, top : top + height, left : left + width, 2 * a + b], margins)
-
-    products = [[phase_products(a, b) for b in (0, 1)] for a in (0, 1)]
+    products = _tap_products(blocks, kernel, precision)  # [B, H + s, W + s, 4, k·k, F]
+    # Each phase's products cut out of its block and zero-padded on their own: beyond the phase lies
+    # the 'SAME' padding, not the block's border (on CUDA the merged convolution's computed values there).
+    phase = Phases(products.reshape(*products.shape[:4], -1), shifts).phase
+    products = [[jnp.pad(p.reshape(*p.shape[:3], k * k, -1), margins) for p in row] for row in phase]
+    _, height, width, _ = phase[0][0].shape
 
     def output_phase(out_h: int, out_w: int) -> jax.Array:
         total = 0
@@ -412,8 +406,11 @@ def _inside_phases(blocks_shape: tuple[int, ...], shifts: tuple[int, int]) -> np
     """[H + s, W + s, 4, 1]: True where a block holds its phase, False on its border."""
     _, rows, columns, _, _ = blocks_shape
     margin = max(shifts)
-    row_in = [(np.arange(rows) >= shift) & (np.arange(rows) < rows - margin + shift) for shift in shifts]
-    column_in = [(np.arange(columns) >= shift) & (np.arange(columns) < columns - margin + shift) for shift in shifts]
+
+    def within(length: int) -> list[np.ndarray]:  # per phase along one axis
+        return [(np.arange(length) >= shift) & (np.arange(length) < length - margin + shift) for shift in shifts]
+
+    row_in, column_in = within(rows), within(columns)
     inside = [row_in[a][:, None] & column_in[b][None, :] for a in (0, 1) for b in (0, 1)]
     return np.stack(inside, axis=-1)[..., None]
 
