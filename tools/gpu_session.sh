@@ -66,7 +66,7 @@ for part in "$@"; do
              --skip input,tfdata,conv-transpose --json "$OUT/bench_dpad.json" 2>&1 | tail -25 ;;
     rgbwgrad) timeout 240 python3 tools/rgb_wgrad_variants.py --dtypes bfloat16 --profile /tmp/prof_rgbwgrad \
              --json "$OUT/rgb_wgrad.json" 2>&1 | grep -E "RESULT|differs|Error"
-             for variant in library batched corrected; do flatten_profiles /tmp/prof_rgbwgrad/$variant rgbwgrad_$variant; done ;;
+             for variant in library grouped8; do flatten_profiles /tmp/prof_rgbwgrad/$variant rgbwgrad_$variant; done ;;
     dilated) timeout 200 python3 -m gan_arith.bench --size seed --models dcgan --conv-transpose dilated --fuse 1 \
              --skip input,tfdata,conv-transpose --json "$OUT/bench_dilated.json" 2>&1 | tail -25 ;;
     convfusion) for fusion in on off; do timeout 200 python3 -m gan_arith.bench --size seed --dtypes bfloat16,float32 \

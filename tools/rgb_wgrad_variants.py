@@ -1,24 +1,22 @@
 """Time the seed's DCGAN step with the weight gradient of the generator's RGB layer computed in different ways.
 
-    python tools/rgb_wgrad_variants.py [--dtypes bfloat16,float32] [--variants library,batched,corrected]
+    python tools/rgb_wgrad_variants.py [--dtypes bfloat16,float32] [--variants library,grouped8]
                                        [--json F] [--profile DIR]
 
 A measuring tool for a GPU session (docs/benchmarks.md), not part of the library. It swaps
-`layers._window_gradient` (in the CUDA branch's backward of `ConvFromPhases`: the border-masked
-blocks against the im2col of the output phases' gradient, summed over 128·41·41 = 215,168 pixels
-at seed size) for each variant and times the step as `gan_arith.bench` does (one step per call).
-On CPUs the library runs XLA's convolution there instead, so the timings mean something on CUDA
-GPUs only. On an H100 (2026-11-26 12:19) XLA padded that GEMM's contraction to 215,296 rows for its
-split-K, copying both operands (the masking fused into the blocks' copy): 0.154 + 0.059 ms per bf16 step.
-- library: one GEMM over all pixels (`layers._window_gradient`);
-- batched: one GEMM per image (contraction 41·41, no split-K needed), summed over the batch
-  afterwards ([128, 512, 192] float32); modelled (tools/gpu_traffic.py) -0.127 GB: the im2col's
-  copy gone, the blocks' masking still a pass of its own;
-- corrected: `batched` over the unmasked blocks, less the border rows' and columns' products
-  (small GEMMs over the two edge rows and columns): no masking pass and no padded copies; eight
-  more small kernels (the model counts each slice with its whole operand, so its bytes say nothing here).
+`layers._window_gradient` (in the CUDA branch's backward of `ConvFromPhases`: the blocks against
+the im2col of the output phases' gradient, summed over 128·41·41 = 215,168 pixels at seed size,
+less the border's products) for each variant and times the step as `gan_arith.bench` does (one
+step per call). On CPUs the library runs XLA's convolution there instead, so the timings mean
+something on CUDA GPUs only.
+- library: one product per image, [128, 512, 192] float32 summed over the batch afterwards; on an
+  H100 (2026-11-26 13:24) XLA fused that sum into the kernel gradient's scatter, 35.8 µs;
+- grouped8 (`images_per_product=8`): one product per 8 images (contraction 13,448), a [16, 512,
+  192] sum; modelled (tools/gpu_traffic.py) -44 MB and no padded copies (32 images per product
+  had XLA pad the contraction again). Whether cuBLAS runs that shape as fast only the GPU says.
 Every variant is first checked against the library's gradients (float32, exact products) on random
-inputs with a non-zero border.
+inputs with a non-zero border. Earlier variants (one product over all pixels with the border
+masked; per image with it masked) are in git history at 8786604.
 """
 
 import argparse
@@ -29,7 +27,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from gan_arith import bench
 from gan_arith.data.synthetic import write_synthetic_store
@@ -38,40 +35,7 @@ from gan_arith.train import parallel
 from gan_arith.train.steps import build_steps
 
 LIBRARY = layers._window_gradient
-
-
-def _per_image(blocks: jax.Array, patches: jax.Array, precision) -> jax.Array:
-    batch, rows, columns, phases, channels = blocks.shape
-    return jnp.einsum(
-        "bqx,bqp->bxp", blocks.reshape(batch, rows * columns, phases * channels),
-        patches.reshape(batch, rows * columns, -1).astype(blocks.dtype),
-        precision=precision, preferred_element_type=jnp.float32,
-    ).sum(0)
-
-
-def batched(blocks, patches, inside, precision):
-    return _per_image(jnp.where(inside, blocks, 0), patches, precision)
-
-
-def corrected(blocks, patches, inside, precision):
-    # A block's border is whole rows and columns (`layers._inside_phases`): its products are the
-    # border rows' plus the border columns' less the corners counted twice.
-    outside = ~inside[..., 0]  # [rows, columns, 4]
-    rows = [r for r in range(outside.shape[0]) if outside[r].all(axis=0).any()]
-    columns = [c for c in range(outside.shape[1]) if outside[:, c].all(axis=0).any()]
-    row_out = np.array([outside[r].all(axis=0) for r in rows], np.float32)  # [edge rows, 4]
-    column_out = np.array([outside[:, c].all(axis=0) for c in columns], np.float32)
-    edge_rows, edge_columns = blocks[:, rows], blocks[:, :, columns]
-    products = functools.partial(jnp.einsum, precision=precision, preferred_element_type=jnp.float32)
-    row_part = products("brcsx,brcp->rsxp", edge_rows, patches[:, rows].astype(blocks.dtype))
-    column_part = products("brcsx,brcp->csxp", edge_columns, patches[:, :, columns].astype(blocks.dtype))
-    corner_part = products("brcsx,brcp->rcsxp", edge_rows[:, :, columns], patches[:, rows][:, :, columns].astype(blocks.dtype))
-    border = (jnp.einsum("rs,rsxp->sxp", row_out, row_part) + jnp.einsum("cs,csxp->sxp", column_out, column_part)
-              - jnp.einsum("rs,cs,rcsxp->sxp", row_out, column_out, corner_part))
-    return _per_image(blocks, patches, precision) - border.reshape(-1, border.shape[-1])
-
-
-VARIANTS = {"library": LIBRARY, "batched": batched, "corrected": corrected}
+VARIANTS = {"library": LIBRARY, "grouped8": functools.partial(LIBRARY, images_per_product=8)}
 
 
 def check_variant(variant) -> None:
