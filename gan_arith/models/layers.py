@@ -464,7 +464,7 @@ def _phase_domain_backward(
 
 
 def _window_gradient(
-    blocks: jax.Array, patches: jax.Array, inside: np.ndarray, precision: Any, images_per_product: int = 1
+    blocks: jax.Array, patches: jax.Array, inside: np.ndarray, precision: Any, images_per_product: int = 8
 ) -> jax.Array:
     """The blocks [B, H + s, W + s, 4, C] without their border (`inside` [H + s, W + s, 4, 1]) against
     the im2col [B, H + s, W + s, P], summed over every pixel: [4·C, P] in float32.
