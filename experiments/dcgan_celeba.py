@@ -13,9 +13,9 @@ were 30.8, 124.2 (a collapse), 56.9, 20.1 at epochs 5-20, best = epoch 20. GAN r
 change of floating-point rounding (another jax, CPU or an exact rewrite of a layer) gives another
 trajectory (the same command at 2b05c2c logged 91.2, 40.9, 20.6, 14.8).
 Seed configuration on one H100 in bfloat16
-(--config.model.dtype=bfloat16): ~5.0 s per epoch of 50,000 faces after a ~20 s first epoch; 20 epochs
-with 4 evaluations took 173 s end to end, 50 epochs with 10 took 359 s with a slower step (62,500
-synthetic faces, 2026-11-26; docs/benchmarks.md), so 100 epochs are ~9.9 minutes (predicted). Fréchet
+(--config.model.dtype=bfloat16): ~4.8 s per epoch of 50,000 faces after a ~19 s first epoch; 30 epochs
+with 6 evaluations took 220 s end to end, 50 epochs with 10 took 359 s with a slower step (62,500
+synthetic faces, 2026-11-26; docs/benchmarks.md), so 100 epochs are ~9.5 minutes (predicted). Fréchet
 distances of such runs vary widely between runs (best checkpoints 23.4 and 69.6 in two 50-epoch runs
 that day), as on CPU. An epoch here is one pass over the real faces (781 steps of 64
 for 50,000); the Keras tutorial the seed's tables come from counts int(50,000 / 128) = 390 steps of 64

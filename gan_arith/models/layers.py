@@ -469,14 +469,16 @@ def _window_gradient(
     """The blocks [B, H + s, W + s, 4, C] without their border (`inside` [H + s, W + s, 4, 1]) against
     the im2col [B, H + s, W + s, P], summed over every pixel: [4·C, P] in float32.
 
-    One product per image (or per `images_per_product` images, where that divides B) over the whole
-    blocks, less the border's products: a block's border is
-    whole rows and columns, so those are the border rows' plus the border columns' less the corners
-    counted twice (small products over the edge rows and columns). On an H100 one product over all
-    B·(H + s)·(W + s) pixels with the border masked had XLA pad its contraction for split-K (215,168
-    -> 215,296 rows at seed size) with copies of both operands, the masking fused into one: 0.21 ms
-    per bf16 step; this measured GPU kernels 6.271 -> 6.119 ms per step, 158.39 -> 159.07 steps/s
-    (docs/benchmarks.md, 2026-11-26 13:24).
+    One product per gcd(B, `images_per_product`) images over the whole blocks, less the border's
+    products: a block's border is whole rows and columns, so those are the border rows' plus the
+    border columns' less the corners counted twice (small products over the edge rows and
+    columns). On an H100 (docs/benchmarks.md, 2026-11-26 13:24-13:40), one product over all
+    B·(H + s)·(W + s) pixels with the border masked had XLA pad its contraction for split-K
+    (215,168 -> 215,296 rows at seed size) with copies of both operands, the masking fused into
+    one: 0.21 ms per bf16 step; one product per image instead measured GPU kernels 6.271 -> 6.119
+    ms, 158.39 -> 159.07 steps/s per call; per 8 images 159.75 -> 160.56 on another machine (its
+    [B/8, 4·C, P] float32 partial sums 1/8 of the per-image ones; per 32 images XLA pads the
+    contraction again, in the GPU compiler's model).
     """
     batch, rows, columns, phases, channels = blocks.shape
     patches = patches.astype(blocks.dtype)

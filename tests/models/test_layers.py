@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from gan_arith.models.layers import (
-    ConvFromPhases, ConvTranspose2x, Phases, _conv_in_phase_domain, _interleave, _merged_phase_convolution,
-    _phase_convolutions, _phase_padding, as_model_range, count_parameters, from_model_range, leaky_relu, num_doublings,
-    to_model_range, unfold_columns,
+    ConvFromPhases, ConvTranspose2x, Phases, _conv_in_phase_domain, _inside_phases, _interleave,
+    _merged_phase_convolution, _phase_convolutions, _phase_padding, _window_gradient, as_model_range,
+    count_parameters, from_model_range, leaky_relu, num_doublings, to_model_range, unfold_columns,
 )
 
 
@@ -176,6 +176,18 @@ def test_conv_in_phase_domain_equals_lax_conv_with_gradients(kernel_size):
         return _conv_in_phase_domain(Phases.split(x), kernel, kwargs["precision"])
 
     _assert_same_conv(phase_domain, x, kernel, "SAME")
+
+
+@pytest.mark.parametrize("images_per_product", [1, 2, 3, 8])
+def test_window_gradient_is_the_border_masked_product_for_any_grouping(images_per_product):
+    # The weight gradient's product runs per gcd(B, images_per_product) images over the unmasked
+    # blocks and subtracts the border's products; B = 4 makes 1, 2, 1 and 4 images per product.
+    blocks = jax.random.normal(jax.random.key(0), (4, 7, 6, 4, 8))  # 6×5 phases at shifts (0, 1)
+    patches = jax.random.normal(jax.random.key(1), (4, 7, 6, 20))
+    inside = _inside_phases(blocks.shape, (0, 1))
+    expected = jnp.einsum("brcx,brcp->xp", jnp.where(inside, blocks, 0).reshape(4, 7, 6, 32), patches, precision="highest")
+    got = jax.jit(lambda b, p: _window_gradient(b, p, inside, "highest", images_per_product))(blocks, patches)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("kernel_size", [3, 5, 7])
