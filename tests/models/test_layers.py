@@ -185,7 +185,8 @@ def test_window_gradient_is_the_border_masked_product_for_any_grouping(images_pe
     blocks = jax.random.normal(jax.random.key(0), (4, 7, 6, 4, 8))  # 6×5 phases at shifts (0, 1)
     patches = jax.random.normal(jax.random.key(1), (4, 7, 6, 20))
     inside = _inside_phases(blocks.shape, (0, 1))
-    expected = jnp.einsum("brcx,brcp->xp", jnp.where(inside, blocks, 0).reshape(4, 7, 6, 32), patches, precision="highest")
+    masked = jnp.where(inside, blocks, 0).reshape(4, 7, 6, 32)
+    expected = jnp.einsum("brcx,brcp->xp", masked, patches, precision="highest")
     got = jax.jit(lambda b, p: _window_gradient(b, p, inside, "highest", images_per_product))(blocks, patches)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
 
@@ -196,7 +197,8 @@ def test_conv_in_phase_domain_ignores_the_blocks_border(kernel_size):
     # and column -1) holds computed values: the convolution must see the 'SAME' zeros there, send no
     # gradient to it, and take none from it into the kernel's gradient. That gradient subtracts the
     # border's products (`_window_gradient`): exact up to rounding that grows with the border's
-    # values, so they are drawn as large as the inside's, as the convolution's own outputs are.
+    # values, so they are drawn at the inside's scale (normals shifted by 3), as the convolution's
+    # own outputs are.
     images = jax.random.normal(jax.random.key(0), (2, 12, 10, 8))
     kernel = jax.random.normal(jax.random.key(1), (kernel_size, kernel_size, 8, 3))
     phase = Phases.split(images).phase
