@@ -338,13 +338,18 @@ def _conv_in_phase_domain(phases: Phases, kernel: jax.Array, precision: Any) -> 
     return _phase_domain_conv(phases.blocks, kernel, phases.shifts, precision)
 
 
+def _tap_source(kernel_size: int, out: int, tap: int) -> tuple[int, int]:
+    """Along one axis, output phase `out`'s tap `tap` reads (source phase, offset): output pixel p sums
+    tap i of input pixel p + i - k//2, which for output phase o lies in phase (o + i - k//2) mod 2 at
+    offset ⌊(o + i - k//2) / 2⌋."""
+    position = out + tap - kernel_size // 2
+    return position % 2, position // 2
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _phase_domain_conv(blocks: jax.Array, kernel: jax.Array, shifts: tuple[int, int], precision: Any) -> jax.Array:
     """The per-tap products of every pixel of all four phases in one matrix product (`_tap_products`
-    over the blocks), then per output phase their sums (col2im): output pixel p sums tap i of input
-    pixel p + i - k//2. For output phase o that input lies in phase (o + i - k//2) mod 2 at offset
-    ⌊(o + i - k//2) / 2⌋.
-    """
+    over the blocks), then per output phase their sums (col2im), each tap read where `_tap_source` says."""
     k = kernel.shape[0]
     half = k // 2
     before, after = -((-half) // 2), (k - half) // 2  # the largest backward and forward offsets
@@ -359,9 +364,9 @@ def _phase_domain_conv(blocks: jax.Array, kernel: jax.Array, shifts: tuple[int, 
     def output_phase(out_h: int, out_w: int) -> jax.Array:
         total = 0
         for i in range(k):
-            source_h, shift_h = (out_h + i - half) % 2, (out_h + i - half) // 2
+            source_h, shift_h = _tap_source(k, out_h, i)
             for j in range(k):
-                source_w, shift_w = (out_w + j - half) % 2, (out_w + j - half) // 2
+                source_w, shift_w = _tap_source(k, out_w, j)
                 top, left = before + shift_h, before + shift_w
                 total = total + products[source_h][source_w][:, top : top + height, left : left + width, i * k + j]
         return total
@@ -373,13 +378,13 @@ def _phase_window_taps(kernel_size: int, shifts: tuple[int, int]) -> tuple[np.nd
     """Where `_phase_domain_conv`'s taps lie when it is written as one stride-1 convolution with a
     w×w window from the blocks (seen as [B, H + s, W + s, 4·C], padded by `before` rows and columns)
     to the four output phases: [w, w, source_h, source_w, out_h, out_w] -> tap i·k + j, or k² for none.
-    Along each axis, output phase o's tap i reads source phase (o + i - k//2) mod 2 at block offset
-    ⌊(o + i - k//2) / 2⌋ + shifts[source]."""
-    k, half = kernel_size, kernel_size // 2
+    Along each axis, output phase o's tap i reads `_tap_source`'s phase at its offset + shifts[source]
+    within the block."""
+    k = kernel_size
 
     def source_and_offset(out: int, tap: int) -> tuple[int, int]:
-        source = (out + tap - half) % 2
-        return source, (out + tap - half) // 2 + shifts[source]
+        source, offset = _tap_source(k, out, tap)
+        return source, offset + shifts[source]
 
     offsets = [source_and_offset(out, tap)[1] for out in (0, 1) for tap in range(k)]
     before = -min(offsets)
@@ -480,7 +485,7 @@ def _window_gradient(
     [B/8, 4·C, P] float32 partial sums 1/8 of the per-image ones; per 32 images XLA pads the
     contraction again, in the GPU compiler's model).
     """
-    batch, rows, columns, phases, channels = blocks.shape
+    batch, _, _, phases, channels = blocks.shape
     patches = patches.astype(blocks.dtype)
     products = functools.partial(jnp.einsum, precision=precision, preferred_element_type=jnp.float32)
     groups = batch // math.gcd(batch, images_per_product)
@@ -488,10 +493,10 @@ def _window_gradient(
         "gqx,gqp->gxp", blocks.reshape(groups, -1, phases * channels), patches.reshape(groups, -1, patches.shape[-1])
     ).sum(0)
     outside = ~inside[..., 0]  # [H + s, W + s, 4]
-    edge_rows = [r for r in range(rows) if outside[r].all(axis=0).any()]
-    edge_columns = [c for c in range(columns) if outside[:, c].all(axis=0).any()]
-    row_outside = outside[edge_rows].all(axis=1).astype(np.float32)  # [edge rows, 4]: the row is border in phase s
-    column_outside = outside[:, edge_columns].all(axis=0).astype(np.float32)
+    row_border, column_border = outside.all(axis=1), outside.all(axis=0)  # [H + s, 4], [W + s, 4]: border in phase s
+    edge_rows, edge_columns = np.flatnonzero(row_border.any(-1)), np.flatnonzero(column_border.any(-1))
+    row_outside = row_border[edge_rows].astype(np.float32)
+    column_outside = column_border[edge_columns].astype(np.float32)
     row_blocks, row_patches = blocks[:, edge_rows], patches[:, edge_rows]
     by_row = products("brcsx,brcp->rsxp", row_blocks, row_patches)
     by_column = products("brcsx,brcp->csxp", blocks[:, :, edge_columns], patches[:, :, edge_columns])
