@@ -56,6 +56,9 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
         }
     )
     config.seed = 0
+    # GAN: decay of the generator's weight average that samples, evaluation and the latent tools use
+    # (0: none, the seed's recipe; train/steps.py GANSteps)
+    config.ema_decay = 0.0
     config.batch_size = 128
     config.num_epochs = 100
     config.eval_every_epochs = 10
@@ -85,6 +88,7 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
 ADDED_FIELDS: dict[tuple[str, ...], Any] = {
     ("model", "discriminator_padding"): "same",
     ("conv_fusion",): "auto",  # how the steps compile, not what they compute
+    ("ema_decay",): 0.0,
 }
 # Fields no longer read, dropped from saved configs so those runs still resume: the experimental
 # `model.fused_discriminator` (2026-11-26) computed the plain discriminator's function.
@@ -132,6 +136,9 @@ def check_train_config(config: ml_collections.ConfigDict) -> None:
     learning_rate = config.optimizer.learning_rate
     if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
         raise InputError(f"config.optimizer.learning_rate must be a positive number, got {learning_rate!r}")
+    ema_decay = config.ema_decay
+    if isinstance(ema_decay, bool) or not isinstance(ema_decay, (int, float)) or not 0 <= ema_decay < 1:
+        raise InputError(f"config.ema_decay must be a number in [0, 1) (0: no weight average), got {ema_decay!r}")
     if config.model.kind == "dcgan" and config.batch_size % 2:
         raise InputError(f"config.batch_size must be even for the GAN (half real, half generated faces), got {config.batch_size}")
 

@@ -176,7 +176,7 @@ class TrainedRun:
     def generate(self) -> Callable[[jax.Array], jax.Array]:
         """latents [B, latent_dim] -> images [B, S, S, 3] (GAN generator or VAE decoder)."""
         if self.kind == "dcgan":
-            return self._on_latents(lambda z: self.steps.generate(self.state.params["generator"], z))
+            return self._on_latents(lambda z: self.steps.generate(self.steps.sampling_params(self.state), z))
         self._require("vae", "generator or decoder")
         return self.decode
 

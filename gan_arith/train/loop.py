@@ -224,7 +224,7 @@ def _figure_images(kind: str, steps: Steps, state: TrainState, eval_batch: dict[
     Computed by every process of a multi-process run (the arrays span all of them); one writes them.
     """
     if kind == "dcgan":
-        return {"samples": from_model_range(jax.jit(steps.generate)(state.params["generator"], fixed_z))}
+        return {"samples": from_model_range(jax.jit(steps.generate)(steps.sampling_params(state), fixed_z))}
     originals = eval_batch["image"][:NUM_EVAL_IMAGES]
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     model = steps.model
@@ -278,7 +278,7 @@ def _frechet_metric(config: ml_collections.ConfigDict, store: FaceStore, steps: 
     held_out = _held_out_faces(store, config)
     rows = held_out if len(held_out) >= 2 else select_faces(store, config.data)
     return GeneratorFrechet.from_real_images(
-        scorer.features, lambda params, z: steps.generate(params["generator"], z),
+        scorer.features, steps.generate,
         store.gather(size, rows[: config.num_fd_samples]), jax.random.fold_in(jax.random.key(config.seed), 4),
         config.num_fd_samples, config.model.latent_dim,
     )
@@ -446,7 +446,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
             if (epoch + 1) % config.eval_every_epochs == 0 or finished:
                 last_eval = {k: float(v) for k, v in jax.device_get(eval_step(state, eval_batch, eval_rng)).items()}
                 if frechet is not None:
-                    last_eval["frechet"] = frechet(state.params)
+                    last_eval["frechet"] = frechet(steps.sampling_params(state))
                 logger.scalars(int(state.step), "eval", last_eval, epoch=epoch + 1)
                 images = _figure_images(config.model.kind, steps, state, eval_batch, fixed_z)
                 if lead:

@@ -34,6 +34,8 @@ class TrainState:
     params: Any
     opt_state: Any
     batch_stats: Any = struct.field(default_factory=dict)
+    # A moving average of parameters used for sampling (the GAN's generator when its steps keep one).
+    ema_params: Any = struct.field(default_factory=dict)
 
 
 class Steps(Protocol):
@@ -72,12 +74,19 @@ class GANSteps:
     (label 0) in one update; then the generator, through the just-updated discriminator held fixed,
     is updated on `batch_size` latent points with the non-saturating loss (labels 1). Dropout in the
     discriminator is on in both phases, as in Keras' `train_on_batch`.
+
+    With `ema_decay` > 0 the state also keeps an exponential moving average of the generator's
+    weights (as in ProGAN and StyleGAN): samples, evaluation and the latent tools use the average,
+    which smooths the generator's step-to-step oscillation around the discriminator's moving target.
+    The training updates themselves are unchanged. The decay ramps up as min(ema_decay, (1 + t) /
+    (10 + t)) so that a short run's average does not remember the random initialisation.
     """
 
     generator: Generator
     discriminator: Discriminator
     optimizer: optax.GradientTransformation
     batch_sharding: jax.sharding.Sharding | None = None
+    ema_decay: float = 0.0
 
     def data_batch_size(self, batch_size: int) -> int:
         if batch_size % 2:
@@ -91,10 +100,24 @@ class GANSteps:
             "discriminator": jax.jit(self.discriminator.init)(d_rng, jnp.zeros((1, image_size, image_size, 3)))["params"],
         }
         opt_state = {name: jax.jit(self.optimizer.init)(p) for name, p in params.items()}
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
+        ema_params = {"generator": params["generator"]} if self.ema_decay else {}
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state, ema_params=ema_params)
 
     def generate(self, generator_params: Any, z_bl: jax.Array) -> jax.Array:
         return self.generator.apply({"params": generator_params}, z_bl)
+
+    def sampling_params(self, state: TrainState) -> Any:
+        """The generator parameters samples are drawn with: the moving average when the run keeps one."""
+        return state.ema_params["generator"] if self.ema_decay else state.params["generator"]
+
+    def _updated_average(self, state: TrainState) -> TrainState:
+        if not self.ema_decay:
+            return state
+        decay = jnp.minimum(self.ema_decay, (1.0 + state.step) / (10.0 + state.step))
+        average = jax.tree.map(
+            lambda old, new: decay * old + (1.0 - decay) * new, state.ema_params["generator"], state.params["generator"]
+        )
+        return state.replace(ema_params={"generator": average})
 
     def _latents(self, rng: jax.Array, num: int) -> jax.Array:
         z = jax.random.normal(rng, (num, self.generator.latent_dim), jnp.float32)
@@ -158,12 +181,13 @@ class GANSteps:
         d_rng, g_rng = jax.random.split(rng)
         state, d_metrics = self.discriminator_update(state, batch, d_rng)
         state, g_metrics = self.generator_update(state, 2 * batch["image"].shape[0], g_rng)
+        state = self._updated_average(state)
         return state.replace(step=state.step + 1), {**d_metrics, **g_metrics}
 
     def eval_step(self, state: TrainState, batch: Batch, rng: jax.Array) -> Metrics:
         """Discriminator scores on held-out real faces and fresh samples, dropout off."""
         real = to_model_range(batch["image"], self.discriminator.dtype)
-        fake = self.generate(state.params["generator"], self._latents(rng, real.shape[0]))
+        fake = self.generate(self.sampling_params(state), self._latents(rng, real.shape[0]))
         d_params = {"params": state.params["discriminator"]}
         real_logits = self.discriminator.apply(d_params, real)
         fake_logits = self.discriminator.apply(d_params, fake.astype(real.dtype))
@@ -346,7 +370,7 @@ def build_steps(config: Any, batch_sharding: jax.sharding.Sharding | None = None
     if model.kind == "dcgan":
         generator = Generator(model.latent_dim, model.width, model.image_size, dtype, model.conv_transpose)
         discriminator = Discriminator(model.width, model.image_size, model.dropout_rate, dtype, model.discriminator_padding)
-        return GANSteps(generator, discriminator, optimizer, batch_sharding)
+        return GANSteps(generator, discriminator, optimizer, batch_sharding, config.ema_decay)
     if model.kind == "vae":
         return VAESteps(VAE(model.latent_dim, model.image_size, dtype, model.conv_transpose), optimizer, model.beta)
     if model.kind == "ae":

@@ -126,3 +126,27 @@ def test_unknown_kind_and_dtype_are_named():
     with pytest.raises(ValueError, match="dtype"):
         build_steps(config)
 
+
+
+def test_generator_average_follows_its_ramped_decay_and_feeds_sampling():
+    config = tiny_config("dcgan", 10)
+    config.ema_decay = 0.9
+    steps = build_steps(config)
+    state = steps.init(jax.random.key(0), 10)
+    assert tree_equal(state.ema_params["generator"], state.params["generator"])
+    step = jax.jit(steps.train_step)
+    # The oracle: the average recomputed on the host from each step's generator weights.
+    expected = jax.tree.map(np.asarray, state.params["generator"])
+    for i in range(4):
+        state, _ = step(state, fixed_batch(4, 10, seed=i), jax.random.key(i))
+        decay = min(0.9, (1 + i) / (10 + i))
+        expected = jax.tree.map(lambda old, new: decay * old + (1 - decay) * np.asarray(new), expected, state.params["generator"])
+    for got, want in zip(jax.tree.leaves(state.ema_params["generator"]), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    assert not tree_equal(state.ema_params["generator"], state.params["generator"])
+    assert steps.sampling_params(state) is state.ema_params["generator"]
+    # Without an average the state carries none, and samples come from the trained weights.
+    plain = build_steps(tiny_config("dcgan", 10))
+    plain_state = plain.init(jax.random.key(0), 10)
+    assert plain_state.ema_params == {}
+    assert plain.sampling_params(plain_state) is plain_state.params["generator"]
