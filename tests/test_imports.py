@@ -32,6 +32,7 @@ CORE_MODULES = [
     "gan_arith.evaluation.noise_classifier",
     "gan_arith.evaluation.success_rate",
     "gan_arith.data.sources",
+    "gan_arith.data.export",
 ]
 
 
