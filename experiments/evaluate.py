@@ -2,18 +2,21 @@
 
     python -m experiments.evaluate [--workdir=workdirs/evaluate] [--config.kinds=dcgan,vae] [--config.key=value ...]
 
-For each model kind: the attribute classifier's accuracy per attribute on the test partition; the
-arithmetic success rate, i.e. the fraction of --config.num_draws results of --config.expression
-(k faces per concept; GAN: classifier-scored samples, VAE: encoded test faces) that the classifier
-labels --config.target, beside the rate among --config.num_baseline random samples and among
-real test faces, with 95% Wilson intervals; the Fréchet distance and KID between real test faces
-and --config.num_generated samples in the classifier's feature space (or in the network of
---config.feature_network, a jax.export file, e.g. an Inception port). Classifier-feature numbers
-rank this project's models; they are not comparable to published FID.
+For each model kind: the attribute classifier's and the independent judge's (evaluation/judge.py,
+kept in --config.judge_dir) accuracy per attribute on the test partition; the arithmetic success
+rate, i.e. the fraction of --config.num_draws results of --config.expression (k faces per
+concept; GAN: classifier-scored samples, VAE: encoded test faces; the table says which) that the
+classifier labels --config.target, beside the rate among --config.num_baseline random samples,
+and the same two rates read by the judge, with the judge's hit rate on real test faces labelled
+--config.target and the target's rate among real test faces, with 95% Wilson intervals; the
+Fréchet distance and KID between real test faces and --config.num_generated samples in the
+classifier's feature space (or in the network of --config.feature_network, a jax.export file,
+e.g. an Inception port). Classifier-feature numbers rank this project's models; they are not
+comparable to published FID.
 Needs trained runs in --config.dcgan.run / --config.vae.run (the defaults are trained first, CPU-scaled, when missing).
-Runtime (CPU, trained runs and classifiers): about 30 s. GPU: not measured.
+Runtime (CPU, trained runs, classifiers and judges): about 30 s. GPU: not measured.
 Expected result: results.json and results.md (a markdown table) in the workdir; arithmetic
-results labelled Smiling & Male far more often than random samples.
+results labelled Smiling & Male far more often than random samples, by the classifier and the judge.
 """
 
 import sys
@@ -31,13 +34,14 @@ from gan_arith.errors import InputError
 from gan_arith.data.store import FaceStore, attribute_mask, check_query
 from gan_arith.evaluation.frechet import distribution_distances, load_feature_extractor
 from gan_arith.evaluation.sampling import normal_latents
-from gan_arith.evaluation.success_rate import arithmetic_success, format_success, rate_of, results_markdown
+from gan_arith.evaluation.judge import judged_success, load_or_train_judge
+from gan_arith.evaluation.success_rate import format_success, rate_of, results_markdown
 from gan_arith.latent import pools
 from gan_arith.latent.arithmetic import concept_arithmetic
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = analysis_config()
+    config = analysis_config(judge=True)
     config.kinds = "dcgan,vae"
     # Training workdirs (trained first if they have no finished run) and what to train there.
     config.dcgan = ml_collections.ConfigDict({"run": "workdirs/dcgan_celeba", "train": dcgan_celeba.get_config()})
@@ -64,6 +68,7 @@ def evaluate_model(config: ml_collections.ConfigDict, kind: str) -> dict:
         pools.check_queries(config.queries, classified if kind == "dcgan" else store.attribute_names)
 
     run, store, scorer = artifacts.run_store_and_classifier(config, kind, check=check_names)
+    judge = load_or_train_judge(store, run.image_size, config.judge_dir, steps=config.judge_steps)
     pool = pools.label_defined_pool(
         run, store, scorer, pools.parse_queries(config.queries), pool_size=config.pool_size, top_n=config.top_n,
         per_concept=config.per_concept, partition=config.partition, seed=config.seed,
@@ -76,8 +81,10 @@ def evaluate_model(config: ml_collections.ConfigDict, kind: str) -> dict:
     return {
         "run": str(run.workdir),
         "classifier_accuracy": scorer.test_accuracy,
+        "judge_accuracy": judge.test_accuracy,
         "pool": pool.summary(),
-        "arithmetic": arithmetic_success(scorer, images.result_images, baseline, config.target),
+        "arithmetic": judged_success(scorer, judge, store, images.result_images, baseline, config.target,
+                                     source=pool.source),
         "real_target_rate": rate_of(attribute_mask(config.target, store.attribute_names, store.attributes[test_rows])).as_dict(),
         "distances": {
             "feature_network": features.name, "real_faces": int(len(test_rows)), "generated": config.num_generated,
@@ -93,7 +100,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
         "feature_network": config.feature_network or "classifier features", "models": {},
     }
     check_ranges(config, positive=("k", "num_draws", "num_baseline", "pool_size", "top_n", "per_concept",
-                                   "num_generated", "classifier_steps"), choices={"partition": ("train", "valid", "test")})
+                                   "num_generated", "classifier_steps", "judge_steps"), choices={"partition": ("train", "valid", "test")})
     if config.feature_network and not Path(config.feature_network).is_file():
         raise InputError(f"config.feature_network={config.feature_network}: no such file")
     pools.check_arithmetic(config.expression, config.queries)

@@ -10,19 +10,23 @@ which averages each concept's latents, evaluates --config.expression and generat
 Without eyeballing (the same run without --config.concepts): concepts are attribute queries
 (--config.queries); their members are the attribute classifier's top-scored of --config.pool_size
 generated faces (--config.concept_source=scored) or real faces inverted into the GAN (=inversion).
---config.num_draws random draws of k members give as many results, which the classifier scores
-against random samples.
+--config.num_draws random draws of k members give as many results, which the classifier and an
+independent judge (evaluation/judge.py: another architecture, trained on the other half of the
+store's train faces, kept in --config.judge_dir) each score against random samples; the judge's
+hit rate on real test faces with the target says how high its reading can go.
 Needs a trained GAN in --config.run; the default one is trained first when missing (CPU-scaled: about 10 minutes;
 --config.train.cpu.num_epochs=N changes the CPU-scaled length).
-Runtime (CPU, 2 shared cores, trained GAN and classifier): about 20 s; training the classifier
-once adds a few minutes; inversion adds several minutes. GPU: not measured.
+Runtime (CPU, 2 shared cores, trained GAN, classifier and judge): about 20 s; training the
+classifier and the judge once adds a few minutes; inversion adds several minutes. GPU: not measured.
 Expected result: figures/gan_scored_arithmetic.png (each concept's k faces and their average,
 then the result) and figures/gan_scored_draws.png (8 draws) show smiling male-presenting faces;
-summary_scored.json has the classifier's Smiling & Male rate of the results beside that of random
-samples. Measured on the CPU-scaled default GAN (synthetic faces, 20 epochs, trained at 16e6f9d)
-from a fresh clone: 65% [55%, 74%] vs 6% of random samples with the 300-step classifier, in 7.9 s
-(`python -m experiments.evaluate --config.classifier_steps=1500`: 45% vs 5%, README); the result
-column shows smiles on rough faces. GAN runs are chaotic: other runs give other rates.
+summary_scored.json has the classifier's and the judge's Smiling & Male rates of the results
+beside those of random samples, both readers' test accuracy, and where the members came from.
+Measured by the classifier alone, when it still learnt from the whole train partition, on the
+CPU-scaled default GAN (synthetic faces, 20 epochs, trained at 16e6f9d) from a fresh clone:
+65% [55%, 74%] vs 6% of random samples with the 300-step classifier, in 7.9 s (`python -m
+experiments.evaluate --config.classifier_steps=1500`: 45% vs 5%, README); the result column
+shows smiles on rough faces. GAN runs are chaotic: other runs give other rates.
 """
 
 import sys
@@ -35,15 +39,16 @@ from gan_arith import artifacts, figures
 from gan_arith.files import write_json
 from gan_arith.config import analysis_config, check_ranges, run_experiment
 from gan_arith.data.store import check_query
+from gan_arith.evaluation.judge import judged_success, load_or_train_judge
 from gan_arith.evaluation.scorer import classifier_attributes, load_or_train_classifier
-from gan_arith.evaluation.success_rate import arithmetic_success, format_success
+from gan_arith.evaluation.success_rate import format_success
 from gan_arith.latent import pools
 from gan_arith.latent.arithmetic import arithmetic_summary, concept_arithmetic, write_arithmetic_figures
 from gan_arith.latent.expression import parse
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = analysis_config("workdirs/dcgan_celeba", dcgan_celeba.get_config())
+    config = analysis_config("workdirs/dcgan_celeba", dcgan_celeba.get_config(), judge=True)
     config.concepts = ""  # hand-picked grid indices, "name=i,j,k; name=..."; empty: label-defined concepts
     config.grid_size = 100
     config.queries = pools.SEED_QUERIES
@@ -62,12 +67,12 @@ def get_config() -> ml_collections.ConfigDict:
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
     check_ranges(config, positive=("grid_size", "pool_size", "top_n", "per_concept", "inversion_steps", "k",
-                                   "num_draws", "num_baseline", "classifier_steps"),
+                                   "num_draws", "num_baseline", "classifier_steps", "judge_steps"),
                  choices={"concept_source": ("auto", "scored", "inversion")})  # 'encoded' needs a VAE
     pools.check_arithmetic(config.expression, config.concepts or config.queries, hand_picked=bool(config.concepts),
                            num_candidates=config.grid_size)
     run = artifacts.trained_run(config)
-    workdir, scorer = Path(workdir), None
+    workdir, scorer, store = Path(workdir), None, None
     latents = pools.saved_latents(workdir / "grid_latents.npy", config.grid_size, run.latent_dim, config.seed)
     if config.concepts:
         pool = pools.hand_picked_pool(run, latents, config.concepts)
@@ -93,12 +98,16 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
     summary = {**arithmetic_summary(images, pool), "run": str(run.workdir)}
     summary["figures"] = write_arithmetic_figures(images, pool, workdir / "figures", f"gan_{pool.source}")
     if scorer is not None:
+        judge = load_or_train_judge(store, run.image_size, config.judge_dir, steps=config.judge_steps)
         baseline = pools.prior_samples(run, config.num_baseline, config.seed + 1)
-        summary["success"] = arithmetic_success(scorer, images.result_images, baseline, config.target)
+        summary["success"] = judged_success(
+            scorer, judge, store, images.result_images, baseline, config.target, source=pool.source
+        )
+        summary["classifier_accuracy"], summary["judge_accuracy"] = scorer.test_accuracy, judge.test_accuracy
         print(format_success(summary["success"]), file=sys.stderr)
     write_json(summary, workdir / f"summary_{pool.source}.json")
-    print(f"{summary['expression']}: {summary['num_draws']} draw(s); figures {', '.join(summary['figures'].values())}",
-          file=sys.stderr)
+    print(f"{summary['expression']} ({pool.source} members): {summary['num_draws']} draw(s); figures "
+          f"{', '.join(summary['figures'].values())}", file=sys.stderr)
 
 
 if __name__ == "__main__":

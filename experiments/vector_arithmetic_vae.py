@@ -4,22 +4,27 @@
 
 Concepts are attribute queries over real faces of the run's store (--config.queries, test partition);
 each face is encoded to its posterior mean, k random members per concept are averaged, the
-expression is evaluated and decoded, over --config.num_draws draws (the classifier scores the
-results against decoded prior samples). Directions: the Smiling direction (class-mean difference,
-or the logistic-regression normal with --config.direction_method=linear) fitted on encoded
-training faces, alone and with the Male direction projected out, added with strengths
---config.edit_alphas to encoded neutral test faces.
+expression is evaluated and decoded, over --config.num_draws draws (the classifier and the
+independent judge of evaluation/judge.py, kept in --config.judge_dir, each score the results
+against decoded prior samples; the judge's hit rate on real test faces with the target is its
+ceiling). Directions: the Smiling direction (class-mean difference, or the logistic-regression
+normal with --config.direction_method=linear) fitted on encoded training faces, alone and with
+the Male direction projected out, added with strengths --config.edit_alphas to encoded neutral
+test faces.
 Needs a trained VAE in --config.run; the default one is trained first when missing (CPU-scaled: 40px, about 4 minutes
 on 2 cores; the 40px attribute classifier trains once per store, shared with the DCGAN's tools when
 both runs read the same store).
-Runtime (CPU, trained VAE): 38 s including the classifier's first training (300 steps). GPU: not measured.
+Runtime (CPU, trained VAE): 38 s including the classifier's first training (300 steps), plus the
+judge's first training (600 steps). GPU: not measured.
 Expected result: figures/vae_encoded_arithmetic.png and vae_encoded_draws.png show smiling
 male-presenting faces (blurry, as VAE decodes are); figures/vae_edits.png shows the smile growing
 with alpha while the conditional row keeps the face's Male reading; summary.json has the success
-rate vs the baseline and the classifier's P(Smiling), P(Male) per alpha for both directions.
-Measured with the CPU-default VAE (40px, β 0.25, 15 epochs): synthetic faces, Smiling & Male for 30%
-of results vs 10% of random decodes, edits P(Smiling) 0.03 -> 0.76; the CelebA subset, 53% vs 22%,
-edits 0.05 -> 0.92. With β 1 at 40px the encodings lose the smile (5% vs 3%; edits 0.03 -> 0.08).
+rates vs the baseline (classifier and judge; members 'encoded'), both readers' test accuracy, and
+the classifier's P(Smiling), P(Male) per alpha for both directions. Measured by the classifier
+alone, when it still learnt from the whole train partition, with the CPU-default VAE (40px,
+β 0.25, 15 epochs): synthetic faces, Smiling & Male for 30% of results vs 10% of random decodes,
+edits P(Smiling) 0.03 -> 0.76; the CelebA subset, 53% vs 22%, edits 0.05 -> 0.92. With β 1 at
+40px the encodings lose the smile (5% vs 3%; edits 0.03 -> 0.08).
 """
 
 import sys
@@ -34,13 +39,14 @@ from gan_arith import artifacts, figures
 from gan_arith.files import write_json
 from gan_arith.config import analysis_config, check_ranges, run_experiment
 from gan_arith.data.store import FaceStore, check_query
-from gan_arith.evaluation.success_rate import arithmetic_success, format_success
+from gan_arith.evaluation.judge import judged_success, load_or_train_judge
+from gan_arith.evaluation.success_rate import format_success
 from gan_arith.latent import pools, sweeps
 from gan_arith.latent.arithmetic import arithmetic_summary, concept_arithmetic, write_arithmetic_figures
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = analysis_config("workdirs/vae_celeba", vae_celeba.get_config())
+    config = analysis_config("workdirs/vae_celeba", vae_celeba.get_config(), judge=True)
     config.queries = pools.SEED_QUERIES
     config.expression = pools.SEED_EXPRESSION
     config.target = pools.SEED_TARGET
@@ -70,7 +76,7 @@ def check_names(config: ml_collections.ConfigDict, store: FaceStore, classified:
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
     check_ranges(config, positive=("per_concept", "k", "num_draws", "num_baseline", "direction_faces", "edit_faces",
-                                   "classifier_steps"), choices={"partition": ("train", "valid", "test")})
+                                   "classifier_steps", "judge_steps"), choices={"partition": ("train", "valid", "test")})
     pools.check_arithmetic(config.expression, config.queries)
     run, store, scorer = artifacts.run_store_and_classifier(
         config, check=lambda store, classified: check_names(config, store, classified)
@@ -83,7 +89,11 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
     baseline = pools.prior_samples(run, config.num_baseline, config.seed + 1)
     summary = {**arithmetic_summary(images, pool), "run": str(run.workdir)}
     summary["figures"] = write_arithmetic_figures(images, pool, figures_dir, "vae_encoded")
-    summary["success"] = arithmetic_success(scorer, images.result_images, baseline, config.target)
+    judge = load_or_train_judge(store, run.image_size, config.judge_dir, steps=config.judge_steps)
+    summary["success"] = judged_success(
+        scorer, judge, store, images.result_images, baseline, config.target, source=pool.source
+    )
+    summary["classifier_accuracy"], summary["judge_accuracy"] = scorer.test_accuracy, judge.test_accuracy
 
     rows, latents = sweeps.encoded_faces(run, store, query=None, partition="train", count=config.direction_faces)
     directions = sweeps.attribute_directions(

@@ -4,7 +4,9 @@ Labels arrive as the store keeps them, int8 in {-1, +1}; the loss is binary cros
 attribute with targets (label + 1) / 2. States are the training loop's `TrainState` (step, params,
 opt_state), so the one checkpoint path (gan_arith.train.checkpoint) saves them; the optimiser lives
 in the step, as in gan_arith.train.steps. `new_train_state`, `apply_gradients` and `run_steps` also
-serve the encoder (inversion.py) and the noise classifier.
+serve the encoder (inversion.py) and the noise classifier. The classifier functions take any flax
+module called as `AttributeClassifier` is (images in [-1, 1] [B, H, W, 3] -> logits [B, A], with a
+`num_attributes` field): the project classifier and the judge (models/judge.py) alike.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import numpy as np
 import optax
 
 from gan_arith.evaluation.sampling import batched_apply
-from gan_arith.models.classifier import AttributeClassifier
 from gan_arith.models.layers import as_model_range, to_model_range
 from gan_arith.progress import Progress
 from gan_arith.train.steps import Batch, Metrics, TrainState
@@ -52,7 +53,7 @@ def apply_gradients(state: TrainState, grads: Any, optimizer: optax.GradientTran
 
 
 def create_classifier_state(
-    model: AttributeClassifier, key: jax.Array, image_size: int, optimizer: optax.GradientTransformation
+    model: nn.Module, key: jax.Array, image_size: int, optimizer: optax.GradientTransformation
 ) -> TrainState:
     """Initialise `model` for square images of `image_size` and `optimizer` on its params."""
     return new_train_state(model, key, jnp.zeros((1, image_size, image_size, 3), jnp.float32), optimizer)
@@ -65,7 +66,7 @@ def classifier_loss(logits: jax.Array, attributes: jax.Array) -> jax.Array:
 
 
 def make_classifier_train_step(
-    model: AttributeClassifier, optimizer: optax.GradientTransformation, horizontal_flip: bool = True
+    model: nn.Module, optimizer: optax.GradientTransformation, horizontal_flip: bool = True
 ) -> Step:
     """A jitted `(state, batch, rng) -> (state, metrics)` with the state donated.
 
@@ -91,18 +92,18 @@ def make_classifier_train_step(
     return jax.jit(step, donate_argnums=0)
 
 
-def predict_logits(model: AttributeClassifier, params: Any, images: Any, batch_size: int = 256) -> np.ndarray:
+def predict_logits(model: nn.Module, params: Any, images: Any, batch_size: int = 256) -> np.ndarray:
     """Logits [N, A] for uint8 [0, 255] or float [-1, 1] images [N, H, W, 3], batched and jitted."""
     return batched_apply(_logits_fn(model, params), images, batch_size)
 
 
-def predict_probabilities(model: AttributeClassifier, params: Any, images: Any, batch_size: int = 256) -> np.ndarray:
+def predict_probabilities(model: nn.Module, params: Any, images: Any, batch_size: int = 256) -> np.ndarray:
     """sigmoid(logits) [N, A]: the per-attribute probabilities the success rate thresholds."""
     logits = predict_logits(model, params, images, batch_size)
     return 0.5 * (1.0 + np.tanh(0.5 * logits))  # sigmoid without overflow warnings
 
 
-def _logits_fn(model: AttributeClassifier, params: Any) -> Callable[[jax.Array], jax.Array]:
+def _logits_fn(model: nn.Module, params: Any) -> Callable[[jax.Array], jax.Array]:
     @jax.jit
     def logits(images: jax.Array) -> jax.Array:
         return model.apply({"params": params}, as_model_range(images))
@@ -148,7 +149,7 @@ def run_steps(
 
 
 def fit_classifier(
-    model: AttributeClassifier,
+    model: nn.Module,
     images: np.ndarray,
     attributes: np.ndarray,
     *,
@@ -158,10 +159,12 @@ def fit_classifier(
     horizontal_flip: bool = True,
     seed: int = 0,
     log_every: int | None = None,
+    name: str = "classifier",
 ) -> TrainState:
     """Train `model` on uint8 images [N, S, S, 3] and int8 ±1 attributes [N, A] for `steps` random batches.
 
-    Small and synchronous: meant for tests and for the experiments' classifier (a few thousand steps).
+    Small and synchronous: meant for tests and for the experiments' classifier and judge (a few
+    thousand steps). `name` labels the progress lines.
     """
     if images.ndim != 4 or images.dtype != np.uint8:
         raise ValueError(f"images must be uint8 [N, S, S, 3], got {images.dtype} {images.shape}")
@@ -181,4 +184,4 @@ def fit_classifier(
         return {"image": images[rows], "attributes": attributes[rows]}
 
     step = make_classifier_train_step(model, optimizer, horizontal_flip)
-    return run_steps(state, step, next_batch, steps=steps, key=step_key, log_every=log_every, name="classifier")
+    return run_steps(state, step, next_batch, steps=steps, key=step_key, log_every=log_every, name=name)

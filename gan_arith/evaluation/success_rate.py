@@ -4,7 +4,9 @@ The seeds judge "smiling woman − neutral woman + neutral man = smiling man" by
 attribute classifier's probabilities are thresholded into ±1 labels, a query in the store's
 language (`Smiling & Male`) marks successes, and the rate is set beside the same rate over random
 samples (the baseline: how often a random face already is a smiling man), each with a Wilson
-score interval.
+score interval. The project classifier may pick the concept members too, so its reading is set
+beside an independent judge's (evaluation/judge.py) and the judge's hit rate on real target faces
+(`success_readings`, `format_success`).
 """
 
 from __future__ import annotations
@@ -103,10 +105,11 @@ def arithmetic_success(
     threshold: float = 0.5,
     confidence: float = 0.95,
 ) -> dict[str, Any]:
-    """How often the attribute classifier sees `query` (e.g. "Smiling & Male") in arithmetic results,
+    """How often an attribute classifier sees `query` (e.g. "Smiling & Male") in arithmetic results,
     beside the rate among baseline images (random samples), with mean attribute probabilities of both.
 
-    `scorer` is an `evaluation.scorer.AttributeScorer`; images are uint8 or [-1, 1] [N, S, S, 3].
+    `scorer` is an `evaluation.scorer.AttributeScorer` (the project classifier or the judge); images
+    are uint8 or [-1, 1] [N, S, S, 3].
     """
     probabilities = {"result": scorer.probabilities(result_images), "baseline": scorer.probabilities(baseline_images)}
     rates = success_vs_baseline(
@@ -120,34 +123,77 @@ def arithmetic_success(
     return {"target": query, "confidence": confidence, **rates, "mean_probability": mean_probability}
 
 
+def success_readings(
+    classifier: dict[str, Any], judge: dict[str, Any], judge_hit_rate: dict[str, float], source: str
+) -> dict[str, Any]:
+    """The two readings of one set of arithmetic results, as the summaries keep them.
+
+    `classifier` and `judge` are `arithmetic_success` results of the project classifier and of the
+    independent judge (evaluation/judge.py); `judge_hit_rate` is the judge's rate on real faces that
+    carry the target (its ceiling: a perfect result reads no better); `source` is where the concept
+    members came from (`ConceptPool.source`). `relative_to_hit_rate` is the judge's result rate over
+    its hit rate (None when the judge calls no real target face so).
+    """
+    if classifier["target"] != judge["target"]:
+        raise ValueError(f"the readings are of different targets: {classifier['target']!r} and {judge['target']!r}")
+    hit = judge_hit_rate["rate"]
+    return {
+        "target": classifier["target"], "source": source, "confidence": classifier["confidence"],
+        "classifier": classifier, "judge": judge, "judge_hit_rate": judge_hit_rate,
+        "relative_to_hit_rate": judge["result"]["rate"] / hit if hit > 0 else None,
+    }
+
+
 def _percent(rate: dict[str, float]) -> str:
     return f"{rate['rate']:.0%} [{rate['ci_low']:.0%}, {rate['ci_high']:.0%}] of {rate['trials']}"
 
 
+def _reading(reading: dict[str, Any]) -> str:
+    return f"{_percent(reading['result'])} vs random {_percent(reading['baseline'])}"
+
+
+def _relative(success: dict[str, Any]) -> str:
+    relative = success["relative_to_hit_rate"]
+    return "n/a" if relative is None else f"{relative:.0%}"
+
+
 def format_success(success: dict[str, Any]) -> str:
-    """One line for the log: `Smiling & Male: arithmetic results 63% [53%, 72%] of 100; random samples ...`."""
+    """One line for the log from `success_readings`: `Smiling & Male (scored members): classifier 63% [53%, 72%]
+    of 100 vs random 6% [...] of 1000; judge 58% [...] vs random 7% [...]; judge hits 83% [...] of 412 real
+    Smiling & Male faces (result = 70% of that) (95% Wilson intervals)`."""
     return (
-        f"{success['target']}: arithmetic results {_percent(success['result'])}; "
-        f"random samples {_percent(success['baseline'])} ({success['confidence']:.0%} Wilson intervals)"
+        f"{success['target']} ({success['source']} members): classifier {_reading(success['classifier'])}; "
+        f"judge {_reading(success['judge'])}; judge hits {_percent(success['judge_hit_rate'])} real "
+        f"{success['target']} faces (result = {_relative(success)} of that) "
+        f"({success['confidence']:.0%} Wilson intervals)"
     )
 
 
+def _accuracies(accuracy: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.3f}" for name, value in accuracy.items())
+
+
 def results_markdown(results: dict[str, Any]) -> str:
-    """A markdown table of `experiments.evaluate`'s results.json: one row per model kind."""
+    """A markdown table of `experiments.evaluate`'s results.json: one row per model kind, the classifier's
+    and the judge's readings side by side."""
     target = results["target"]
     lines = [
         f"Command: `{results['command']}`",
         "",
-        f"| model | classifier test accuracy | {target}: arithmetic results | random samples | real test faces "
-        f"| Fréchet distance ({results['feature_network']}) | KID (± std over subsets) |",
-        "|---|---|---|---|---|---|---|",
+        f"| model | members | classifier test accuracy | judge test accuracy | {target}: results (classifier) "
+        f"| random samples (classifier) | results (judge) | random samples (judge) | judge on real {target} faces "
+        f"| judge: results / real | real test faces | Fréchet distance ({results['feature_network']}) "
+        f"| KID (± std over subsets) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for kind, row in results["models"].items():
-        accuracy = ", ".join(f"{name} {value:.3f}" for name, value in row["classifier_accuracy"].items())
-        distances = row["distances"]
+        success, distances = row["arithmetic"], row["distances"]
         lines.append(
-            f"| {kind} | {accuracy} | {_percent(row['arithmetic']['result'])} | {_percent(row['arithmetic']['baseline'])} "
-            f"| {_percent(row['real_target_rate'])} | {significant(distances['frechet'])} "
-            f"| {format_kid(distances['kid_mean'], distances['kid_std'])} |"
+            f"| {kind} | {success['source']} | {_accuracies(row['classifier_accuracy'])} "
+            f"| {_accuracies(row['judge_accuracy'])} "
+            + "".join(f"| {_percent(success[reader][part])} " for reader in ("classifier", "judge")
+                      for part in ("result", "baseline"))
+            + f"| {_percent(success['judge_hit_rate'])} | {_relative(success)} | {_percent(row['real_target_rate'])} "
+            f"| {significant(distances['frechet'])} | {format_kid(distances['kid_mean'], distances['kid_std'])} |"
         )
     return "\n".join(lines) + "\n"

@@ -39,7 +39,7 @@ def test_attributes_default_to_the_store_s_own_or_the_celeba_set():
 
 
 def test_a_store_without_test_faces_is_refused_before_training(tmp_path):
-    with pytest.raises(ValueError, match="10 train and 0 test faces.*--limit"):
+    with pytest.raises(ValueError, match="5 train faces in its classifier half and 0 test faces.*--limit"):
         load_or_train_classifier(_Store(["Male", "Smiling"]), 32, tmp_path)
 
 

@@ -72,8 +72,26 @@ def _faces(male_smiling_pairs):
     return np.broadcast_to(colours[:, None, None, :], (len(colours), 2, 2, 3))
 
 
-def test_arithmetic_success_scores_results_against_baseline_and_formats():
-    from gan_arith.evaluation.success_rate import arithmetic_success, format_success, results_markdown
+class _StrictScorer(_ChannelScorer):
+    """The same channels, read as present only above 0.6: a second reader that disagrees on borderline faces."""
+
+    def probabilities(self, images):
+        return np.where(super().probabilities(images) > 0.6, 0.9, 0.1)
+
+
+def _readings(results, baseline, hit=(3, 4), confidence=0.95):
+    from gan_arith.evaluation.success_rate import arithmetic_success, success_readings
+
+    classifier, judge = (
+        arithmetic_success(scorer, results, baseline, "Smiling & Male", confidence=confidence)
+        for scorer in (_ChannelScorer(), _StrictScorer())
+    )
+    hit_rate = rate_of(np.arange(hit[1]) < hit[0], confidence).as_dict()
+    return success_readings(classifier, judge, hit_rate, "scored")
+
+
+def test_arithmetic_success_scores_results_against_baseline():
+    from gan_arith.evaluation.success_rate import arithmetic_success
 
     results = _faces([(1, 1), (1, 1), (1, 0), (0, 1)])
     baseline = _faces([(1, 1), (0, 0), (0, 0), (0, 1), (1, 0)])
@@ -81,29 +99,55 @@ def test_arithmetic_success_scores_results_against_baseline_and_formats():
     assert (success["result"]["successes"], success["result"]["trials"]) == (2, 4)
     assert (success["baseline"]["successes"], success["baseline"]["trials"]) == (1, 5)
     assert success["mean_probability"]["result"] == {"Male": 0.75, "Smiling": 0.75}
-    assert format_success(success).startswith("Smiling & Male: arithmetic results 50% [")
-    assert format_success(success).endswith("(95% Wilson intervals)")
     narrower = arithmetic_success(_ChannelScorer(), results, baseline, "Smiling & Male", confidence=0.8)
     assert narrower["result"]["ci_high"] < success["result"]["ci_high"]
-    assert format_success(narrower).endswith("(80% Wilson intervals)")
+
+
+def test_both_readings_are_reported_side_by_side_with_the_hit_rate_and_the_source():
+    from gan_arith.evaluation.success_rate import format_success, results_markdown, success_readings
+
+    # Two results are smiling men in full colour; a third is one at 55%, which only the lenient
+    # classifier counts.
+    results = np.concatenate([_faces([(1, 1), (1, 1), (1, 0)]), np.full((1, 2, 2, 3), 140, np.uint8)])
+    baseline = _faces([(1, 1), (0, 0), (0, 0), (0, 1), (1, 0)])
+    success = _readings(results, baseline)
+    assert success["source"] == "scored" and success["target"] == "Smiling & Male"
+    assert success["classifier"]["result"]["successes"] == 3 and success["judge"]["result"]["successes"] == 2
+    assert success["judge_hit_rate"]["rate"] == 0.75
+    assert success["relative_to_hit_rate"] == pytest.approx(0.5 / 0.75)
+    line = format_success(success)
+    assert line.startswith("Smiling & Male (scored members): classifier 75% [")
+    assert "; judge 50% [" in line and "vs random 20% [" in line
+    assert "judge hits 75% [" in line and "of 4 real Smiling & Male faces (result = 67% of that)" in line
+    assert line.endswith("(95% Wilson intervals)")
+    assert format_success(_readings(results, baseline, confidence=0.8)).endswith("(80% Wilson intervals)")
+    blind = _readings(results, baseline, hit=(0, 4))
+    assert blind["relative_to_hit_rate"] is None and "(result = n/a of that)" in format_success(blind)
+    with pytest.raises(ValueError, match="different targets"):
+        success_readings(success["classifier"], {**success["judge"], "target": "Smiling"}, success["judge_hit_rate"], "x")
     table = results_markdown({
         "command": "python -m experiments.evaluate", "target": "Smiling & Male", "feature_network": "classifier features",
-        "models": {"vae": {"classifier_accuracy": {"Male": 0.98}, "arithmetic": success,
+        "models": {"vae": {"classifier_accuracy": {"Male": 0.98}, "judge_accuracy": {"Male": 0.95}, "arithmetic": success,
                            "real_target_rate": rate_of(np.array([True, False])).as_dict(),
                            "distances": {"frechet": 1.5, "kid_mean": 0.01, "kid_std": 0.002}}},
     })
-    assert "| vae | Male 0.980 | 50% [" in table and "| 1.50 | 0.0100 ± 0.0020 |" in table
+    assert "| vae | scored | Male 0.980 | Male 0.950 | 75% [" in table and "| 67% | 50% [" in table
+    assert "| 1.50 | 0.0100 ± 0.0020 |" in table
+    header, rule, row = table.splitlines()[2:5]
+    assert header.count("|") == rule.count("|") == row.count("|")
 
 
 def _distances_table(distances):
     from gan_arith.evaluation.success_rate import results_markdown
 
     rate = rate_of(np.array([True, False])).as_dict()
-    arithmetic = {"result": rate, "baseline": rate}
+    reading = {"target": "Smiling", "confidence": 0.95, "result": rate, "baseline": rate}
+    arithmetic = {"target": "Smiling", "source": "encoded", "confidence": 0.95, "classifier": reading, "judge": reading,
+                  "judge_hit_rate": rate, "relative_to_hit_rate": 1.0}
     return results_markdown({
         "command": "c", "target": "Smiling", "feature_network": "f",
-        "models": {"gan": {"classifier_accuracy": {}, "arithmetic": arithmetic, "real_target_rate": rate,
-                           "distances": distances}},
+        "models": {"gan": {"classifier_accuracy": {}, "judge_accuracy": {}, "arithmetic": arithmetic,
+                           "real_target_rate": rate, "distances": distances}},
     })
 
 

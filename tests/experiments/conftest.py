@@ -42,11 +42,18 @@ def classifier_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_experiment_config(tiny_runs, classifier_dir):
+def judge_dir(tmp_path_factory) -> Path:
+    """One directory for the tiny attribute judge, so it is trained once per session."""
+    return tmp_path_factory.mktemp("judge")
+
+
+@pytest.fixture(scope="session")
+def tiny_experiment_config(tiny_runs, classifier_dir, judge_dir):
     """configure(module, kind=None, **changes): the module's config pointed at the tiny runs.
 
     With `kind`, sets config.run/config.train (one-model experiments); without, config.<kind>.run/train
-    for every kind the config has. A tiny classifier (30 steps) is shared through `classifier_dir`.
+    for every kind the config has. A tiny classifier and judge (30 steps each) are shared through
+    `classifier_dir` and `judge_dir`.
     """
 
     def configure(module, kind: str | None = None, **changes) -> ml_collections.ConfigDict:
@@ -57,6 +64,8 @@ def tiny_experiment_config(tiny_runs, classifier_dir):
                 target.run, target.train = str(workdir), train_config
         if "classifier_dir" in config:
             config.update(classifier_dir=str(classifier_dir), classifier_steps=30)
+        if "judge_dir" in config:
+            config.update(judge_dir=str(judge_dir), judge_steps=30)
         config.update(changes)
         return config
 

@@ -19,16 +19,21 @@ def test_evaluate_writes_results_for_both_models(tiny_experiment_config, tmp_pat
     assert set(results["models"]) == {"dcgan", "vae"} and results["target"] == "Smiling & Male"
     for kind, row in results["models"].items():
         arithmetic = row["arithmetic"]
-        assert arithmetic["result"]["trials"] == 5 and arithmetic["baseline"]["trials"] == 20
-        for rate in (arithmetic["result"], arithmetic["baseline"], row["real_target_rate"]):
+        rates = [row["real_target_rate"], arithmetic["judge_hit_rate"]]
+        for reader in ("classifier", "judge"):  # both readings, side by side
+            assert arithmetic[reader]["result"]["trials"] == 5 and arithmetic[reader]["baseline"]["trials"] == 20
+            rates += [arithmetic[reader]["result"], arithmetic[reader]["baseline"]]
+        for rate in rates:
             assert 0.0 <= rate["ci_low"] <= rate["rate"] <= rate["ci_high"] <= 1.0
-        assert set(row["classifier_accuracy"]) == {"Blond_Hair", "Eyeglasses", "Male", "Smiling"}
+        assert set(row["classifier_accuracy"]) == set(row["judge_accuracy"]) == {"Blond_Hair", "Eyeglasses", "Male", "Smiling"}
         assert row["distances"]["frechet"] > 0 and row["distances"]["generated"] == 24
-        assert row["pool"]["source"] == ("encoded" if kind == "vae" else "scored")
+        source = "encoded" if kind == "vae" else "scored"
+        assert row["pool"]["source"] == arithmetic["source"] == source
     # The real-face rate is the ground truth of the store's test partition.
     store = artifacts.run_store(load_run(results["models"]["vae"]["run"]))
     test = store.attributes[store.select(None, "test")]
     expected = attribute_mask("Smiling & Male", store.attribute_names, test).mean()
     assert np.isclose(results["models"]["vae"]["real_target_rate"]["rate"], expected)
     table = (tmp_path / "results.md").read_text()
-    assert table.count("\n| dcgan |") == 1 and table.count("\n| vae |") == 1 and "python -m experiments.evaluate" in table
+    assert table.count("\n| dcgan | scored |") == 1 and table.count("\n| vae | encoded |") == 1
+    assert "python -m experiments.evaluate" in table and "| judge on real Smiling & Male faces |" in table

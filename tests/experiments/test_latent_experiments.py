@@ -20,17 +20,30 @@ def _assert_figures(paths) -> None:
             assert handle.read(8) == b"\x89PNG\r\n\x1a\n", path
 
 
-def test_gan_arithmetic_label_defined_then_hand_picked(tiny_experiment_config, tmp_path):
+def _assert_both_readings(summary, source, *, draws, baseline) -> None:
+    """The summary's success rates: the classifier's and the judge's, the judge's hit rate, and the members' source."""
+    success = summary["success"]
+    assert summary["pool"]["source"] == success["source"] == source and summary["num_draws"] == draws
+    for reader in ("classifier", "judge"):
+        assert success[reader]["result"]["trials"] == draws and success[reader]["baseline"]["trials"] == baseline
+    assert success["judge_hit_rate"]["trials"] >= 1
+    hit = success["judge_hit_rate"]["rate"]
+    assert success["relative_to_hit_rate"] == (success["judge"]["result"]["rate"] / hit if hit else None)
+    assert set(summary["classifier_accuracy"]) == set(summary["judge_accuracy"]) == {
+        "Blond_Hair", "Eyeglasses", "Male", "Smiling"}
+
+
+def test_gan_arithmetic_label_defined_then_hand_picked(tiny_experiment_config, tmp_path, capsys):
     config = tiny_experiment_config(
         vector_arithmetic_gan, "dcgan", grid_size=12, pool_size=48, top_n=6, num_draws=4, num_baseline=16
     )
     vector_arithmetic_gan.main(config, str(tmp_path))
+    assert "Smiling & Male (scored members): classifier " in capsys.readouterr().err
     summary = _read(tmp_path / "summary_scored.json")
     assert summary["pool"]["source"] == "scored" and summary["pool"]["candidates"] == {
         "smiling_woman": 6, "neutral_woman": 6, "neutral_man": 6
     }
-    assert summary["num_draws"] == 4 and summary["success"]["result"]["trials"] == 4
-    assert summary["success"]["baseline"]["trials"] == 16
+    _assert_both_readings(summary, "scored", draws=4, baseline=16)
     _assert_figures([tmp_path / "figures" / "index_grid.png", *summary["figures"].values()])
     grid = np.load(tmp_path / "grid_latents.npy")
     assert grid.shape == (12, 8)
@@ -39,9 +52,10 @@ def test_gan_arithmetic_label_defined_then_hand_picked(tiny_experiment_config, t
     config.concepts = "a=0,1,2; b=3,4; c=5"
     config.expression = "a - b + 0.5 * c"
     vector_arithmetic_gan.main(config, str(tmp_path))
+    assert "(hand-picked members): 1 draw(s)" in capsys.readouterr().err
     picked = _read(tmp_path / "summary_hand-picked.json")
     assert picked["first_draw_members"] == {"a": [0, 1, 2], "b": [3, 4], "c": [5]}
-    assert picked["num_draws"] == 1 and "success" not in picked
+    assert picked["num_draws"] == 1 and "success" not in picked and picked["pool"]["source"] == "hand-picked"
     expected = grid[:3].mean(0) - grid[3:5].mean(0) + 0.5 * grid[5]
     assert picked["result_norm_mean"] == pytest.approx(np.linalg.norm(expected), rel=1e-5)
     np.testing.assert_array_equal(np.load(tmp_path / "grid_latents.npy"), grid)  # the grid is reused, not redrawn
@@ -67,7 +81,7 @@ def test_vae_arithmetic_and_conditional_edits(tiny_experiment_config, tmp_path):
     )
     vector_arithmetic_vae.main(config, str(tmp_path))
     summary = _read(tmp_path / "summary.json")
-    assert summary["pool"]["source"] == "encoded" and summary["success"]["result"]["trials"] == 4
+    _assert_both_readings(summary, "encoded", draws=4, baseline=16)
     edits = summary["edits"]
     assert set(edits["mean_probability"]) == {"Smiling", "Smiling \u22a5 Male"}
     assert all(len(values) == 3 for values in edits["mean_probability"]["Smiling"].values())

@@ -1,0 +1,89 @@
+"""An independent judge of arithmetic results: a second attribute classifier the project classifier cannot sway.
+
+The project classifier (scorer.py) picks scored concept members and reads the arithmetic results;
+a rate it reads on faces it chose itself runs high. The judge differs in what it learnt from and
+how: a VGG-style network (models/judge.py, not the classifier's ConvTrunk), its own seed, trained
+on the other half of the store's train partition (`scorer.train_half`), so it never saw a face
+the classifier learnt from. It is cached with orbax like the classifier and has its interface
+(`AttributeScorer`), so success-rate code takes either.
+
+Its blind spots are measured, not assumed: `test_accuracy` per attribute on the test partition at
+the run's image size, and `judge_hit_rate`, the fraction of real faces labelled with the target
+that the judge reads so — the ceiling a perfect arithmetic result could reach in its eyes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from gan_arith.data.store import FaceStore
+from gan_arith.evaluation.scorer import AttributeScorer, classifier_attributes, load_or_train_scorer
+from gan_arith.evaluation.success_rate import arithmetic_success, attribute_success, rate_of, success_readings
+from gan_arith.models.judge import JudgeClassifier
+
+JUDGE_SEED = 1  # the project classifier trains with seed 0
+
+
+def load_or_train_judge(
+    store: FaceStore,
+    image_size: int,
+    directory: str | Path,
+    *,
+    attributes: Sequence[str] = (),
+    width: int = 16,
+    steps: int = 1500,
+    max_train_faces: int = 20000,
+    seed: int = JUDGE_SEED,
+) -> AttributeScorer:
+    """The judge for `store` at `image_size` (the run's own), trained on the 'judge' half of the train
+    partition and saved under `directory` on first use; it reads the classifier's attributes by default."""
+    names = classifier_attributes(store, attributes)
+    return load_or_train_scorer(
+        JudgeClassifier(num_attributes=len(names), width=width), store, image_size, directory, attributes=names,
+        half="judge", steps=steps, max_train_faces=max_train_faces, seed=seed, role="attribute judge",
+    )
+
+
+def judge_hit_rate(
+    judge: AttributeScorer,
+    store: FaceStore,
+    query: str,
+    partition: str | None = "test",
+    *,
+    threshold: float = 0.5,
+    confidence: float = 0.95,
+) -> dict[str, float]:
+    """Of the real faces of `partition` labelled `query` (e.g. "Smiling & Male"), the fraction the judge reads
+    as `query` too, with its Wilson interval (`Rate.as_dict`)."""
+    rows = store.select(query, partition)
+    if rows.size == 0:
+        raise ValueError(f"no face of partition {partition!r} in {store.root} is labelled {query!r}: no hit rate")
+    probabilities = judge.probabilities(store.gather(judge.image_size, rows))
+    return rate_of(attribute_success(probabilities, judge.attribute_names, query, threshold), confidence).as_dict()
+
+
+def judged_success(
+    classifier: AttributeScorer,
+    judge: AttributeScorer,
+    store: FaceStore,
+    result_images: np.ndarray,
+    baseline_images: np.ndarray,
+    query: str,
+    *,
+    source: str,
+    partition: str | None = "test",
+    threshold: float = 0.5,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """`success_readings` of arithmetic results: the classifier's and the judge's `arithmetic_success`
+    against the baseline images, the judge's hit rate on real `query` faces of `partition`, and `source`
+    (where the concept members came from)."""
+    classifier_reading, judge_reading = (
+        arithmetic_success(scorer, result_images, baseline_images, query, threshold=threshold, confidence=confidence)
+        for scorer in (classifier, judge)
+    )
+    hit_rate = judge_hit_rate(judge, store, query, partition, threshold=threshold, confidence=confidence)
+    return success_readings(classifier_reading, judge_reading, hit_rate, source)
