@@ -40,7 +40,10 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
             "beta": 1.0,  # VAE: weight of the KL term
         }
     )
-    config.optimizer = ml_collections.ConfigDict({"learning_rate": 2e-4, "b1": 0.5, "b2": 0.999, "eps": 1e-7})
+    # discriminator_learning_rate: the GAN's discriminator's own rate (0: learning_rate, as in the seed)
+    config.optimizer = ml_collections.ConfigDict(
+        {"learning_rate": 2e-4, "discriminator_learning_rate": 0.0, "b1": 0.5, "b2": 0.999, "eps": 1e-7}
+    )
     config.data = ml_collections.ConfigDict(
         {
             "store": "",  # an explicit prepared store wins over everything below
@@ -89,6 +92,7 @@ ADDED_FIELDS: dict[tuple[str, ...], Any] = {
     ("model", "discriminator_padding"): "same",
     ("conv_fusion",): "auto",  # how the steps compile, not what they compute
     ("ema_decay",): 0.0,
+    ("optimizer", "discriminator_learning_rate"): 0.0,
 }
 # Fields no longer read, dropped from saved configs so those runs still resume: the experimental
 # `model.fused_discriminator` (2026-11-26) computed the plain discriminator's function.
@@ -136,6 +140,9 @@ def check_train_config(config: ml_collections.ConfigDict) -> None:
     learning_rate = config.optimizer.learning_rate
     if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
         raise InputError(f"config.optimizer.learning_rate must be a positive number, got {learning_rate!r}")
+    rate = config.optimizer.discriminator_learning_rate
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate < 0:
+        raise InputError(f"config.optimizer.discriminator_learning_rate must be a number >= 0 (0: learning_rate), got {rate!r}")
     ema_decay = config.ema_decay
     if isinstance(ema_decay, bool) or not isinstance(ema_decay, (int, float)) or not 0 <= ema_decay < 1:
         raise InputError(f"config.ema_decay must be a number in [0, 1) (0: no weight average), got {ema_decay!r}")

@@ -87,6 +87,11 @@ class GANSteps:
     optimizer: optax.GradientTransformation
     batch_sharding: jax.sharding.Sharding | None = None
     ema_decay: float = 0.0
+    discriminator_optimizer: optax.GradientTransformation | None = None  # None: `optimizer`, as in the seed
+
+    @property
+    def _discriminator_optimizer(self) -> optax.GradientTransformation:
+        return self.discriminator_optimizer or self.optimizer
 
     def data_batch_size(self, batch_size: int) -> int:
         if batch_size % 2:
@@ -99,8 +104,10 @@ class GANSteps:
             "generator": jax.jit(self.generator.init)(g_rng, jnp.zeros((1, self.generator.latent_dim)))["params"],
             "discriminator": jax.jit(self.discriminator.init)(d_rng, jnp.zeros((1, image_size, image_size, 3)))["params"],
         }
-        opt_state = {name: jax.jit(self.optimizer.init)(p) for name, p in params.items()}
-        ema_params = {"generator": params["generator"]} if self.ema_decay else {}
+        optimizers = {"generator": self.optimizer, "discriminator": self._discriminator_optimizer}
+        opt_state = {name: jax.jit(optimizers[name].init)(p) for name, p in params.items()}
+        # A copy, not the same buffers: the jitted step donates the whole state.
+        ema_params = {"generator": jax.tree.map(jnp.copy, params["generator"])} if self.ema_decay else {}
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state, ema_params=ema_params)
 
     def generate(self, generator_params: Any, z_bl: jax.Array) -> jax.Array:
@@ -145,7 +152,7 @@ class GANSteps:
 
         d_params, d_opt_state = state.params["discriminator"], state.opt_state["discriminator"]
         (_, (real_logits, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_params)
-        d_params, d_opt_state = _apply_updates(self.optimizer, grads, d_opt_state, d_params)
+        d_params, d_opt_state = _apply_updates(self._discriminator_optimizer, grads, d_opt_state, d_params)
         state = state.replace(
             params={**state.params, "discriminator": d_params},
             opt_state={**state.opt_state, "discriminator": d_opt_state},
@@ -370,7 +377,10 @@ def build_steps(config: Any, batch_sharding: jax.sharding.Sharding | None = None
     if model.kind == "dcgan":
         generator = Generator(model.latent_dim, model.width, model.image_size, dtype, model.conv_transpose)
         discriminator = Discriminator(model.width, model.image_size, model.dropout_rate, dtype, model.discriminator_padding)
-        return GANSteps(generator, discriminator, optimizer, batch_sharding, config.ema_decay)
+        discriminator_optimizer = (
+            adam(opt.discriminator_learning_rate, b1=opt.b1, b2=opt.b2, eps=opt.eps) if opt.discriminator_learning_rate else None
+        )
+        return GANSteps(generator, discriminator, optimizer, batch_sharding, config.ema_decay, discriminator_optimizer)
     if model.kind == "vae":
         return VAESteps(VAE(model.latent_dim, model.image_size, dtype, model.conv_transpose), optimizer, model.beta)
     if model.kind == "ae":
