@@ -20,6 +20,7 @@ from gan_arith.errors import InputError
 
 
 CONV_FUSION_CHOICES = ("auto", "on", "off")
+SCHEDULES = ("constant", "cosine")  # learning-rate schedules (train/steps.py learning_rate_schedule)
 
 
 def base_config(kind: str) -> ml_collections.ConfigDict:
@@ -40,9 +41,11 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
             "beta": 1.0,  # VAE: weight of the KL term
         }
     )
-    # discriminator_learning_rate: the GAN's discriminator's own rate (0: learning_rate, as in the seed)
+    # discriminator_learning_rate: the GAN's discriminator's own rate (0: learning_rate, as in the seed);
+    # schedule: 'constant' (the seeds') or 'cosine' (both rates decayed to 0 over the run's steps)
     config.optimizer = ml_collections.ConfigDict(
-        {"learning_rate": 2e-4, "discriminator_learning_rate": 0.0, "b1": 0.5, "b2": 0.999, "eps": 1e-7}
+        {"learning_rate": 2e-4, "discriminator_learning_rate": 0.0, "schedule": "constant", "b1": 0.5, "b2": 0.999,
+         "eps": 1e-7}
     )
     config.data = ml_collections.ConfigDict(
         {
@@ -93,6 +96,7 @@ ADDED_FIELDS: dict[tuple[str, ...], Any] = {
     ("conv_fusion",): "auto",  # how the steps compile, not what they compute
     ("ema_decay",): 0.0,
     ("optimizer", "discriminator_learning_rate"): 0.0,
+    ("optimizer", "schedule"): "constant",
 }
 # Fields no longer read, dropped from saved configs so those runs still resume: the experimental
 # `model.fused_discriminator` (2026-11-26) computed the plain discriminator's function.
@@ -136,7 +140,7 @@ def check_train_config(config: ml_collections.ConfigDict) -> None:
     """Raise an InputError naming the first of `POSITIVE_FIELDS` that is not a positive integer, a learning
     rate that is not a positive number, an unknown `conv_fusion`, or an odd GAN batch (half real, half
     generated faces)."""
-    check_ranges(config, positive=POSITIVE_FIELDS, choices={"conv_fusion": CONV_FUSION_CHOICES})
+    check_ranges(config, positive=POSITIVE_FIELDS, choices={"conv_fusion": CONV_FUSION_CHOICES, "optimizer.schedule": SCHEDULES})
     learning_rate = config.optimizer.learning_rate
     if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
         raise InputError(f"config.optimizer.learning_rate must be a positive number, got {learning_rate!r}")

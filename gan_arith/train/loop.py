@@ -362,6 +362,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
     resumed = state is not None
     steps_per_epoch = data.steps_per_epoch
     total_steps = steps_per_epoch * config.num_epochs
+    # Again, now that the run's length is known: the learning-rate schedule spans it (same state shapes).
+    steps = build_steps(config, parallel.batch_sharding(mesh), total_steps)
     summary_file = workdir / "summary.json"
     if resumed and int(state.step) >= total_steps and summary_file.exists():
         checkpoints.close()

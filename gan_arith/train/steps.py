@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from gan_arith.config import check_ranges
+from gan_arith.config import SCHEDULES, check_ranges
 from gan_arith.errors import InputError
 from gan_arith.models.autoencoder import AccordionAE
 from gan_arith.models.dcgan import Discriminator, Generator
@@ -331,7 +331,9 @@ def fuse_steps(
     return run
 
 
-def adam(learning_rate: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-7) -> optax.GradientTransformation:
+def adam(
+    learning_rate: float | optax.Schedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-7
+) -> optax.GradientTransformation:
     """Adam with Keras' epsilon (1e-7), the optimizer all the seeds' models were trained with."""
     return optax.adam(learning_rate, b1=b1, b2=b2, eps=eps)
 
@@ -369,17 +371,31 @@ def check_model_config(config: Any) -> None:
         raise InputError(f"config.model.{error}") from None
 
 
-def build_steps(config: Any, batch_sharding: jax.sharding.Sharding | None = None) -> Steps:
-    """The step functions for `config.model.kind` ('dcgan', 'vae' or 'ae') with the configured models and Adam."""
+def learning_rate_schedule(rate: float, schedule: str, total_steps: int) -> float | optax.Schedule:
+    """`rate` held ('constant', the seeds') or cosine-decayed to 0 over `total_steps` ('cosine').
+
+    A short run can then start at a rate that learns fast and still end with small, refining steps.
+    Both keep the same optimizer state, whatever `total_steps` (a loaded run may pass any).
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"learning-rate schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+    return rate if schedule == "constant" else optax.cosine_decay_schedule(rate, max(total_steps, 1))
+
+
+def build_steps(config: Any, batch_sharding: jax.sharding.Sharding | None = None, total_steps: int = 1) -> Steps:
+    """The step functions for `config.model.kind` ('dcgan', 'vae' or 'ae') with the configured models and Adam
+    (its learning rates on `config.optimizer.schedule` over the run's `total_steps`)."""
     model, opt = config.model, config.optimizer
-    optimizer = adam(opt.learning_rate, b1=opt.b1, b2=opt.b2, eps=opt.eps)
+
+    def adam_at(rate: float) -> optax.GradientTransformation:
+        return adam(learning_rate_schedule(rate, opt.schedule, total_steps), b1=opt.b1, b2=opt.b2, eps=opt.eps)
+
+    optimizer = adam_at(opt.learning_rate)
     dtype = model_dtype(model.dtype)
     if model.kind == "dcgan":
         generator = Generator(model.latent_dim, model.width, model.image_size, dtype, model.conv_transpose)
         discriminator = Discriminator(model.width, model.image_size, model.dropout_rate, dtype, model.discriminator_padding)
-        discriminator_optimizer = (
-            adam(opt.discriminator_learning_rate, b1=opt.b1, b2=opt.b2, eps=opt.eps) if opt.discriminator_learning_rate else None
-        )
+        discriminator_optimizer = adam_at(opt.discriminator_learning_rate) if opt.discriminator_learning_rate else None
         return GANSteps(generator, discriminator, optimizer, batch_sharding, config.ema_decay, discriminator_optimizer)
     if model.kind == "vae":
         return VAESteps(VAE(model.latent_dim, model.image_size, dtype, model.conv_transpose), optimizer, model.beta)

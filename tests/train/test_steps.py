@@ -170,3 +170,27 @@ def test_discriminator_learning_rate_sets_only_the_discriminators_step():
     np.testing.assert_allclose(own_d, 3 * shared_d, rtol=1e-3, atol=1e-6)
     # The generator trains through a different discriminator, so its step changes, but not its size.
     np.testing.assert_allclose(np.abs(own_g).max(), np.abs(shared_g).max(), rtol=1e-3)
+
+
+def test_cosine_schedule_decays_both_rates_over_the_run_and_keeps_the_state_shape():
+    from gan_arith.train.steps import learning_rate_schedule
+
+    schedule = learning_rate_schedule(1e-3, "cosine", 100)
+    np.testing.assert_allclose([schedule(0), schedule(50), schedule(100)], [1e-3, 5e-4, 0.0], atol=1e-9)
+    assert learning_rate_schedule(1e-3, "constant", 100) == 1e-3
+    with pytest.raises(ValueError, match="schedule"):
+        learning_rate_schedule(1e-3, "linear", 100)
+    config = tiny_config("dcgan", 10)
+    config.optimizer.schedule = "cosine"
+    config.optimizer.discriminator_learning_rate = 1e-3
+    # A loaded run builds its steps without knowing the run's length: the state must restore all the same.
+    shapes = [jax.eval_shape(lambda: build_steps(config, total_steps=n).init(jax.random.key(0), 10)) for n in (1, 4)]
+    assert jax.tree.structure(shapes[0]) == jax.tree.structure(shapes[1])
+    steps = build_steps(config, total_steps=2)
+    state = steps.init(jax.random.key(0), 10)
+    step = jax.jit(steps.train_step)
+    for i in range(3):  # the third step runs at rate 0: nothing moves
+        before = state
+        state, _ = step(state, fixed_batch(4, 10, seed=i), jax.random.key(i))
+    assert tree_equal(state.params, before.params)
+    assert not tree_equal(state.params, steps.init(jax.random.key(0), 10).params)
