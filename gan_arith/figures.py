@@ -655,3 +655,122 @@ def plot_roc_curves(
     if title is not None:
         axes.set_title(title, fontsize=_FONT + 1)
     return _save(fig, path)
+
+
+def _interval(value: Sequence[float], where: str) -> tuple[float, float, float]:
+    """(rate, low, high) checked to be numbers with low <= rate <= high."""
+    if len(value) != 3 or not value[1] <= value[0] <= value[2]:
+        raise ValueError(f"{where} must be (rate, low, high) with low <= rate <= high, got {tuple(value)}")
+    return float(value[0]), float(value[1]), float(value[2])
+
+
+def _colours(labels: Sequence[str]) -> dict[str, str]:
+    """One colour of matplotlib's cycle per distinct label, in order of first appearance."""
+    distinct = list(dict.fromkeys(labels))
+    return {label: f"C{index % 10}" for index, label in enumerate(distinct)}
+
+
+def _rate_figure(panels: int, panel_inches: tuple[float, float]) -> tuple[Figure, np.ndarray]:
+    """A figure of `panels` side-by-side panels sharing one rate axis."""
+    fig = Figure(figsize=(panel_inches[0] * panels, panel_inches[1]), dpi=DPI, layout="constrained")
+    return fig, np.atleast_1d(fig.subplots(1, panels, sharey=True))
+
+
+def _save_rate_figure(fig: Figure, axes_row: Sequence, titles: Sequence[str], path: str | os.PathLike,
+                      title: str | None) -> str:
+    """Panel titles, rates from 0 to 1, one legend under all panels (each label once: panels share their
+    labels' colours) and the figure title; then the PNG."""
+    entries: dict[str, object] = {}
+    for axes, panel in zip(axes_row, titles):
+        axes.set_ylim(0, 1)
+        axes.set_title(panel, fontsize=_FONT + 1)
+        for handle, label in zip(*axes.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    axes_row[0].set_ylabel("success rate (95% interval)")
+    fig.legend(list(entries.values()), list(entries), loc="outside lower center", ncols=min(3, len(entries)),
+               fontsize=_FONT, frameon=False)
+    if title is not None:
+        fig.suptitle(title, fontsize=_FONT + 2)
+    return _save(fig, path)
+
+
+def plot_rates_by_k(
+    panels: Mapping[str, Mapping[str, np.ndarray]],
+    path: str | os.PathLike,
+    *,
+    references: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
+    title: str | None = None,
+) -> str:
+    """Rates against the number of members k, one panel per reader (e.g. classifier, judge), log-scaled k.
+
+    Args:
+      panels: {panel title: {curve label: [K, 4] rows (k, rate, interval low, interval high)}}, drawn as
+        lines with shaded interval bands; a label keeps its colour across panels.
+      references: {panel title: {label: (rate, low, high)}}, rates that do not depend on k (random
+        samples, real faces), drawn as dashed horizontal lines with their bands.
+    """
+    if not panels or not all(panels.values()):
+        raise ValueError("panels must name at least one panel, each with at least one curve")
+    references = dict(references or {})
+    unknown = set(references) - set(panels)
+    if unknown:
+        raise ValueError(f"references name panels that do not exist: {sorted(unknown)}")
+    colours = _colours([label for curves in panels.values() for label in curves]
+                       + [label for lines in references.values() for label in lines])
+    fig, axes_row = _rate_figure(len(panels), (PANEL_INCHES[0] * 1.4, PANEL_INCHES[1] * 1.8))
+    for axes, (panel, curves) in zip(axes_row, panels.items()):
+        for label, curve in curves.items():
+            curve = np.asarray(curve, dtype=np.float64)
+            if curve.ndim != 2 or curve.shape[1] != 4 or not len(curve):
+                raise ValueError(f"panels[{panel!r}][{label!r}] must be [K, 4] rows (k, rate, low, high), got {curve.shape}")
+            for k, *rate in curve:
+                _interval(rate, f"panels[{panel!r}][{label!r}] at k={k:g}")
+            axes.plot(curve[:, 0], curve[:, 1], marker="o", markersize=3, linewidth=1.5, color=colours[label], label=label)
+            axes.fill_between(curve[:, 0], curve[:, 2], curve[:, 3], color=colours[label], alpha=0.2, linewidth=0)
+        for label, value in references.get(panel, {}).items():
+            rate, low, high = _interval(value, f"references[{panel!r}][{label!r}]")
+            axes.axhline(rate, color=colours[label], linestyle="--", linewidth=1, label=label)
+            axes.axhspan(low, high, color=colours[label], alpha=0.1, linewidth=0)
+        axes.set_xscale("log")
+        ks = sorted({k for curve in curves.values() for k in np.asarray(curve)[:, 0]})
+        axes.set_xticks(ks, [f"{k:g}" for k in ks])
+        axes.minorticks_off()
+        axes.set_xlabel("k (members averaged per concept)")
+    return _save_rate_figure(fig, axes_row, list(panels), path, title)
+
+
+def plot_rate_bars(
+    panels: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]],
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
+) -> str:
+    """Grouped bars of rates with interval whiskers, one panel per reader (e.g. classifier, judge).
+
+    Args:
+      panels: {panel title: {group: {bar label: (rate, low, high)}}}; a bar label keeps its colour
+        across groups and panels, and a group may lack some bars.
+    """
+    if not panels or not all(panels.values()):
+        raise ValueError("panels must name at least one panel, each with at least one group of bars")
+    bars = list(dict.fromkeys(label for groups in panels.values() for group in groups.values() for label in group))
+    if not bars:
+        raise ValueError("the panels hold no bars")
+    colours = _colours(bars)
+    groups_most = max(len(groups) for groups in panels.values())
+    group_inches = max(1.3, 0.3 * len(bars))  # room for a group's bars and its wrapped name
+    fig, axes_row = _rate_figure(len(panels), (max(PANEL_INCHES[0], 0.6 + group_inches * groups_most), PANEL_INCHES[1] * 1.6))
+    width = 0.8 / len(bars)
+    for axes, (panel, groups) in zip(axes_row, panels.items()):
+        labelled: set[str] = set()  # each bar label once in the legend
+        for position, (group, values) in enumerate(groups.items()):
+            for offset, label in enumerate(bars):
+                if label not in values:
+                    continue
+                rate, low, high = _interval(values[label], f"panels[{panel!r}][{group!r}][{label!r}]")
+                x = position - 0.4 + (offset + 0.5) * width
+                axes.bar(x, rate, width * 0.9, color=colours[label], label=None if label in labelled else label)
+                labelled.add(label)
+                axes.errorbar(x, rate, yerr=[[rate - low], [high - rate]], color="0.2", linewidth=1, capsize=2)
+        axes.set_xticks(range(len(groups)), [_wrap(str(group), _FONT, group_inches - 0.3) for group in groups], fontsize=_FONT)
+    return _save_rate_figure(fig, axes_row, list(panels), path, title)

@@ -329,3 +329,20 @@ def test_shown_frames():
     assert len(frames) == 8 and frames[0] == 0 and frames[-1] == 999
     with pytest.raises(ValueError, match="max_frames"):
         plots.plot_interpolation(_frame_faces(3), "unused.png", max_frames=1)
+
+
+def test_rates_by_k_and_rate_bars(tmp_path):
+    curve = np.array([[1, 0.2, 0.1, 0.3], [3, 0.4, 0.3, 0.5], [10, 0.5, 0.4, 0.6]])
+    panels = {"classifier": {"gan": curve, "vae": curve * [1, 0.5, 0.5, 0.5]}, "judge": {"gan": curve}}
+    path = plots.plot_rates_by_k(panels, tmp_path / "k.png", references={"judge": {"random": (0.1, 0.05, 0.15)}},
+                                 title="rate against k")
+    assert _read(path).shape[1] > _read(path).shape[0]  # two panels side by side
+    bars = {"classifier": {"k = 3": {"latent": (0.4, 0.3, 0.5), "image": (0.2, 0.1, 0.3)}, "k = 10": {"latent": (0.5, 0.4, 0.6)}}}
+    assert _read(plots.plot_rate_bars(bars, tmp_path / "bars.png")).ndim == 3
+    _no_temporaries(tmp_path)
+    with pytest.raises(ValueError, match=r"low <= rate <= high"):
+        plots.plot_rate_bars({"judge": {"k = 3": {"latent": (0.4, 0.5, 0.6)}}}, tmp_path / "bad.png")
+    with pytest.raises(ValueError, match=r"\[K, 4\]"):
+        plots.plot_rates_by_k({"judge": {"gan": curve[:, :3]}}, tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="references name panels that do not exist"):
+        plots.plot_rates_by_k(panels, tmp_path / "bad.png", references={"jury": {}})

@@ -11,6 +11,7 @@ module called as `AttributeClassifier` is (images in [-1, 1] [B, H, W, 3] -> log
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -94,7 +95,8 @@ def make_classifier_train_step(
 
 def predict_logits(model: nn.Module, params: Any, images: Any, batch_size: int = 256) -> np.ndarray:
     """Logits [N, A] for uint8 [0, 255] or float [-1, 1] images [N, H, W, 3], batched and jitted."""
-    return batched_apply(_logits_fn(model, params), images, batch_size)
+    logits = _logits_fn(model)
+    return batched_apply(lambda chunk: logits(params, chunk), images, batch_size)
 
 
 def predict_probabilities(model: nn.Module, params: Any, images: Any, batch_size: int = 256) -> np.ndarray:
@@ -103,12 +105,11 @@ def predict_probabilities(model: nn.Module, params: Any, images: Any, batch_size
     return 0.5 * (1.0 + np.tanh(0.5 * logits))  # sigmoid without overflow warnings
 
 
-def _logits_fn(model: nn.Module, params: Any) -> Callable[[jax.Array], jax.Array]:
-    @jax.jit
-    def logits(images: jax.Array) -> jax.Array:
-        return model.apply({"params": params}, as_model_range(images))
-
-    return logits
+@functools.lru_cache(maxsize=16)
+def _logits_fn(model: nn.Module) -> Callable[[Any, jax.Array], jax.Array]:
+    """The jitted logits(params, images) of `model`: compiled once per model and batch shape, however often
+    a scorer is asked (a closure over the parameters would compile on every call)."""
+    return jax.jit(lambda params, images: model.apply({"params": params}, as_model_range(images)))
 
 
 def accuracy_per_attribute(logits: np.ndarray, attributes: np.ndarray) -> np.ndarray:

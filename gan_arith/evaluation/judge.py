@@ -14,6 +14,7 @@ that the judge reads so — the ceiling a perfect arithmetic result could reach 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from gan_arith.data.store import FaceStore
 from gan_arith.evaluation.scorer import AttributeScorer, classifier_attributes, load_or_train_scorer
-from gan_arith.evaluation.success_rate import arithmetic_success, attribute_success, rate_of, success_readings
+from gan_arith.evaluation.success_rate import attribute_success, probability_success, rate_of, success_readings
 from gan_arith.models.judge import JudgeClassifier
 
 JUDGE_SEED = 1  # the project classifier trains with seed 0
@@ -65,6 +66,50 @@ def judge_hit_rate(
     return rate_of(attribute_success(probabilities, judge.attribute_names, query, threshold), confidence).as_dict()
 
 
+@dataclasses.dataclass(frozen=True)
+class SuccessReader:
+    """The classifier and the judge reading arithmetic results of one model against its random samples.
+
+    The baseline's probabilities and the judge's hit rate are computed once (`success_reader`), so many
+    sets of results (one per k, per way of averaging) cost only their own scoring. Calling it with
+    result images and the members' source gives `success_readings`.
+    """
+
+    classifier: AttributeScorer
+    judge: AttributeScorer
+    query: str
+    baseline_probabilities: tuple[np.ndarray, np.ndarray]  # (classifier's, judge's)
+    hit_rate: dict[str, float]
+    threshold: float = 0.5
+    confidence: float = 0.95
+
+    def __call__(self, result_images: np.ndarray, *, source: str) -> dict[str, Any]:
+        classifier_reading, judge_reading = (
+            probability_success(scorer.probabilities(result_images), baseline, scorer.attribute_names, self.query,
+                                threshold=self.threshold, confidence=self.confidence)
+            for scorer, baseline in zip((self.classifier, self.judge), self.baseline_probabilities)
+        )
+        return success_readings(classifier_reading, judge_reading, self.hit_rate, source)
+
+
+def success_reader(
+    classifier: AttributeScorer,
+    judge: AttributeScorer,
+    store: FaceStore,
+    baseline_images: np.ndarray,
+    query: str,
+    *,
+    partition: str | None = "test",
+    threshold: float = 0.5,
+    confidence: float = 0.95,
+) -> SuccessReader:
+    """A `SuccessReader` of `query` against `baseline_images` (random samples), with the judge's hit rate on
+    real `query` faces of `partition`."""
+    baseline = tuple(scorer.probabilities(baseline_images) for scorer in (classifier, judge))
+    hit_rate = judge_hit_rate(judge, store, query, partition, threshold=threshold, confidence=confidence)
+    return SuccessReader(classifier, judge, query, baseline, hit_rate, threshold, confidence)
+
+
 def judged_success(
     classifier: AttributeScorer,
     judge: AttributeScorer,
@@ -81,9 +126,6 @@ def judged_success(
     """`success_readings` of arithmetic results: the classifier's and the judge's `arithmetic_success`
     against the baseline images, the judge's hit rate on real `query` faces of `partition`, and `source`
     (where the concept members came from)."""
-    classifier_reading, judge_reading = (
-        arithmetic_success(scorer, result_images, baseline_images, query, threshold=threshold, confidence=confidence)
-        for scorer in (classifier, judge)
-    )
-    hit_rate = judge_hit_rate(judge, store, query, partition, threshold=threshold, confidence=confidence)
-    return success_readings(classifier_reading, judge_reading, hit_rate, source)
+    reader = success_reader(classifier, judge, store, baseline_images, query, partition=partition,
+                            threshold=threshold, confidence=confidence)
+    return reader(result_images, source=source)

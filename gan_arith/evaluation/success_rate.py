@@ -111,13 +111,29 @@ def arithmetic_success(
     `scorer` is an `evaluation.scorer.AttributeScorer` (the project classifier or the judge); images
     are uint8 or [-1, 1] [N, S, S, 3].
     """
-    probabilities = {"result": scorer.probabilities(result_images), "baseline": scorer.probabilities(baseline_images)}
-    rates = success_vs_baseline(
-        probabilities["result"], probabilities["baseline"], scorer.attribute_names, query,
+    return probability_success(
+        scorer.probabilities(result_images), scorer.probabilities(baseline_images), scorer.attribute_names, query,
         threshold=threshold, confidence=confidence,
     )
+
+
+def probability_success(
+    result_probabilities: np.ndarray,
+    baseline_probabilities: np.ndarray,
+    attribute_names: Sequence[str],
+    query: str,
+    *,
+    threshold: float = 0.5,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """`arithmetic_success` from attribute probabilities [N, A] already computed (a baseline scored once
+    and read against many sets of results)."""
+    probabilities = {"result": result_probabilities, "baseline": baseline_probabilities}
+    rates = success_vs_baseline(
+        result_probabilities, baseline_probabilities, attribute_names, query, threshold=threshold, confidence=confidence
+    )
     mean_probability = {
-        name: {attribute: float(p) for attribute, p in zip(scorer.attribute_names, values.mean(axis=0))}
+        name: {attribute: float(p) for attribute, p in zip(attribute_names, np.asarray(values).mean(axis=0))}
         for name, values in probabilities.items()
     }
     return {"target": query, "confidence": confidence, **rates, "mean_probability": mean_probability}
@@ -173,27 +189,41 @@ def _accuracies(accuracy: dict[str, float]) -> str:
     return ", ".join(f"{name} {value:.3f}" for name, value in accuracy.items())
 
 
+def _reading_headers(target: str) -> list[str]:
+    """The column headers of one `success_readings` in a markdown table (`_reading_cells`)."""
+    return [f"{target}: results (classifier)", "random samples (classifier)", "results (judge)",
+            "random samples (judge)", f"judge on real {target} faces", "judge: results / real"]
+
+
+def _reading_cells(success: dict[str, Any]) -> list[str]:
+    """The cells of one `success_readings` under `_reading_headers`."""
+    return [_percent(success[reader][part]) for reader in ("classifier", "judge") for part in ("result", "baseline")] + [
+        _percent(success["judge_hit_rate"]), _relative(success)]
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)] + [
+        "| " + " | ".join(cells) + " |" for cells in rows]
+
+
 def results_markdown(results: dict[str, Any]) -> str:
     """A markdown table of `experiments.evaluate`'s results.json: one row per model kind, the classifier's
     and the judge's readings side by side."""
-    target = results["target"]
-    lines = [
-        f"Command: `{results['command']}`",
-        "",
-        f"| model | members | classifier test accuracy | judge test accuracy | {target}: results (classifier) "
-        f"| random samples (classifier) | results (judge) | random samples (judge) | judge on real {target} faces "
-        f"| judge: results / real | real test faces | Fréchet distance ({results['feature_network']}) "
-        f"| KID (± std over subsets) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    headers = ["model", "members", "classifier test accuracy", "judge test accuracy", *_reading_headers(results["target"]),
+               "real test faces", f"Fréchet distance ({results['feature_network']})", "KID (± std over subsets)"]
+    rows = []
     for kind, row in results["models"].items():
         success, distances = row["arithmetic"], row["distances"]
-        lines.append(
-            f"| {kind} | {success['source']} | {_accuracies(row['classifier_accuracy'])} "
-            f"| {_accuracies(row['judge_accuracy'])} "
-            + "".join(f"| {_percent(success[reader][part])} " for reader in ("classifier", "judge")
-                      for part in ("result", "baseline"))
-            + f"| {_percent(success['judge_hit_rate'])} | {_relative(success)} | {_percent(row['real_target_rate'])} "
-            f"| {significant(distances['frechet'])} | {format_kid(distances['kid_mean'], distances['kid_std'])} |"
-        )
-    return "\n".join(lines) + "\n"
+        rows.append([kind, success["source"], _accuracies(row["classifier_accuracy"]), _accuracies(row["judge_accuracy"]),
+                     *_reading_cells(success), _percent(row["real_target_rate"]), significant(distances["frechet"]),
+                     format_kid(distances["kid_mean"], distances["kid_std"])])
+    return "\n".join([f"Command: `{results['command']}`", "", *_table(headers, rows)]) + "\n"
+
+
+def readings_markdown(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> str:
+    """A markdown table of success readings, one line per row: each row's `keys` (e.g. model, members, k),
+    then its `success_readings` (under 'success') read by the classifier and the judge side by side."""
+    if not rows:
+        raise ValueError("there are no readings to tabulate")
+    headers = [*keys, *_reading_headers(rows[0]["success"]["target"])]
+    return "\n".join(_table(headers, [[str(row[key]) for key in keys] + _reading_cells(row["success"]) for row in rows])) + "\n"

@@ -11,5 +11,7 @@
   inverted real faces) with the face each latent stands for.
 - arithmetic: arithmetic on a trained model: faces of concept averages and results, the seeds' figures.
 - sweeps: interpolation strips and attribute-edit sweeps on a trained model.
+- averaging: success rates per k (members per concept) and per way of averaging (latents, or the
+  VAE seed's average image encoded), GAN against VAE on the same real faces; their figures and tables.
 Figures live in gan_arith.figures.
 """

@@ -234,11 +234,13 @@ def label_defined_pool(
     partition: str | None = "test",
     seed: int = 0,
     inversion_steps: int = 300,
+    inversion_restarts: int = 4,
 ) -> ConceptPool:
     """Concepts from attribute queries, the default way for the run's kind.
 
     source: 'scored' (generated faces, classifier top_n of pool_size), 'inversion' (GAN: real faces
-    inverted) or 'encoded' (VAE: real faces encoded); 'auto' is 'encoded' for a VAE, else 'scored'.
+    inverted, `inversion_steps` Adam steps from `inversion_restarts` starts each) or 'encoded' (VAE:
+    real faces encoded); 'auto' is 'encoded' for a VAE, else 'scored'.
     """
     if source == "auto":
         source = "encoded" if run.kind == "vae" else "scored"
@@ -248,6 +250,7 @@ def label_defined_pool(
         return encoded_pool(run, store, queries, per_concept=per_concept, partition=partition)
     if source == "inversion":
         return inverted_pool(
-            run, store, queries, per_concept=per_concept, partition=partition, seed=seed, steps=inversion_steps
+            run, store, queries, per_concept=per_concept, partition=partition, seed=seed, steps=inversion_steps,
+            restarts=inversion_restarts,
         )
     raise ValueError(f"concept source must be 'auto', 'scored', 'encoded' or 'inversion', got {source!r}")

@@ -3,7 +3,7 @@
 import pytest
 
 from experiments import (
-    discriminator_filter, evaluate, interpolation, inversion, latent_distributions, noise_classifier,
+    discriminator_filter, evaluate, interpolation, inversion, latent_distributions, noise_classifier, open_questions,
     vector_arithmetic_gan, vector_arithmetic_vae,
 )
 from gan_arith import artifacts
@@ -26,6 +26,11 @@ from gan_arith.errors import InputError
     (noise_classifier, {"quantile": 1.0}, r"config\.quantile must be in \(0, 1\)"),
     (noise_classifier, {"label_by": "realism"}, r"config\.label_by must be one of discriminator, confidence"),
     (inversion, {"restarts": 0}, r"config\.restarts must be a positive integer"),
+    (open_questions, {"ks": ()}, r"config\.ks must list at least one k"),
+    (open_questions, {"ks": (0, 3)}, r"config\.ks must hold positive integers .*got 0"),
+    (open_questions, {"kinds": "dcgan,gan"}, r"config\.kinds must be a comma-separated subset of dcgan,vae, got 'dcgan,gan'"),
+    (open_questions, {"gan_members": "inverted"}, r"config\.gan_members must be a comma-separated subset of inversion,scored"),
+    (open_questions, {"compare_k": 4}, r"config\.compare_k=4 is not among config\.ks"),
 ])
 def test_out_of_range_options_are_refused_first(module, changes, message, tmp_path, monkeypatch):
     def no_model(*args, **kwargs):
@@ -40,7 +45,7 @@ def test_out_of_range_options_are_refused_first(module, changes, message, tmp_pa
 
 
 @pytest.mark.parametrize("module", [
-    discriminator_filter, evaluate, interpolation, inversion, latent_distributions, noise_classifier,
+    discriminator_filter, evaluate, interpolation, inversion, latent_distributions, noise_classifier, open_questions,
     vector_arithmetic_gan, vector_arithmetic_vae,
 ])
 def test_default_options_pass_the_checks(module, tmp_path, monkeypatch):
