@@ -39,7 +39,7 @@ from gan_arith import artifacts, figures
 from gan_arith.files import write_json
 from gan_arith.config import analysis_config, check_ranges, run_experiment
 from gan_arith.data.store import FaceStore, check_query
-from gan_arith.evaluation.judge import judged_success, load_or_train_judge
+from gan_arith.evaluation.judge import judged_success, load_or_train_judge, reconstruction_hit_rates
 from gan_arith.evaluation.success_rate import format_success
 from gan_arith.latent import pools, sweeps
 from gan_arith.latent.arithmetic import arithmetic_summary, concept_arithmetic, write_arithmetic_figures
@@ -94,6 +94,10 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
         scorer, judge, store, images.result_images, baseline, config.target, source=pool.source
     )
     summary["classifier_accuracy"], summary["judge_accuracy"] = scorer.test_accuracy, judge.test_accuracy
+    summary["reconstruction"] = reconstruction_hit_rates(
+        judge, store, config.target, lambda faces: pools.generate_images(run, pools.encode_means(run, faces)),
+        config.partition,
+    )
 
     rows, latents = sweeps.encoded_faces(run, store, query=None, partition="train", count=config.direction_faces)
     directions = sweeps.attribute_directions(
@@ -112,6 +116,9 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
     }
     write_json(summary, Path(workdir) / "summary.json")
     print(format_success(summary["success"]), file=sys.stderr)
+    kept = summary["reconstruction"]
+    print(f"judge on real {config.target} faces of {config.partition}: {kept['real']['rate']:.0%}; on their "
+          f"reconstructions: {kept['reconstructed']['rate']:.0%} (kept {kept['kept'] or 0:.0%})", file=sys.stderr)
     for line in sweeps.describe_edit_response(summary["edits"]["mean_probability"], config.edit_alphas):
         print(line, file=sys.stderr)
 

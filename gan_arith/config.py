@@ -65,6 +65,8 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
     # GAN: decay of the generator's weight average that samples, evaluation and the latent tools use
     # (0: none, the seed's recipe; train/steps.py GANSteps)
     config.ema_decay = 0.0
+    # GAN: weight γ of the R1 penalty γ/2·E|∇x D(x)|² on real faces in the discriminator's loss (0: none, the seed's)
+    config.r1_gamma = 0.0
     config.batch_size = 128
     config.num_epochs = 100
     config.eval_every_epochs = 10
@@ -95,6 +97,7 @@ ADDED_FIELDS: dict[tuple[str, ...], Any] = {
     ("model", "discriminator_padding"): "same",
     ("conv_fusion",): "auto",  # how the steps compile, not what they compute
     ("ema_decay",): 0.0,
+    ("r1_gamma",): 0.0,
     ("optimizer", "discriminator_learning_rate"): 0.0,
     ("optimizer", "schedule"): "constant",
 }
@@ -147,6 +150,9 @@ def check_train_config(config: ml_collections.ConfigDict) -> None:
     rate = config.optimizer.discriminator_learning_rate
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate < 0:
         raise InputError(f"config.optimizer.discriminator_learning_rate must be a number >= 0 (0: learning_rate), got {rate!r}")
+    r1_gamma = config.r1_gamma
+    if isinstance(r1_gamma, bool) or not isinstance(r1_gamma, (int, float)) or r1_gamma < 0:
+        raise InputError(f"config.r1_gamma must be a number >= 0 (0: no R1 penalty), got {r1_gamma!r}")
     ema_decay = config.ema_decay
     if isinstance(ema_decay, bool) or not isinstance(ema_decay, (int, float)) or not 0 <= ema_decay < 1:
         raise InputError(f"config.ema_decay must be a number in [0, 1) (0: no weight average), got {ema_decay!r}")

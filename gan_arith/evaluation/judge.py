@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -59,11 +59,39 @@ def judge_hit_rate(
 ) -> dict[str, float]:
     """Of the real faces of `partition` labelled `query` (e.g. "Smiling & Male"), the fraction the judge reads
     as `query` too, with its Wilson interval (`Rate.as_dict`)."""
+    return _hit_rate(judge, _target_faces(store, query, partition, judge.image_size), query, threshold, confidence)
+
+
+def _target_faces(store: FaceStore, query: str, partition: str | None, image_size: int) -> np.ndarray:
     rows = store.select(query, partition)
     if rows.size == 0:
         raise ValueError(f"no face of partition {partition!r} in {store.root} is labelled {query!r}: no hit rate")
-    probabilities = judge.probabilities(store.gather(judge.image_size, rows))
+    return store.gather(image_size, rows)
+
+
+def _hit_rate(judge: AttributeScorer, images: np.ndarray, query: str, threshold: float, confidence: float) -> dict[str, float]:
+    probabilities = judge.probabilities(images)
     return rate_of(attribute_success(probabilities, judge.attribute_names, query, threshold), confidence).as_dict()
+
+
+def reconstruction_hit_rates(
+    judge: AttributeScorer,
+    store: FaceStore,
+    query: str,
+    reconstruct: Callable[[np.ndarray], np.ndarray],
+    partition: str | None = "test",
+    *,
+    threshold: float = 0.5,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """How much of `query` an autoencoder's reconstructions keep, in the judge's eyes: its hit rate on the real
+    `query` faces of `partition` and on their reconstructions (`reconstruct`: uint8 faces -> uint8 faces),
+    and their ratio (`kept`). Arithmetic on encodings cannot show what decoding already loses."""
+    faces = _target_faces(store, query, partition, judge.image_size)
+    real = _hit_rate(judge, faces, query, threshold, confidence)
+    reconstructed = _hit_rate(judge, reconstruct(faces), query, threshold, confidence)
+    kept = reconstructed["rate"] / real["rate"] if real["rate"] else None
+    return {"target": query, "partition": partition, "real": real, "reconstructed": reconstructed, "kept": kept}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,7 @@ import pytest
 from gan_arith.data.store import attribute_mask
 from gan_arith.data.synthetic import write_synthetic_store
 from gan_arith.evaluation import scorer as scorer_module
-from gan_arith.evaluation.judge import judge_hit_rate, judged_success, load_or_train_judge
+from gan_arith.evaluation.judge import judge_hit_rate, judged_success, load_or_train_judge, reconstruction_hit_rates
 from gan_arith.evaluation.scorer import CLASSIFIER_FILE, load_or_train_classifier, train_half
 from gan_arith.models.classifier import AttributeClassifier
 from gan_arith.models.judge import JudgeClassifier
@@ -111,6 +111,24 @@ def test_the_hit_rate_counts_the_target_faces_of_the_partition_only(store):
     assert judge_hit_rate(judge, store, "Smiling & Male", partition="valid")["rate"] == 1.0
     with pytest.raises(ValueError, match="no face of partition 'test'"):
         judge_hit_rate(judge, store, "Smiling & ~Smiling")
+
+
+def test_reconstruction_hit_rates_compare_real_target_faces_with_their_reconstructions(store):
+    labels = store.attributes[:, [store.attribute_names.index("Male"), store.attribute_names.index("Smiling")]]
+    judge = _LookupJudge(store, np.where(labels > 0, 0.9, 0.1))  # reads every label right
+    target = store.select("Smiling & Male", "test")
+    neutral_man = store.gather(SIZE, store.select("~Smiling & Male", "test")[:1])[0]
+
+    def lose_every_other_smile(faces):  # a "decoder" that turns every other smiling man into a neutral one
+        faces = np.array(faces)
+        faces[::2] = neutral_man
+        return faces
+
+    kept = reconstruction_hit_rates(judge, store, "Smiling & Male", lose_every_other_smile)
+    assert kept["real"]["successes"] == kept["real"]["trials"] == len(target)
+    assert kept["reconstructed"]["successes"] == len(target) // 2
+    assert kept["kept"] == kept["reconstructed"]["rate"] / kept["real"]["rate"]
+    assert reconstruction_hit_rates(judge, store, "Smiling & Male", lambda faces: faces)["kept"] == 1.0
 
 
 def test_judged_success_sets_both_readings_the_hit_rate_and_the_source_side_by_side(store):
