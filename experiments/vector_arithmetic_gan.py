@@ -39,7 +39,7 @@ from gan_arith import artifacts, figures
 from gan_arith.files import write_json
 from gan_arith.config import analysis_config, check_ranges, run_experiment
 from gan_arith.data.store import check_query
-from gan_arith.evaluation.judge import judged_success, load_or_train_judge
+from gan_arith.evaluation.judge import judged_success, load_or_train_judge, sample_attribute_rates
 from gan_arith.evaluation.scorer import classifier_attributes, load_or_train_classifier
 from gan_arith.evaluation.success_rate import format_success
 from gan_arith.latent import pools
@@ -104,7 +104,11 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
             scorer, judge, store, images.result_images, baseline, config.target, source=pool.source
         )
         summary["classifier_accuracy"], summary["judge_accuracy"] = scorer.test_accuracy, judge.test_accuracy
+        summary["attribute_rates"] = sample_attribute_rates(judge, store, baseline)
         print(format_success(summary["success"]), file=sys.stderr)
+        print("judge's attribute rates, random samples vs real test faces: " + ", ".join(
+            f"{name} {rates['samples']:.2f} vs {rates['real']:.2f}" for name, rates in summary["attribute_rates"].items()
+        ), file=sys.stderr)
     write_json(summary, workdir / f"summary_{pool.source}.json")
     print(f"{summary['expression']} ({pool.source} members): {summary['num_draws']} draw(s); figures "
           f"{', '.join(summary['figures'].values())}", file=sys.stderr)

@@ -157,3 +157,20 @@ def judged_success(
     reader = success_reader(classifier, judge, store, baseline_images, query, partition=partition,
                             threshold=threshold, confidence=confidence)
     return reader(result_images, source=source)
+
+
+def sample_attribute_rates(
+    judge: AttributeScorer, store: FaceStore, samples: np.ndarray, partition: str | None = "test", *, threshold: float = 0.5
+) -> dict[str, dict[str, float]]:
+    """Per attribute: the fraction of generated `samples` the judge labels with it, against the same reading of
+    the store's real faces of `partition` and their labels. A generator that covers the faces' variety
+    draws each attribute about as often as the faces carry it; comparing judge with judge cancels its bias."""
+    real = store.gather(judge.image_size, store.select(None, partition))
+    columns = [store.attribute_names.index(name) for name in judge.attribute_names]
+    labels = store.attributes[store.select(None, partition)][:, columns] > 0
+    read_samples, read_real = (judge.probabilities(images) > threshold for images in (samples, real))
+    return {
+        name: {"samples": float(read_samples[:, i].mean()), "real": float(read_real[:, i].mean()),
+               "labels": float(labels[:, i].mean())}
+        for i, name in enumerate(judge.attribute_names)
+    }

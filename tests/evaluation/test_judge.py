@@ -8,7 +8,9 @@ import pytest
 from gan_arith.data.store import attribute_mask
 from gan_arith.data.synthetic import write_synthetic_store
 from gan_arith.evaluation import scorer as scorer_module
-from gan_arith.evaluation.judge import judge_hit_rate, judged_success, load_or_train_judge, reconstruction_hit_rates
+from gan_arith.evaluation.judge import (
+    judge_hit_rate, judged_success, load_or_train_judge, reconstruction_hit_rates, sample_attribute_rates,
+)
 from gan_arith.evaluation.scorer import CLASSIFIER_FILE, load_or_train_classifier, train_half
 from gan_arith.models.classifier import AttributeClassifier
 from gan_arith.models.judge import JudgeClassifier
@@ -129,6 +131,18 @@ def test_reconstruction_hit_rates_compare_real_target_faces_with_their_reconstru
     assert kept["reconstructed"]["successes"] == len(target) // 2
     assert kept["kept"] == kept["reconstructed"]["rate"] / kept["real"]["rate"]
     assert reconstruction_hit_rates(judge, store, "Smiling & Male", lambda faces: faces)["kept"] == 1.0
+
+
+def test_sample_attribute_rates_read_samples_and_real_faces_alike(store):
+    labels = store.attributes[:, [store.attribute_names.index("Male"), store.attribute_names.index("Smiling")]]
+    judge = _LookupJudge(store, np.where(labels > 0, 0.9, 0.1))
+    men = store.gather(SIZE, store.select("Male & ~Smiling", "train")[:30])
+    women = store.gather(SIZE, store.select("~Male & Smiling", "train")[:10])
+    rates = sample_attribute_rates(judge, store, np.concatenate([men, women]))
+    assert rates["Male"]["samples"] == 0.75 and rates["Smiling"]["samples"] == 0.25
+    test_labels = labels[store.select(None, "test")] > 0
+    for i, name in enumerate(("Male", "Smiling")):
+        assert rates[name]["real"] == rates[name]["labels"] == test_labels[:, i].mean()
 
 
 def test_judged_success_sets_both_readings_the_hit_rate_and_the_source_side_by_side(store):
