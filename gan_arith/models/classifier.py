@@ -26,6 +26,14 @@ def check_images(images: jax.Array, name: str = "images") -> None:
         raise ValueError(f"{name} must be at least {MIN_IMAGE_SIZE}×{MIN_IMAGE_SIZE}, got {tuple(images.shape[1:3])}")
 
 
+def check_sizes(num_attributes: int, width: int) -> None:
+    """Raise a ValueError unless an attribute network's `num_attributes` and `width` are both >= 1."""
+    if num_attributes < 1:
+        raise ValueError(f"num_attributes must be >= 1, got {num_attributes}")
+    if width < 1:
+        raise ValueError(f"width must be >= 1, got {width}")
+
+
 class ConvTrunk(nn.Module):
     """Four conv blocks (stride-2 conv, conv; GroupNorm + swish each) and a global average pool.
 
@@ -62,10 +70,7 @@ class AttributeClassifier(nn.Module):
     dtype: Any = jnp.float32
 
     def setup(self) -> None:
-        if self.num_attributes < 1:
-            raise ValueError(f"num_attributes must be >= 1, got {self.num_attributes}")
-        if self.width < 1:
-            raise ValueError(f"width must be >= 1, got {self.width}")
+        check_sizes(self.num_attributes, self.width)
         self.trunk = ConvTrunk(width=self.width, dtype=self.dtype)
         self.head = nn.Dense(self.num_attributes, dtype=self.dtype)
 

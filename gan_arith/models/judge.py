@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gan_arith.models.classifier import check_images
+from gan_arith.models.classifier import check_images, check_sizes
 
 NUM_STAGES = 4
 _HE = nn.initializers.he_normal()
@@ -56,10 +56,7 @@ class JudgeClassifier(nn.Module):
     dtype: Any = jnp.float32
 
     def setup(self) -> None:
-        if self.num_attributes < 1:
-            raise ValueError(f"num_attributes must be >= 1, got {self.num_attributes}")
-        if self.width < 1:
-            raise ValueError(f"width must be >= 1, got {self.width}")
+        check_sizes(self.num_attributes, self.width)
         self.trunk = VGGTrunk(width=self.width, dtype=self.dtype)
         self.hidden = nn.Dense(8 * self.width, kernel_init=_HE, dtype=self.dtype)
         self.head = nn.Dense(self.num_attributes, dtype=self.dtype)
