@@ -52,7 +52,7 @@ def test_loop_logs_the_frechet_distance_and_keeps_the_lowest_as_best(tiny_gan):
     # The metric is a function of the checkpoint: recomputing it on the best one gives the logged value.
     run = checkpoint.load_run(workdir)
     metric = loop._frechet_metric(run.config, run_store(run), run.steps)
-    assert metric(run.state.params) == pytest.approx(min(row["frechet"] for row in evals), rel=1e-4)
+    assert metric(run.steps.sampling_params(run.state)) == pytest.approx(min(row["frechet"] for row in evals), rel=1e-4)
 
 
 def _check_noise(summary: dict, filtered: list[str], sets: int, printed: str) -> None:
