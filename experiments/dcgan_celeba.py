@@ -3,26 +3,24 @@
     python -m experiments.dcgan_celeba [--workdir=workdirs/dcgan_celeba] [--config.key=value ...]
 
 Data: --config.data.store=PATH, else data/celeba_store (what `python -m gan_arith.data.prepare`
-writes; used when it holds the run's image size: 80, or 40 for the CPU default), else raw CelebA from $GAN_ARITH_CELEBA (prepared first), else built-in synthetic faces.
+writes; used when it holds the run's image size: 80, or 40 for the CPU default), else raw CelebA
+from $GAN_ARITH_CELEBA (prepared first), else built-in synthetic faces.
 Seed configuration (GPU/TPU): 80×80×3, latent 100, width 128, batch 128 (64 real + 64 generated
 for D, 128 latents for G), Adam 2e-4/β1 0.5, 100 epochs, samples + checkpoint every 10 epochs.
-Runtime: CPU default (scaled: 40×40, width 32, batch 32, a store of 4,000 synthetic faces: 3,200 in
-the train partition, 200 steps of 16 real faces per epoch; 20 epochs = 4,000 steps) measured 10 min 14 s wall on the 2 idle cores of the CI-type machine (~110 images/s), 13 min
-25 s from a fresh clone of 16e6f9d while other jobs shared the cores; that run's Fréchet distances
-were 30.8, 124.2 (a collapse), 56.9, 20.1 at epochs 5-20, best = epoch 20. GAN runs are chaotic: a
-change of floating-point rounding (another jax, CPU or an exact rewrite of a layer) gives another
-trajectory (the same command at 2b05c2c logged 91.2, 40.9, 20.6, 14.8).
-Seed configuration on one H100 in bfloat16
-(--config.model.dtype=bfloat16): ~4.8 s per epoch of 50,000 faces after a ~19 s first epoch; 30 epochs
-with 6 evaluations took 220 s end to end, 50 epochs with 10 took 359 s with a slower step (62,500
-synthetic faces, 2026-11-26; docs/benchmarks.md), so 100 epochs are ~9.5 minutes (predicted). Fréchet
-distances of such runs vary widely between runs (best checkpoints 23.4 and 69.6 in two 50-epoch runs
-that day), as on CPU. An epoch here is one pass over the real faces (781 steps of 64
-for 50,000); the Keras tutorial the seed's tables come from counts int(50,000 / 128) = 390 steps of 64
-random real faces, so the seed's 100 epochs are about --config.num_epochs=50 here (39,050 steps for 39,000).
+An epoch here is one pass over the real faces; the Keras tutorial the seed's tables come from
+counts 390 steps of 64 random faces, so its 100 epochs are about --config.num_epochs=50 over
+50,000 faces (tools/gpu_seed_run.sh runs that count on a prepared CelebA store in one GPU call).
+CPU default (no accelerator): the same layers at 40×40 and width 32, batch 32, 10,000 faces
+(8,000 train), 6 epochs of 500 steps, Adam 1e-3 with a cosine decay, a 0.999 moving average of
+the generator's weights for samples and checkpoints, and the R1 penalty (γ 1) on the discriminator.
+Runtime: CPU default about 14 minutes on 2 cores (the 3,000 steps ~12.5 minutes of it); seed
+configuration in bfloat16 on one H100 about 6 minutes for the seed's count of steps
+(docs/benchmarks.md).
 Expected result: workdir/figures/samples_epochNNNN.png grids from a fixed latent batch that turn
-from noise into faces over the epochs; checkpoints in workdir/checkpoints; metrics.jsonl; rerunning
-the same command resumes from the last checkpoint.
+from noise into varied synthetic faces (the CPU default: Fréchet distance, in the attribute
+classifier's features, about 7-8 after 6 epochs for seeds 0-2, against a real-vs-real floor of
+1.3; docs/results.md); checkpoints in workdir/checkpoints (best: lowest Fréchet distance);
+metrics.jsonl; rerunning the same command resumes from the last checkpoint.
 """
 
 import ml_collections
