@@ -14,19 +14,17 @@ generated faces (--config.concept_source=scored) or real faces inverted into the
 independent judge (evaluation/judge.py: another architecture, trained on the other half of the
 store's train faces, kept in --config.judge_dir) each score against random samples; the judge's
 hit rate on real test faces with the target says how high its reading can go.
-Needs a trained GAN in --config.run; the default one is trained first when missing (CPU-scaled: about 10 minutes;
---config.train.cpu.num_epochs=N changes the CPU-scaled length).
-Runtime (CPU, 2 shared cores, trained GAN, classifier and judge): about 20 s; training the
-classifier and the judge once adds a few minutes; inversion adds several minutes. GPU: not measured.
+Needs a trained GAN in --config.run; the default one is trained first when missing (CPU-scaled:
+about 14 minutes on 2 cores; --config.train.cpu.num_epochs=N changes the CPU-scaled length).
+Runtime (CPU, 2 cores, trained GAN): about 1.5 minutes, most of it the judge's first training
+(600 steps); with both readers trained, seconds; inversion adds several minutes. GPU: not measured.
 Expected result: figures/gan_scored_arithmetic.png (each concept's k faces and their average,
-then the result) and figures/gan_scored_draws.png (8 draws) show smiling male-presenting faces;
-summary_scored.json has the classifier's and the judge's Smiling & Male rates of the results
-beside those of random samples, both readers' test accuracy, and where the members came from.
-Measured by the classifier alone, when it still learnt from the whole train partition, on the
-CPU-scaled default GAN (synthetic faces, 20 epochs, trained at 16e6f9d) from a fresh clone:
-65% [55%, 74%] vs 6% of random samples with the 300-step classifier, in 7.9 s (`python -m
-experiments.evaluate --config.classifier_steps=1500`: 45% vs 5%, README); the result column
-shows smiles on rough faces. GAN runs are chaotic: other runs give other rates.
+then the result) and figures/gan_scored_draws.png (8 draws) show mostly smiling male-presenting
+faces; summary_scored.json has the classifier's and the judge's Smiling & Male rates of the results
+beside those of random samples, both readers' test accuracy, where the members came from, and the
+judge's attribute rates of random samples against real faces. On the CPU-default GAN of seeds 0-2
+(synthetic faces) the judge read 35-61% of results as smiling men against 14-25% of random
+samples (docs/results.md).
 """
 
 import sys
