@@ -26,7 +26,9 @@ whole experiment takes about 20 s after the classifier and judge have trained. G
 Expected result: open_questions.json (one row per model, members, averaging and k with both
 readings, the k values left out, each pool's faces read as their concept), open_questions.md (a
 table per question) and figures/rate_by_k.png, image_vs_latent_average.png, gan_vs_vae.png in the
-workdir. Not yet run on trained CelebA models.
+workdir. On the CelebA subset (VAE only, --config.kinds=vae): the classifier's rate climbs with k
+(39% at k = 1, 74% at 3, 99% at 20) while the judge's stays near random decodes (13-21%), and
+averaging images or encodings reads the same (docs/results.md).
 """
 
 import sys
