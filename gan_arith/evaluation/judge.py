@@ -38,13 +38,16 @@ def load_or_train_judge(
     steps: int = 1500,
     max_train_faces: int = 20000,
     seed: int = JUDGE_SEED,
-) -> AttributeScorer:
+    train_missing: bool = True,
+) -> AttributeScorer | None:
     """The judge for `store` at `image_size` (the run's own), trained on the 'judge' half of the train
-    partition and saved under `directory` on first use; it reads the classifier's attributes by default."""
+    partition and saved under `directory` on first use (`train_missing=False`: None until then); it reads
+    the classifier's attributes by default."""
     names = classifier_attributes(store, attributes)
     return load_or_train_scorer(
         JudgeClassifier(num_attributes=len(names), width=width), store, image_size, directory, attributes=names,
         half="judge", steps=steps, max_train_faces=max_train_faces, seed=seed, role="attribute judge",
+        train_missing=train_missing,
     )
 
 

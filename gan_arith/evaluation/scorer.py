@@ -123,17 +123,21 @@ def load_or_train_scorer(
     max_train_faces: int,
     seed: int,
     role: str = "attribute classifier",
-) -> AttributeScorer:
+    train_missing: bool = True,
+) -> AttributeScorer | None:
     """`model` (an attribute classifier of `AttributeClassifier`'s call signature, one logit per name in
     `attributes`) trained on up to `max_train_faces` faces of the store's train half `half` at
     `image_size`, saved under `directory` on first use and loaded after; its test-partition accuracy
-    per attribute is kept beside the weights. `role` names it in messages and errors."""
+    per attribute is kept beside the weights. `role` names it in messages and errors. With
+    `train_missing=False`, None where none is saved yet (nothing is trained or written)."""
     if image_size < MIN_IMAGE_SIZE:
         raise ValueError(f"the {role} needs images of at least {MIN_IMAGE_SIZE}px, got {image_size}")
     names = tuple(attributes)
     columns = [store.attribute_names.index(name) for name in names]
     architecture = f"{type(model).__name__}(width={model.width})"
     path = _scorer_dir(Path(directory), store, image_size, names, architecture, steps, half, seed)
+    if not train_missing and not (path / CLASSIFIER_FILE).exists():  # written last, once the weights are saved
+        return None
     # In a multi-process job every process gets here together (orbax numbers its saves per process,
     # so a save by one process alone would put the job's later joint saves out of step): each trains
     # the same classifier, and they save it as one.
@@ -189,11 +193,12 @@ def load_or_train_classifier(
     steps: int = 1500,
     max_train_faces: int = 20000,
     seed: int = 0,
-) -> AttributeScorer:
+    train_missing: bool = True,
+) -> AttributeScorer | None:
     """The attribute classifier for `store` at `image_size`, trained on the 'classifier' half of the train
-    partition and saved under `directory` on first use."""
+    partition and saved under `directory` on first use (`train_missing=False`: None until then)."""
     names = classifier_attributes(store, attributes)
     return load_or_train_scorer(
         AttributeClassifier(num_attributes=len(names), width=width), store, image_size, directory, attributes=names,
-        half="classifier", steps=steps, max_train_faces=max_train_faces, seed=seed,
+        half="classifier", steps=steps, max_train_faces=max_train_faces, seed=seed, train_missing=train_missing,
     )

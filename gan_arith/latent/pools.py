@@ -81,6 +81,12 @@ def split_definitions(text: str) -> list[str]:
     return items
 
 
+def format_assignments(members: Mapping[str, Sequence[int]]) -> str:
+    """{concept: grid indices} -> `"smiling_woman=12,45,78; neutral_woman=3,9,41"`, the hand-picked
+    definitions `hand_picked_pool` reads (`--config.concepts`)."""
+    return "; ".join(f"{name}={','.join(str(int(i)) for i in rows)}" for name, rows in members.items())
+
+
 def parse_queries(text: str) -> dict[str, str]:
     """`"smiling_woman=Smiling & ~Male; ..."` -> {concept: attribute query}."""
     return parse_concept_queries(split_definitions(text))
