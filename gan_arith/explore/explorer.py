@@ -31,7 +31,7 @@ from gan_arith.latent.directions import edit
 from gan_arith.latent.interpolate import interpolate_path
 from gan_arith.latent.pools import encode_means, format_assignments, generate_images
 from gan_arith.latent.sweeps import DIRECTION_METHODS, attribute_directions, check_edit, encoded_faces
-from gan_arith.train.checkpoint import CONFIG_FILE, TrainedRun, load_run
+from gan_arith.train.checkpoint import CONFIG_FILE, TrainedRun, load_config, load_run
 
 KINDS = ("dcgan", "vae")
 EXPERIMENTS = {"dcgan": "experiments.vector_arithmetic_gan", "vae": "experiments.vector_arithmetic_vae"}
@@ -84,13 +84,13 @@ def open_run(path: str | Path) -> TrainedRun:
     path = Path(path)
     if not (path / CONFIG_FILE).is_file():
         raise InputError(f"no training run in {path} ({CONFIG_FILE} missing): give the --workdir of a dcgan or vae training run")
+    kind = load_config(path).model.kind
+    if kind not in KINDS:
+        raise InputError(f"{path} holds a {kind!r} run; the explorer needs a {' or '.join(KINDS)} run (one with latent vectors)")
     try:
-        run = load_run(path)
-    except FileNotFoundError as error:
+        return load_run(path)
+    except FileNotFoundError as error:  # a run that saved no checkpoint yet
         raise InputError(str(error)) from None
-    if run.kind not in KINDS:
-        raise InputError(f"{path} holds a {run.kind!r} run; the explorer needs a {' or '.join(KINDS)} run (one with latent vectors)")
-    return run
 
 
 class Explorer:
