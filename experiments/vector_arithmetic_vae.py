@@ -4,7 +4,9 @@
 
 Concepts are attribute queries over real faces of the run's store (--config.queries, test partition);
 each face is encoded to its posterior mean, k random members per concept are averaged, the
-expression is evaluated and decoded, over --config.num_draws draws (the classifier and the
+expression is evaluated and decoded, over --config.num_draws draws; or hand-picked faces named by
+their store rows (--config.concepts="smiling_woman=9,19,29; ...", what the explorer's copy command
+gives), averaged as they are in one draw (the classifier and the
 independent judge of evaluation/judge.py, kept in --config.judge_dir, each score the results
 against decoded prior samples; the judge's hit rate on real test faces with the target is its
 ceiling). Directions: the Smiling direction (class-mean difference, or the logistic-regression
@@ -47,6 +49,7 @@ from gan_arith.latent.arithmetic import arithmetic_summary, concept_arithmetic, 
 
 def get_config() -> ml_collections.ConfigDict:
     config = analysis_config("workdirs/vae_celeba", vae_celeba.get_config(), judge=True)
+    config.concepts = ""  # hand-picked faces by store row, "name=i,j,k; name=..."; empty: attribute queries
     config.queries = pools.SEED_QUERIES
     config.expression = pools.SEED_EXPRESSION
     config.target = pools.SEED_TARGET
@@ -66,8 +69,11 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 def check_names(config: ml_collections.ConfigDict, store: FaceStore, classified: Sequence[str]) -> None:
-    """The attribute names of the options, before the classifier is loaded or trained."""
-    pools.check_queries(config.queries, store.attribute_names)
+    """The attribute names of the options (and picked store rows), before the classifier is loaded or trained."""
+    if config.concepts:
+        pools.check_arithmetic(config.expression, config.concepts, hand_picked=True, num_candidates=store.num_faces)
+    else:
+        pools.check_queries(config.queries, store.attribute_names)
     check_query(config.target, classified, "config.target")
     check_query(config.edit_query, store.attribute_names, "config.edit_query")
     sweeps.check_edit(store.attribute_names, config.edit_attribute, condition=config.edit_condition,
@@ -77,18 +83,21 @@ def check_names(config: ml_collections.ConfigDict, store: FaceStore, classified:
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
     check_ranges(config, positive=("per_concept", "k", "num_draws", "num_baseline", "direction_faces", "edit_faces",
                                    "classifier_steps", "judge_steps"), choices={"partition": ("train", "valid", "test")})
-    pools.check_arithmetic(config.expression, config.queries)
+    pools.check_arithmetic(config.expression, config.concepts or config.queries, hand_picked=bool(config.concepts))
     run, store, scorer = artifacts.run_store_and_classifier(
         config, check=lambda store, classified: check_names(config, store, classified)
     )
     figures_dir = Path(workdir) / "figures"
-    pool = pools.encoded_pool(
-        run, store, pools.parse_queries(config.queries), per_concept=config.per_concept, partition=config.partition
-    )
+    if config.concepts:
+        pool = pools.picked_faces_pool(run, store, config.concepts)
+    else:
+        pool = pools.encoded_pool(
+            run, store, pools.parse_queries(config.queries), per_concept=config.per_concept, partition=config.partition
+        )
     images = concept_arithmetic(run, pool, config.expression, pool.draw(config.k, config.num_draws, config.seed))
     baseline = pools.prior_samples(run, config.num_baseline, config.seed + 1)
     summary = {**arithmetic_summary(images, pool), "run": str(run.workdir)}
-    summary["figures"] = write_arithmetic_figures(images, pool, figures_dir, "vae_encoded")
+    summary["figures"] = write_arithmetic_figures(images, pool, figures_dir, f"vae_{pool.source}")
     judge = load_or_train_judge(store, run.image_size, config.judge_dir, steps=config.judge_steps)
     summary["success"] = judged_success(
         scorer, judge, store, images.result_images, baseline, config.target, source=pool.source

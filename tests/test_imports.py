@@ -1,4 +1,5 @@
-"""The core must run on GPU/TPU hosts that have no TensorFlow: importing it must not pull TensorFlow in."""
+"""The core must run on GPU/TPU hosts that have no TensorFlow: importing it must not pull TensorFlow in, nor the
+optional explorer (gan_arith.explore) and its web libraries."""
 
 import subprocess
 import sys
@@ -45,6 +46,18 @@ def test_core_imports_without_tensorflow():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"core imported TensorFlow modules: {result.stdout} {result.stderr[-2000:]}"
+
+
+def test_core_imports_without_the_explorer():
+    code = (
+        "import sys\n"
+        + "".join(f"import {name}\n" for name in CORE_MODULES + ["gan_arith.latent.pools", "gan_arith.latent.sweeps"])
+        + "bad = sorted(m for m in sys.modules if m.startswith('gan_arith.explore')\n"
+        + "             or m.split('.')[0] in ('starlette', 'fastapi', 'uvicorn', 'playwright'))\n"
+        + "print(bad)\nsys.exit(1 if bad else 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"core imported the explorer: {result.stdout} {result.stderr[-2000:]}"
 
 
 def test_the_check_itself_detects_tensorflow():

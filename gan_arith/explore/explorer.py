@@ -197,11 +197,11 @@ class Explorer:
 
     def _pool(self, members: Members) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """The latents of the grids the members come from, stacked, and each concept's rows [1, k] into them."""
-        seeds = sorted({seed for faces in members.values() for seed, _ in faces})
-        offsets = dict(zip(seeds, np.cumsum([0] + [len(self.grid(s).latents) for s in seeds])))
         for faces in members.values():
             for face in faces:
-                self.latent(face)  # checks the index
+                self.latent(face)  # checks the face
+        seeds = sorted({seed for faces in members.values() for seed, _ in faces})
+        offsets = dict(zip(seeds, np.cumsum([0] + [len(self.grid(s).latents) for s in seeds])))
         rows = {name: np.array([[offsets[seed] + index for seed, index in faces]], np.int64) for name, faces in members.items()}
         latents = np.concatenate([self.grid(s).latents for s in seeds]) if seeds else np.zeros((0, self.run.latent_dim))
         return latents, rows
@@ -220,6 +220,8 @@ class Explorer:
         for name in coefficients:
             if not members.get(name):
                 raise InputError(f"concept {name!r} in the expression is empty: click faces to add members to it")
+            for face in members[name]:
+                self.latent(face)  # checks the face
         return coefficients
 
     def arithmetic(self, expression: str, members: Members) -> Arithmetic:
@@ -233,29 +235,26 @@ class Explorer:
         return Arithmetic(coefficients, dict(zip(used, images[:-1])), result.results[0], images[-1])
 
     def command(self, expression: str, members: Members) -> str:
-        """The command line that reproduces `expression` over the concepts' members (GAN: one grid's indices)."""
+        """The command line that reproduces `expression` over the concepts' members: for the GAN, one grid's
+        indices into the experiment's numbered grid of that seed; for the VAE, the faces' store rows."""
         coefficients = self._check_complete(expression, members)
-        if self.kind != "dcgan":
-            raise InputError(
-                "vector_arithmetic_vae defines its concepts by attribute queries over real faces "
-                "(--config.queries), not by picked faces: the command line cannot reproduce clicked VAE concepts"
-            )
-        seeds = sorted({seed for name in coefficients for seed, _ in members[name]})
-        if len(seeds) > 1:
-            raise InputError(
-                f"the members come from grids {', '.join(map(str, seeds))}; the command line takes the numbered grid "
-                f"of one seed: pick every member from one grid"
-            )
-        seed = seeds[0]
-        options = {
-            "run": str(self.run.workdir),
-            "seed": str(seed),
-            "grid_size": str(self.settings.grid_size),
-            "concepts": format_assignments({name: [index for _, index in members[name]] for name in coefficients}),
-            "expression": expression.strip(),
-        }
-        # The experiment keeps its grid's latents in its workdir: one per seed, so the indices name these faces.
-        words = ["python", "-m", EXPERIMENTS[self.kind], f"--workdir=workdirs/vector_arithmetic_gan_seed{seed}"]
+        used = {name: members[name] for name in coefficients}
+        words = ["python", "-m", EXPERIMENTS[self.kind]]
+        if self.kind == "vae":
+            picked = {name: [self.grid(seed).ids[index] for seed, index in faces] for name, faces in used.items()}
+            options = {"run": str(self.run.workdir)}
+        else:
+            seeds = sorted({seed for faces in used.values() for seed, _ in faces})
+            if len(seeds) > 1:
+                raise InputError(
+                    f"the members come from grids {', '.join(map(str, seeds))}; the command line takes the numbered "
+                    f"grid of one seed: pick every member from one grid"
+                )
+            picked = {name: [index for _, index in faces] for name, faces in used.items()}
+            # The experiment keeps its grid's latents in its workdir: one per seed, so the indices name these faces.
+            words.append(f"--workdir=workdirs/vector_arithmetic_gan_seed{seeds[0]}")
+            options = {"run": str(self.run.workdir), "seed": str(seeds[0]), "grid_size": str(self.settings.grid_size)}
+        options.update(concepts=format_assignments(picked), expression=expression.strip())
         words += [f"--config.{key}={value}" for key, value in options.items()]
         return " ".join(shlex.quote(word) for word in words)
 

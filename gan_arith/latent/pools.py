@@ -153,6 +153,17 @@ def hand_picked_pool(run: TrainedRun, latents: np.ndarray, definitions: str) -> 
     return ConceptPool(latents, generate_images(run, latents), candidates, "hand-picked", fixed_members=True)
 
 
+def picked_faces_pool(run: TrainedRun, store: FaceStore, definitions: str) -> ConceptPool:
+    """Concepts named by store rows of real faces, `"smiling_woman=9,19,29; neutral_woman=..."`, encoded to
+    posterior means (VAE) and used as they are, in one draw; the images are the faces."""
+    picked = parse_concept_assignments(split_definitions(definitions), num_candidates=store.num_faces)
+    rows = np.concatenate([np.asarray(members, dtype=np.int64) for members in picked.values()])
+    ends = np.cumsum([len(members) for members in picked.values()])
+    candidates = {name: np.arange(end - len(members), end) for (name, members), end in zip(picked.items(), ends)}
+    faces = store.gather(run.image_size, rows)
+    return ConceptPool(encode_means(run, faces), faces, candidates, "hand-picked", fixed_members=True)
+
+
 def scored_pool(
     run: TrainedRun, scorer: Any, queries: Mapping[str, str], *, count: int, top_n: int, seed: int = 0
 ) -> ConceptPool:

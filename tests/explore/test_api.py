@@ -6,6 +6,8 @@ import re
 import shlex
 import subprocess
 import sys
+import urllib.request
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -13,13 +15,13 @@ import pytest
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
-pytest.importorskip("httpx")
+pytest.importorskip("httpx2")
 
 from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
-from experiments import vector_arithmetic_gan  # noqa: E402
+from experiments import vector_arithmetic_gan, vector_arithmetic_vae  # noqa: E402
 from gan_arith.config import check_field_names, command_line_fields  # noqa: E402
 from gan_arith.evaluation.sampling import normal_latents  # noqa: E402
 from gan_arith.explore.server import STATIC, create_app, decode_png  # noqa: E402
@@ -114,6 +116,12 @@ def test_bad_requests_are_answered_with_their_message_and_the_server_keeps_runni
 
 
 @pytest.mark.parametrize("client", ["dcgan"], indirect=True)
+def test_readers_are_the_saved_ones_and_none_is_trained(client, settings):
+    assert client.get("/api/info").json()["readers"] == ["classifier"]  # no judge is saved for the tiny store
+    assert not Path(settings.judge_dir).exists()
+
+
+@pytest.mark.parametrize("client", ["dcgan"], indirect=True)
 def test_the_page_is_served_from_the_package_without_outside_addresses(client):
     page = client.get("/")
     assert page.status_code == 200 and '<script src="/static/app.js">' in page.text
@@ -122,38 +130,50 @@ def test_the_page_is_served_from_the_package_without_outside_addresses(client):
         assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", path.read_text()), f"{path.name} refers outside"
 
 
-def test_copy_command_reproduces_the_result_with_the_gan_experiment(explorers, tiny_runs, tmp_path, monkeypatch):
-    explorer = explorers["dcgan"]
-    concepts = concepts_on(2)
-    command = explorer.command(EXPRESSION, concepts)
+def parse_command(command, module):
+    """(config, workdir) of a command line as `module`'s own options parse it (its config and absl flags)."""
     words = shlex.split(command)
-    assert words[:3] == ["python", "-m", "experiments.vector_arithmetic_gan"]
-    # The experiment's own option parsing (its config and absl flags) and its run.
-    check_field_names(vector_arithmetic_gan.get_config(), command_line_fields(words))
+    assert words[:3] == ["python", "-m", module.__name__]
+    check_field_names(module.get_config(), command_line_fields(words))
     flag_values = flags.FlagValues()
-    config_flags.DEFINE_config_dict("config", vector_arithmetic_gan.get_config(), flag_values=flag_values, sys_argv=words[2:])
+    config_flags.DEFINE_config_dict("config", module.get_config(), flag_values=flag_values, sys_argv=words[2:])
     flags.DEFINE_string("workdir", "", "", flag_values=flag_values)
     flag_values(words[2:])
-    config = flag_values.config
+    return flag_values.config, flag_values.workdir
+
+
+def test_copy_command_reproduces_the_gan_result_with_the_gan_experiment(explorers, tmp_path, monkeypatch):
+    explorer = explorers["dcgan"]
+    concepts = concepts_on(2)
+    config, workdir = parse_command(explorer.command(EXPRESSION, concepts), vector_arithmetic_gan)
     assert config.concepts == "smiling_woman=1,5,7; neutral_woman=2,3; neutral_man=11"
     monkeypatch.chdir(tmp_path)
-    vector_arithmetic_gan.main(config, flag_values.workdir)
-    summary = json.loads((tmp_path / flag_values.workdir / "summary_hand-picked.json").read_text())
+    vector_arithmetic_gan.main(config, workdir)
+    summary = json.loads((tmp_path / workdir / "summary_hand-picked.json").read_text())
     assert summary["first_draw_members"] == PICKED and summary["expression"] == EXPRESSION
     # Its grid is the explorer's grid 2, so its result is the page's.
-    latents = np.load(tmp_path / flag_values.workdir / "grid_latents.npy")
+    latents = np.load(tmp_path / workdir / "grid_latents.npy")
     np.testing.assert_array_equal(latents, explorer.grid(2).latents)
     pool = pools.hand_picked_pool(explorer.run, latents, config.concepts)
     result = concept_arithmetic(explorer.run, pool, config.expression, pool.draw()).result_images[0]
     np.testing.assert_array_equal(result, explorer.arithmetic(EXPRESSION, concepts).result_image)
+    with pytest.raises(ValueError, match="come from grids 0, 1"):  # one command line, one numbered grid
+        explorer.command(EXPRESSION, {**concepts_on(0), "neutral_man": [[1, 4]]})
 
 
-def test_copy_command_needs_one_grid_and_a_gan(explorers):
-    mixed = {**concepts_on(0), "neutral_man": [[1, 4]]}
-    with pytest.raises(ValueError, match="come from grids 0, 1"):
-        explorers["dcgan"].command(EXPRESSION, mixed)
-    with pytest.raises(ValueError, match="vector_arithmetic_vae defines its concepts by attribute queries"):
-        explorers["vae"].command(EXPRESSION, concepts_on(0))
+def test_copy_command_reproduces_the_vae_result_with_the_vae_experiment(explorers):
+    explorer = explorers["vae"]
+    concepts = {**concepts_on(0), "neutral_man": [[1, 4]]}  # store rows: faces of several grids are fine
+    config, _ = parse_command(explorer.command(EXPRESSION, concepts), vector_arithmetic_vae)
+    store = explorer.store
+    rows = {name: [int(explorer.grid(seed).ids[index]) for seed, index in faces] for name, faces in concepts.items()}
+    assert pools.parse_concept_assignments(pools.split_definitions(config.concepts)) == rows
+    vector_arithmetic_vae.check_names(config, store, store.attribute_names)  # the experiment's checks pass
+    pool = pools.picked_faces_pool(explorer.run, store, config.concepts)
+    expected = concept_arithmetic(explorer.run, pool, config.expression, pool.draw())
+    members = {name: rows[0].tolist() for name, rows in expected.arithmetic.members.items()}
+    assert members == {"smiling_woman": [0, 1, 2], "neutral_woman": [3, 4], "neutral_man": [5]}  # one draw, as picked
+    np.testing.assert_array_equal(expected.result_images[0], explorer.arithmetic(EXPRESSION, concepts).result_image)
 
 
 def test_the_command_prints_its_url_and_serves_on_localhost(tiny_runs, settings, tmp_path):
@@ -166,9 +186,8 @@ def test_the_command_prints_its_url_and_serves_on_localhost(tiny_runs, settings,
             if found:
                 break
         assert found, "no URL printed"
-        import httpx
-
-        info = httpx.get(found.group(1) + "api/info", timeout=60).json()
+        with urllib.request.urlopen(found.group(1) + "api/info", timeout=60) as response:
+            info = json.loads(response.read())
         assert info["kind"] == "vae" and info["grid_size"] == 8
     finally:
         process.terminate()

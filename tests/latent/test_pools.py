@@ -96,3 +96,21 @@ def test_real_faces_by_query_and_encoded_pool(tmp_path, fake_run):
 def test_label_defined_pool_rejects_an_unknown_source(fake_run, fake_scorer):
     with pytest.raises(ValueError, match="concept source"):
         pools.label_defined_pool(fake_run, None, fake_scorer, {"a": "Smiling"}, source="eyeballed")
+
+
+def test_format_assignments_is_what_hand_picked_pools_read(fake_run):
+    members = {"smiling_woman": [12, 45, 78], "neutral_man": [3]}
+    text = pools.format_assignments(members)
+    assert text == "smiling_woman=12,45,78; neutral_man=3"
+    assert pools.parse_concept_assignments(pools.split_definitions(text)) == members
+
+
+def test_picked_faces_pool_encodes_the_named_store_rows(tmp_path, fake_run):
+    store = ensure_synthetic_store(tmp_path / "faces", num_faces=20, image_sizes=(8,))
+    run = dataclasses.replace(fake_run, image_size=8)
+    pool = pools.picked_faces_pool(run, store, "a=7,2; b=2")
+    assert {name: rows.tolist() for name, rows in pool.draw(k=3, num_draws=5).items()} == {"a": [[0, 1]], "b": [[2]]}
+    np.testing.assert_array_equal(pool.images, store.gather(8, np.array([7, 2, 2])))
+    np.testing.assert_array_equal(pool.latents, pools.encode_means(run, pool.images))
+    with pytest.raises(ValueError, match="out of range"):
+        pools.picked_faces_pool(run, store, "a=20")

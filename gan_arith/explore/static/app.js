@@ -363,6 +363,7 @@ $("#run-form").addEventListener("submit", async (event) => {
     for (const name of Object.keys(state.concepts)) state.concepts[name] = [];
     state.picked = { a: null, b: null };
     state.averages = {};
+    for (const selector of ["#picked-a", "#picked-b", "#edited", "#strip"]) $(selector).replaceChildren();
     await start();
   } catch (error) {
     showError("#run-error", error);
