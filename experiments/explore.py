@@ -31,7 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.host = "127.0.0.1"
     config.port = 8000  # 0: a free port
     config.grid_size = 100  # faces per grid (the GAN experiment's default, so its indices match)
-    config.batch = 16  # latents per generator call (every call is padded to this)
+    config.batches = (1, 4, 16)  # generator batch shapes: each call pads to the smallest that holds it
     config.partition = "test"  # VAE: the real faces of the grids
     config.direction_faces = 2000  # faces the attribute directions are fitted on
     config.interpolation_steps = 8
@@ -40,7 +40,7 @@ def get_config() -> ml_collections.ConfigDict:
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
     del workdir  # the explorer writes nothing
-    check_ranges(config, positive=("grid_size", "batch", "direction_faces", "interpolation_steps", "classifier_steps",
+    check_ranges(config, positive=("grid_size", "direction_faces", "interpolation_steps", "classifier_steps",
                                    "judge_steps"), at_least={"port": 0, "seed": 0},
                  choices={"partition": ("train", "valid", "test")})
     try:  # the optional extra: the rest of the project runs without it
@@ -50,7 +50,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
         raise InputError(f"the explorer needs the explore extra ({error}): pip install -e \".[explore]\"") from None
 
     settings = Settings(
-        grid_size=config.grid_size, first_grid=config.seed, batch=config.batch, partition=config.partition,
+        grid_size=config.grid_size, first_grid=config.seed, batches=tuple(config.batches), partition=config.partition,
         direction_faces=config.direction_faces, interpolation_steps=config.interpolation_steps,
         classifier_dir=config.classifier_dir, classifier_steps=config.classifier_steps, judge_dir=config.judge_dir,
         judge_steps=config.judge_steps,

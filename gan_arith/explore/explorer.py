@@ -4,8 +4,8 @@ Everything here is a call into the latent toolkit (pools, concepts, expression, 
 interpolate, sweeps) on one loaded run; the web server (server.py) only turns JSON into these calls
 and faces into PNGs. A face on a grid is `(seed, index)`: grid `seed` holds the same latents as the
 numbered grid of `experiments.vector_arithmetic_gan --config.seed=seed` (GAN), or `grid_size` real
-faces of the store's partition drawn with `seed`, encoded to posterior means (VAE). Every generator
-or decoder call renders a multiple of `batch` latents (padded), so each jitted function compiles once.
+faces of the store's partition drawn with `seed`, encoded to posterior means (VAE). Every generator,
+decoder and reader call takes one of a few fixed batch shapes (padded), so nothing compiles per request.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 from gan_arith.artifacts import run_store
 from gan_arith.data.store import FaceStore
 from gan_arith.errors import InputError
+from gan_arith.evaluation.classifier_train import predict_probabilities
 from gan_arith.evaluation.judge import load_or_train_judge
 from gan_arith.evaluation.sampling import normal_latents
 from gan_arith.evaluation.scorer import AttributeScorer, load_or_train_classifier
@@ -48,7 +49,7 @@ class Settings:
 
     grid_size: int = 100
     first_grid: int = 0  # the seed of the grid the page opens with
-    batch: int = 16
+    batches: tuple[int, ...] = (1, 4, 16)  # generator batch shapes: a call pads to the smallest that holds it
     partition: str = "test"  # VAE: the real faces of the grids
     direction_faces: int = 2000
     interpolation_steps: int = 8
@@ -56,6 +57,11 @@ class Settings:
     classifier_steps: int = 1500
     judge_dir: str = "workdirs/attribute_judge"
     judge_steps: int = 1500
+
+    def __post_init__(self) -> None:
+        batches = self.batches
+        if not batches or any(not isinstance(b, int) or b < 1 for b in batches) or list(batches) != sorted(set(batches)):
+            raise InputError(f"config.batches must be increasing positive integers, e.g. (1, 4, 16), got {batches!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,12 +153,23 @@ class Explorer:
 
     # Faces.
 
+    def _padded(self, rows: np.ndarray) -> tuple[np.ndarray, int]:
+        """`rows` with copies of the last appended up to a multiple of the smallest of `settings.batches` that
+        holds them (the largest, for more rows), and that batch size."""
+        batch = next((size for size in self.settings.batches if size >= len(rows)), self.settings.batches[-1])
+        return np.concatenate([rows, np.repeat(rows[-1:], -len(rows) % batch, axis=0)]), batch
+
     def render(self, latents: np.ndarray) -> np.ndarray:
-        """uint8 faces [N, S, S, 3] of latents [N, D], generated in batches of exactly `settings.batch` rows."""
+        """uint8 faces [N, S, S, 3] of latents [N, D], generated in batches of one of `settings.batches` rows."""
         latents = np.asarray(latents, np.float32).reshape(-1, self.run.latent_dim)
-        count, batch = len(latents), self.settings.batch
-        padded = np.concatenate([latents, np.zeros((-count % batch, latents.shape[1]), np.float32)])
-        return generate_images(self.run, padded, batch)[:count]
+        padded, batch = self._padded(latents)
+        return generate_images(self.run, padded, batch)[: len(latents)]
+
+    def warm_up(self) -> None:
+        """Render the first grid and read a face at every batch size, so that requests find everything compiled."""
+        grid = self.grid(self.settings.first_grid)
+        for size in self.settings.batches:
+            self.readings(self.render(grid.latents[:size]))
 
     def readings(self, images: np.ndarray) -> list[dict[str, dict[str, float]]]:
         """Per face, {reader: {attribute: probability}} of the saved classifier and judge (none: empty dicts)."""
@@ -160,8 +177,8 @@ class Explorer:
         for name, scorer in (("classifier", self.classifier), ("judge", self.judge)):
             if scorer is None or not len(images):
                 continue
-            padded = np.concatenate([images, np.repeat(images[-1:], -len(images) % self.settings.batch, axis=0)])
-            probabilities = scorer.probabilities(padded)[: len(images)]
+            padded, batch = self._padded(np.asarray(images))
+            probabilities = predict_probabilities(scorer.model, scorer.params, padded, batch)[: len(images)]
             for reading, row in zip(readings, probabilities):
                 reading[name] = dict(zip(scorer.attribute_names, row.tolist()))
         return readings

@@ -133,8 +133,8 @@ def create_app(explorer: Explorer) -> Starlette:
 
 def serve(explorer: Explorer, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve the explorer until interrupted, printing its URL (port 0: a free port, the one bound is printed).
-    The first grid is rendered before, so the page's first requests find the model compiled."""
-    explorer.grid(explorer.settings.first_grid)
+    The explorer is warmed up before, so the page's first requests find the model compiled."""
+    explorer.warm_up()
     config = uvicorn.Config(create_app(explorer), host=host, port=port, log_level="warning")
     server = uvicorn.Server(config)
 

@@ -103,12 +103,19 @@ def test_build_the_arithmetic_by_clicking_edit_with_a_slider_and_switch_runs(exp
         expect(page.locator("#run-info")).to_contain_text("vae run")
         expect(page.locator("#run-error")).to_be_empty()
         expect(faces.first.locator(".reading").first).to_have_text(re.compile(r"^#\d+$"))  # an encoded real face's store row
-        # The same clicks on the VAE's encoded real faces; its command line names them by store row.
+        # The seed's arithmetic on the VAE's encoded real faces, members picked by their true attributes;
+        # its command line names them by store row.
         page.check("input[name=mode][value=concept]")
-        for name, rows in PICKED.items():
+        vae = explorers["vae"]
+        store = vae.store
+        labels = store.attributes[vae.grid(0).ids]
+        smiling, male = (labels[:, store.attribute_names.index(name)] > 0 for name in ("Smiling", "Male"))
+        for name, chosen in {"smiling_woman": smiling & ~male, "neutral_woman": ~smiling & ~male,
+                             "neutral_man": ~smiling & male}.items():
             page.locator(f".concept[data-name={name}]").click()
-            for row in rows:
-                faces.nth(row).click()
+            for row in np.flatnonzero(chosen)[:3]:
+                faces.nth(int(row)).click()
+        box.fill(EXPRESSION)
         expect(result).to_have_count(1)
         expect(page.locator("#command")).to_contain_text("python -m experiments.vector_arithmetic_vae --config.run=")
         assert page.locator("#copy").is_enabled()
@@ -118,7 +125,6 @@ def test_build_the_arithmetic_by_clicking_edit_with_a_slider_and_switch_runs(exp
         expect(page.locator("#strip .face")).to_have_count(explorer.settings.interpolation_steps + 1)
         expect(edited).to_have_count(1)
         unedited = edited.get_attribute("src")
-        vae = explorers["vae"]
         np.testing.assert_array_equal(decode_png(unedited), vae.render(vae.latent((0, 4))[None])[0])  # its decode
         for _ in range(6):
             page.locator("#sliders .alpha").first.press("ArrowRight")
