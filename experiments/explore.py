@@ -12,11 +12,14 @@ sliders along attribute directions, and interpolate between two faces. Faces sho
 the attribute classifier and the judge where they are saved for the run's store
 (--config.classifier_dir, --config.judge_dir, keyed by --config.classifier_steps/--config.judge_steps
 as the other experiments train them); the GAN's directions need the classifier.
-Runtime: starts in seconds (loading the run, rendering the first grid); on 2 CPU cores a face renders
-in tens of milliseconds for the CPU-default runs. GPU: not measured.
+The page opens on grid --config.seed; "fresh grid" draws the next.
+Runtime (2 shared CPU cores, DCGAN): ready in seconds (loading the run, compiling, the first grid of
+100 faces: 2 s at the CPU default's 40px, 7 s at the seed's 80px); then one face renders in 1 ms
+(40px) / 40 ms (80px), an expression's concept averages and result in 7 / 150 ms. GPU: not measured.
 Expected result: the page at the printed URL; "copy command" gives the
-`python -m experiments.vector_arithmetic_gan ... --config.concepts=...` line that reproduces the
-GAN result from the command line.
+`python -m experiments.vector_arithmetic_gan ... --config.concepts=...` line (GAN: indices into the
+numbered grid of that seed) or the `vector_arithmetic_vae ... --config.concepts=...` line (VAE: store
+rows) that reproduces the result from the command line.
 """
 
 import ml_collections

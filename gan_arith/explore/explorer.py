@@ -76,7 +76,7 @@ class Grid:
 
 @dataclasses.dataclass(frozen=True)
 class Arithmetic:
-    """The faces of an expression over clicked concepts, and the command line that reproduces it."""
+    """The faces of an expression over clicked concepts: each concept's average and the result."""
 
     coefficients: dict[str, float]
     average_images: dict[str, np.ndarray]  # {concept: [S, S, 3]}

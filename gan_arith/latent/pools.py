@@ -12,6 +12,7 @@ Every way of defining a concept ends in the same `ConceptPool`: latents [N, D], 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 from pathlib import Path
@@ -123,10 +124,15 @@ def prior_samples(run: TrainedRun, count: int, seed: int) -> np.ndarray:
     return generate_images(run, normal_latents(jax.random.key(seed), count, run.latent_dim))
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _posterior_means(encode: Any, images: jax.Array) -> jax.Array:
+    return encode(as_model_range(images))[0]
+
+
 def encode_means(run: TrainedRun, faces: np.ndarray, batch_size: int = _BATCH) -> np.ndarray:
-    """VAE posterior means float32 [N, D] of faces (uint8 or [-1, 1]) [N, S, S, 3]."""
-    encode = jax.jit(lambda images: run.encode(as_model_range(images))[0])
-    return batched_apply(encode, faces, batch_size)
+    """VAE posterior means float32 [N, D] of faces (uint8 or [-1, 1]) [N, S, S, 3]; compiled once per run's
+    encoder and batch shape, however often it is called."""
+    return batched_apply(functools.partial(_posterior_means, run.encode), faces, batch_size)
 
 
 def saved_latents(path: str | os.PathLike, count: int, latent_dim: int, seed: int = 0) -> np.ndarray:
