@@ -24,6 +24,7 @@ from starlette.testclient import TestClient  # noqa: E402
 from experiments import vector_arithmetic_gan, vector_arithmetic_vae  # noqa: E402
 from gan_arith.config import check_field_names, command_line_fields  # noqa: E402
 from gan_arith.evaluation.sampling import normal_latents  # noqa: E402
+from gan_arith.explore.explorer import Explorer  # noqa: E402
 from gan_arith.explore.server import STATIC, create_app, decode_png  # noqa: E402
 from gan_arith.latent import pools  # noqa: E402
 from gan_arith.latent.arithmetic import concept_arithmetic  # noqa: E402
@@ -119,6 +120,15 @@ def test_bad_requests_are_answered_with_their_message_and_the_server_keeps_runni
 def test_readers_are_the_saved_ones_and_none_is_trained(client, settings):
     assert client.get("/api/info").json()["readers"] == ["classifier"]  # no judge is saved for the tiny store
     assert not Path(settings.judge_dir).exists()
+
+
+def test_a_saved_judge_reads_every_face_beside_the_classifier(explorers):
+    explorer = Explorer(explorers["dcgan"].run, explorers["dcgan"].settings)
+    explorer.judge = explorers["dcgan"].classifier  # stands in for a saved judge (same interface)
+    with TestClient(create_app(explorer)) as client:
+        assert client.get("/api/info").json()["readers"] == ["classifier", "judge"]
+        face = client.post("/api/grid", json={"seed": 0}).json()["faces"][0]
+    assert face["readings"]["judge"] == face["readings"]["classifier"] and len(face["readings"]["judge"]) == 4
 
 
 @pytest.mark.parametrize("client", ["dcgan"], indirect=True)
