@@ -24,11 +24,17 @@ async function api(path, body) {
   return data;
 }
 
-// Calls `api` for `channel`; resolves to null when a newer call on the same channel was made meanwhile.
+// Calls `api` for `channel`; resolves to null (and drops its error) when a newer call on the same channel
+// was made meanwhile.
 async function request(channel, path, body) {
   const number = (latest[channel] = (latest[channel] || 0) + 1);
-  const data = await api(path, body);
-  return latest[channel] === number ? data : null;
+  try {
+    const data = await api(path, body);
+    return latest[channel] === number ? data : null;
+  } catch (error) {
+    if (latest[channel] !== number) return null;
+    throw error;
+  }
 }
 
 function showError(selector, error) {
