@@ -85,7 +85,9 @@ class TfDataBatches:
         return put_process_local(stacked, self._sharding)  # this host's rows of the global batch
 
 
-def check_run_choices(config: ml_collections.ConfigDict, eval_metrics: Collection[str], added_metrics: Collection[str] = ()) -> None:
+def check_run_choices(
+    config: ml_collections.ConfigDict, eval_metrics: Collection[str], added_metrics: Collection[str] = ()
+) -> None:
     """Raise an InputError naming a choice of `config` that the run cannot honour. Checked before anything
     is written: each would otherwise surface only after the face store is made (minutes for raw CelebA)
     or, for a best_metric that neither the eval step (`eval_metrics`) nor the caller (`added_metrics`)
@@ -290,7 +292,7 @@ def train(
     added_metrics = added_metrics or {}
     parallel.initialize_distributed()
     # Bad settings fail here, before anything is written: the numbers, the model's own checks (shapes
-    # traced without compute), then the named choices (against the metrics the eval step would log).
+    # traced without compute), then the named choices (against the metrics the eval step and the caller log).
     check_train_config(config)
     check_model_config(config)
     mesh = parallel.make_mesh()
