@@ -1,5 +1,5 @@
-"""What the experiments start from, made ready before it is handed in: face stores, attribute
-classifiers, the Fréchet metric, trained runs.
+"""What the experiments start from: face stores, attribute classifiers, the Fréchet metric, trained
+runs, resolved here and handed to the training loop and the latent tools.
 
 `train(config, workdir)` trains (or resumes) a run on the face store `config.data` names, with the
 GAN's Fréchet distance as an eval metric it may keep its best checkpoint by.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
 from typing import Any
 
 import jax

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import jax
 import ml_collections
 
 from gan_arith.config import check_field_names, field, scale_for_host
@@ -39,8 +40,6 @@ def use_compilation_cache(directory: str) -> None:
     A directory JAX was already given (JAX_COMPILATION_CACHE_DIR) wins. JAX keys each entry by the
     computation, the devices and the jax/XLA versions, so a stale entry is never used.
     """
-    import jax
-
     if directory and not jax.config.jax_compilation_cache_dir:
         jax.config.update("jax_compilation_cache_dir", directory)
 
@@ -94,7 +93,6 @@ def run_experiment(get_config: Callable[[], ml_collections.ConfigDict], main: Ca
     def _main(argv: list[str]) -> None:
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-        import jax
 
         logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
         use_compilation_cache(flags.FLAGS.compilation_cache)
