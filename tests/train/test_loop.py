@@ -1,4 +1,7 @@
-"""The training loop end to end on tiny synthetic runs: files, resume after kill -9, fallback, NaN guard, devices."""
+"""The training loop end to end on tiny synthetic runs: files, resume after kill -9, fallback, NaN guard, devices.
+
+Most runs go through `gan_arith.artifacts.train`, as the experiments call the loop.
+"""
 
 import json
 import os
