@@ -13,8 +13,9 @@ seed's blocky, blurred reconstructions.
 
 import ml_collections
 
-from gan_arith.config import base_config, run_experiment
-from gan_arith.train.loop import train
+from gan_arith import artifacts
+from gan_arith.cli import run_experiment
+from gan_arith.config import base_config
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -38,4 +39,4 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 if __name__ == "__main__":
-    run_experiment(get_config, train, "accordion_ae_celeba")
+    run_experiment(get_config, artifacts.train, "accordion_ae_celeba")

@@ -25,8 +25,9 @@ metrics.jsonl; rerunning the same command resumes from the last checkpoint.
 
 import ml_collections
 
-from gan_arith.config import base_config, run_experiment
-from gan_arith.train.loop import train
+from gan_arith import artifacts
+from gan_arith.cli import run_experiment
+from gan_arith.config import base_config
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -57,4 +58,4 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 if __name__ == "__main__":
-    run_experiment(get_config, train, "dcgan_celeba")
+    run_experiment(get_config, artifacts.train, "dcgan_celeba")

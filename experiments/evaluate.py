@@ -29,7 +29,8 @@ import ml_collections
 from experiments import dcgan_celeba, vae_celeba
 from gan_arith import artifacts
 from gan_arith.files import write_json, write_text
-from gan_arith.config import analysis_config, check_ranges, run_experiment, selected_kinds
+from gan_arith.cli import run_experiment
+from gan_arith.config import analysis_config, check_ranges, selected_kinds
 from gan_arith.errors import InputError
 from gan_arith.data.store import FaceStore, attribute_mask, check_query
 from gan_arith.evaluation.frechet import distribution_distances, load_feature_extractor

@@ -24,7 +24,8 @@ rows) that reproduces the result from the command line.
 
 import ml_collections
 
-from gan_arith.config import analysis_config, check_ranges, run_experiment
+from gan_arith.cli import run_experiment
+from gan_arith.config import analysis_config, check_ranges
 from gan_arith.errors import InputError
 
 

@@ -23,7 +23,8 @@ import numpy as np
 from experiments import dcgan_celeba, vae_celeba
 from gan_arith import artifacts, figures
 from gan_arith.files import write_json
-from gan_arith.config import analysis_config, check_ranges, run_experiment, selected_kinds
+from gan_arith.cli import run_experiment
+from gan_arith.config import analysis_config, check_ranges, selected_kinds
 from gan_arith.latent import sweeps
 
 

@@ -21,7 +21,8 @@ import ml_collections
 from experiments import vae_celeba
 from gan_arith import artifacts, figures
 from gan_arith.files import write_json
-from gan_arith.config import analysis_config, check_ranges, run_experiment
+from gan_arith.cli import run_experiment
+from gan_arith.config import analysis_config, check_ranges
 from gan_arith.errors import InputError
 from gan_arith.latent import distributions, pools, sweeps
 from gan_arith.latent.concepts import concept_vector

@@ -31,7 +31,8 @@ import ml_collections
 from experiments import dcgan_celeba
 from gan_arith import artifacts, figures
 from gan_arith.files import write_json
-from gan_arith.config import analysis_config, check_ranges, run_experiment
+from gan_arith.cli import run_experiment
+from gan_arith.config import analysis_config, check_ranges
 from gan_arith.evaluation import noise_classifier, sampling
 from gan_arith.evaluation.frechet import (
     compare_sample_quality, compare_with_noise, format_noise, format_quality,

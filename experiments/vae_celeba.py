@@ -15,8 +15,9 @@ the reconstructions keep in the independent judge's eyes, and the arithmetic (do
 
 import ml_collections
 
-from gan_arith.config import base_config, run_experiment
-from gan_arith.train.loop import train
+from gan_arith import artifacts
+from gan_arith.cli import run_experiment
+from gan_arith.config import base_config
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -41,4 +42,4 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 if __name__ == "__main__":
-    run_experiment(get_config, train, "vae_celeba")
+    run_experiment(get_config, artifacts.train, "vae_celeba")

@@ -35,7 +35,8 @@ import ml_collections
 from experiments import dcgan_celeba
 from gan_arith import artifacts, figures
 from gan_arith.files import write_json
-from gan_arith.config import analysis_config, check_ranges, run_experiment
+from gan_arith.cli import run_experiment
+from gan_arith.config import analysis_config, check_ranges
 from gan_arith.data.store import check_query
 from gan_arith.evaluation.judge import judged_success, load_or_train_judge, sample_attribute_rates
 from gan_arith.evaluation.scorer import classifier_attributes, load_or_train_classifier

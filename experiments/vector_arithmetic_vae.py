@@ -39,7 +39,8 @@ import numpy as np
 from experiments import vae_celeba
 from gan_arith import artifacts, figures
 from gan_arith.files import write_json
-from gan_arith.config import analysis_config, check_ranges, run_experiment
+from gan_arith.cli import run_experiment
+from gan_arith.config import analysis_config, check_ranges
 from gan_arith.data.store import FaceStore, check_query
 from gan_arith.evaluation.judge import judged_success, load_or_train_judge, reconstruction_hit_rates
 from gan_arith.evaluation.success_rate import format_success

@@ -61,7 +61,8 @@ from gan_arith.flops import train_step_flops, xla_flops
 from gan_arith.models.dcgan import Generator
 from gan_arith.models.layers import CONV_TRANSPOSE_IMPLS
 from gan_arith.train import parallel
-from gan_arith.train.steps import Steps, TrainState, build_steps
+from gan_arith.train.state import TrainState
+from gan_arith.train.steps import Steps, build_steps
 
 MODELS = ("dcgan", "vae")
 DTYPES = ("float32", "bfloat16")

@@ -1,26 +1,28 @@
 """The one config system: ml_collections `get_config()` per experiment, `--config.key=value` overrides.
 
 `base_config(kind)` holds every field the library reads, with the seeds' values; experiment modules
-change a few fields and call `run_experiment`. On a host without an accelerator, `config.cpu`
+change a few fields and call `gan_arith.cli.run_experiment`. On a host without an accelerator, `config.cpu`
 (a partial config) is merged in, so the default run finishes in minutes; the changes are printed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import os
-import sys
-from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import ml_collections
 
 from gan_arith.errors import InputError
+from gan_arith.models.layers import CONV_TRANSPOSE_IMPLS, num_doublings
 
 
 CONV_FUSION_CHOICES = ("auto", "on", "off")
 SCHEDULES = ("constant", "cosine")  # learning-rate schedules (train/steps.py learning_rate_schedule)
+COMPUTE_DTYPES = ("float32", "bfloat16")  # model.dtype (train/steps.py model_dtype)
+MODEL_CHOICES = {
+    "kind": ("dcgan", "vae", "ae"), "dtype": COMPUTE_DTYPES, "conv_transpose": CONV_TRANSPOSE_IMPLS,
+    "discriminator_padding": ("same", "symmetric"),
+}
 
 
 def base_config(kind: str) -> ml_collections.ConfigDict:
@@ -160,6 +162,24 @@ def check_train_config(config: ml_collections.ConfigDict) -> None:
         raise InputError(f"config.batch_size must be even for the GAN (half real, half generated faces), got {config.batch_size}")
 
 
+
+def check_model_config(config: ml_collections.ConfigDict) -> None:
+    """Raise an InputError naming the `config.model` field the models cannot be built with (their own
+    checks are ValueErrors raised while tracing, which read as bugs)."""
+    check_ranges(config, choices={f"model.{name}": allowed for name, allowed in MODEL_CHOICES.items()})
+    model = config.model
+    if model.kind == "vae" and (isinstance(model.beta, bool) or not isinstance(model.beta, (int, float)) or model.beta < 0):
+        raise InputError(f"config.model.beta (the KL term's weight) must be a number >= 0, got {model.beta!r}")
+    if model.kind == "ae":
+        if model.image_size % 8:
+            raise InputError(f"config.model.image_size must be a multiple of 8 for the accordion autoencoder, got {model.image_size}")
+        return
+    try:
+        num_doublings(model.image_size, 5)
+    except ValueError as error:
+        raise InputError(f"config.model.{error}") from None
+
+
 def check_ranges(
     config: ml_collections.ConfigDict, *, positive: Sequence[str] = (), at_least: Mapping[str, int] | None = None,
     fractions: Sequence[str] = (), open_fractions: Sequence[str] = (), choices: Mapping[str, Sequence[str]] | None = None,
@@ -261,31 +281,6 @@ def scale_for_host(config: ml_collections.ConfigDict, backend: str, keep: frozen
         return apply_overrides(config, config.cpu, keep=keep)
 
 
-def command_line_fields(argv: list[str], flag: str = "config") -> frozenset[str]:
-    """Dotted config fields set explicitly on the command line (`--config.a.b=v` or `--config.a.b v`)."""
-    prefix = f"--{flag}."
-    return frozenset(arg[len(prefix):].split("=", 1)[0] for arg in argv if arg.startswith(prefix))
-
-
-def default_compilation_cache() -> str:
-    """$GAN_ARITH_COMPILATION_CACHE, else gan_arith/xla in the user's cache directory (XDG)."""
-    if "GAN_ARITH_COMPILATION_CACHE" in os.environ:
-        return os.environ["GAN_ARITH_COMPILATION_CACHE"]
-    return str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gan_arith" / "xla")
-
-
-def use_compilation_cache(directory: str) -> None:
-    """Keep XLA executables in `directory` ('' = off), so a resumed run or the next experiment skips compiling.
-
-    A directory JAX was already given (JAX_COMPILATION_CACHE_DIR) wins. JAX keys each entry by the
-    computation, the devices and the jax/XLA versions, so a stale entry is never used.
-    """
-    import jax
-
-    if directory and not jax.config.jax_compilation_cache_dir:
-        jax.config.update("jax_compilation_cache_dir", directory)
-
-
 def field_names(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
     """Every dotted field name of `config`, nested ConfigDicts included (`model`, `model.width`, ...)."""
     names = []
@@ -304,78 +299,3 @@ def check_field_names(config: ml_collections.ConfigDict, fields: frozenset[str])
         hints = [f"--config.{name}" + (f" (did you mean --config.{close[0]}?)" if (close := difflib.get_close_matches(name, known, 1)) else "")
                  for name in unknown]
         raise InputError(f"unknown config field(s): {', '.join(hints)}")
-
-
-def check_given_runs(config: ml_collections.ConfigDict, fields: frozenset[str], defaults: ml_collections.ConfigDict) -> None:
-    """Raise an InputError for a trained-run field (`run`, `dcgan.run`, ...) among the command-line `fields`
-    whose directory holds no training run: the experiment would silently train a new one there (minutes
-    to hours) when the user meant an existing run — a typo, or the wrong folder. Only the default run
-    directory (`defaults`) is trained on demand."""
-    from gan_arith.train.checkpoint import CONFIG_FILE
-
-    for name in sorted(fields):
-        if name.split(".")[-1] != "run":
-            continue
-        run, default = field(config, name), field(defaults, name)
-        if not (Path(run) / CONFIG_FILE).is_file():
-            raise InputError(
-                f"--config.{name}={run}: no training run there ({CONFIG_FILE} missing). Give the --workdir of a "
-                f"training command, or leave --config.{name} out to use the default {default} (trained first "
-                f"if it holds no run)"
-            )
-
-
-@contextlib.contextmanager
-def _input_errors_as_one_line(program: str) -> Iterator[None]:
-    """End the program with an InputError's message as one line; anything else is a bug, whose traceback finds it."""
-    try:
-        yield
-    except InputError as error:
-        raise SystemExit(f"{program}: {error}") from None
-
-
-def run_experiment(get_config: Callable[[], ml_collections.ConfigDict], main: Callable[..., Any], name: str) -> None:
-    """Command-line entry for an experiment module: `--config.key=value` overrides and `--workdir`.
-
-    `main(config, workdir)` receives the final config (CPU scaling applied and printed). An `InputError`
-    (a mistake in the user's options, files or data) ends the program with its message as one line.
-    """
-    from absl import app, flags, logging
-    from ml_collections import config_flags
-
-    config = get_config()
-    given = command_line_fields(sys.argv)
-    with _input_errors_as_one_line(name):  # before absl parses them: it would fail on an unknown field with a long traceback
-        check_field_names(config, given)
-    config_flags.DEFINE_config_dict("config", config, "Experiment config; override with --config.key=value.")
-    flags.DEFINE_string("workdir", str(Path("workdirs") / name), "Where checkpoints, logs and figures go.")
-    flags.DEFINE_string(
-        "compilation_cache", default_compilation_cache(),
-        "Directory of compiled XLA executables reused across runs ('' turns it off).",
-    )
-
-    def _main(argv: list[str]) -> None:
-        if len(argv) > 1:
-            raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-        import jax
-
-        logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
-        use_compilation_cache(flags.FLAGS.compilation_cache)
-        config = flags.FLAGS.config
-        with _input_errors_as_one_line(name):
-            check_given_runs(config, given, get_config())
-        backend = jax.default_backend()
-        changes = scale_for_host(config, backend, keep=given)
-        if changes:
-            print(
-                f"No accelerator found ({backend}): scaled the run down so it finishes in minutes "
-                f"(fields you set on the command line are kept; --config.scale_for_cpu=False runs the "
-                f"seed's full configuration):",
-                file=sys.stderr,
-            )
-            for line in changes:
-                print(f"  {line}", file=sys.stderr)
-        with _input_errors_as_one_line(name):
-            main(config, flags.FLAGS.workdir)
-
-    app.run(_main)

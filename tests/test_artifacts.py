@@ -1,13 +1,17 @@
-"""What the latent and evaluation experiments start from: a trained run of the right kind, finished first."""
+"""What the experiments start from: a trained run of the right kind, finished first; a store the Fréchet metric can use."""
 
 import json
 import sys
+from pathlib import Path
 
 import ml_collections
+import numpy as np
 import pytest
 
 from experiments import dcgan_celeba, vae_celeba
 from gan_arith import artifacts
+from gan_arith.data.store import StoreWriter
+from gan_arith.data.synthetic import SYNTHETIC_ATTRIBUTES, render_faces
 from gan_arith.errors import InputError
 from gan_arith.train import checkpoint
 
@@ -63,3 +67,27 @@ def test_training_fields_given_for_an_existing_run_are_reported_as_ignored(tmp_p
     run = artifacts.load_or_train(tmp_path / "run", tiny_vae(tmp_path, num_epochs=1, batch_size=4), "config.vae.train")
     assert "holds a run already: ignoring --config.vae.train.batch_size (it keeps its own config)" in capsys.readouterr().err
     assert run.config.batch_size != 4
+
+
+def _train_only_store(root: Path, num: int = 40, size: int = 40) -> Path:
+    """A labelled store of synthetic faces that are all in the train partition (as `prepare --limit` makes)."""
+    images, attributes = render_faces(0, 0, num, size)
+    writer = StoreWriter(root, image_sizes=[size], attribute_names=SYNTHETIC_ATTRIBUTES, source="synthetic",
+                         settings={"train_only": True})
+    meta = {"file_name": np.array([f"{i}.png" for i in range(num)]), "attributes": attributes,
+            "partition": np.zeros(num, np.int8), "box": np.full((num, 4), -1, np.int32),
+            "confidence": np.ones(num, np.float32), "keypoints": np.full((num, 5, 2), -1, np.int32)}
+    writer.write_shard(0, {size: images}, meta, {"seen": num, "kept": num, "skipped": {}})
+    writer.finalize()
+    return root
+
+
+def test_the_frechet_metric_refuses_a_store_without_test_faces_before_anything_is_written(tmp_path):
+    config = dcgan_celeba.get_config()
+    config.scale_for_cpu = False
+    config.model.update(image_size=40, width=8, latent_dim=8)
+    config.update(batch_size=16, num_epochs=1, tensorboard=False)
+    config.data.store = str(_train_only_store(tmp_path / "store"))
+    with pytest.raises(ValueError, match="has 40 train and 0 test faces; use --config.best_metric=g_loss"):
+        artifacts.train(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # not even the empty directory

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from experiments import dcgan_celeba
-from gan_arith.config import base_config, check_field_names, check_ranges, check_train_config, selected_kinds
+from gan_arith.config import (
+    base_config, check_field_names, check_model_config, check_ranges, check_train_config, selected_kinds,
+)
 from gan_arith.data.prepare import PrepareError, PrepareSettings
 from gan_arith.data.store import attribute_mask, check_query
 from gan_arith.errors import InputError
@@ -17,7 +19,6 @@ from gan_arith.latent import pools, sweeps
 from gan_arith.latent.expression import ExpressionError
 from gan_arith.train.loop import check_run_choices
 from gan_arith.train.parallel import check_batch_size
-from gan_arith.train.steps import check_model_config
 
 NAMES = ("Smiling", "Male")
 

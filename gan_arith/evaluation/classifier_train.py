@@ -23,7 +23,7 @@ import optax
 from gan_arith.evaluation.sampling import batched_apply
 from gan_arith.models.layers import as_model_range, to_model_range
 from gan_arith.progress import Progress
-from gan_arith.train.steps import Batch, Metrics, TrainState
+from gan_arith.train.state import Batch, Metrics, TrainState
 
 Step = Callable[[TrainState, Batch, jax.Array], tuple[TrainState, Metrics]]
 

@@ -31,7 +31,7 @@ from gan_arith.evaluation.sampling import batched_apply, normal_latents
 from gan_arith.files import write_json
 from gan_arith.models.classifier import ConvTrunk
 from gan_arith.models.layers import as_model_range
-from gan_arith.train.steps import Batch, Metrics, TrainState
+from gan_arith.train.state import Batch, Metrics, TrainState
 
 GenerateFn = Callable[[jax.Array], jax.Array]  # latents [B, L] -> images [B, H, W, 3] in [-1, 1]
 FeatureFn = Callable[[jax.Array], jax.Array]  # images in [-1, 1] -> features [B, F]

@@ -20,7 +20,7 @@ import optax
 
 from gan_arith.evaluation.classifier_train import Step, apply_gradients, new_train_state, run_steps
 from gan_arith.evaluation.sampling import SamplingStats, batched_apply, draw_until, normal_latents
-from gan_arith.train.steps import Batch, Metrics, TrainState
+from gan_arith.train.state import Batch, Metrics, TrainState
 
 
 def label_by_score(scores: np.ndarray, quantile: float = 0.25) -> tuple[np.ndarray, np.ndarray]:

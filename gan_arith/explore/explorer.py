@@ -32,7 +32,8 @@ from gan_arith.latent.directions import edit
 from gan_arith.latent.interpolate import interpolate_path
 from gan_arith.latent.pools import encode_means, format_assignments, generate_images
 from gan_arith.latent.sweeps import DIRECTION_METHODS, attribute_directions, check_edit, encoded_faces
-from gan_arith.train.checkpoint import CONFIG_FILE, TrainedRun, load_config, load_run
+from gan_arith.runs import TrainedRun, load_run
+from gan_arith.train.checkpoint import CONFIG_FILE, load_config
 
 KINDS = ("dcgan", "vae")
 EXPERIMENTS = {"dcgan": "experiments.vector_arithmetic_gan", "vae": "experiments.vector_arithmetic_vae"}

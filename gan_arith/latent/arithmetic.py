@@ -18,7 +18,7 @@ from gan_arith import figures
 from gan_arith.latent.concepts import ArithmeticResult, arithmetic_results
 from gan_arith.latent.expression import format_combination
 from gan_arith.latent.pools import ConceptPool, generate_images
-from gan_arith.train.checkpoint import TrainedRun
+from gan_arith.runs import TrainedRun
 
 
 @dataclasses.dataclass(frozen=True)

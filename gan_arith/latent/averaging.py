@@ -35,7 +35,7 @@ from gan_arith.evaluation.success_rate import attribute_success, rate_of, readin
 from gan_arith.latent.arithmetic import ArithmeticImages, concept_arithmetic
 from gan_arith.latent.pools import ConceptPool, encode_means, generate_images
 from gan_arith.models.layers import from_model_range, to_model_range
-from gan_arith.train.checkpoint import TrainedRun
+from gan_arith.runs import TrainedRun
 
 K_VALUES = (1, 2, 3, 5, 10, 20, 50)
 AVERAGING = ("latents", "images")

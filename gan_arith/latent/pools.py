@@ -32,7 +32,7 @@ from gan_arith.latent.concepts import (
 )
 from gan_arith.latent.expression import evaluate
 from gan_arith.models.layers import as_model_range, from_model_range
-from gan_arith.train.checkpoint import TrainedRun
+from gan_arith.runs import TrainedRun
 
 # The seeds' equation: smiling woman - neutral woman + neutral man, each concept an attribute query.
 SEED_QUERIES = "smiling_woman=Smiling & ~Male; neutral_woman=~Smiling & ~Male; neutral_man=~Smiling & Male"

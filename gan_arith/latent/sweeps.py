@@ -20,7 +20,7 @@ from gan_arith.evaluation.sampling import normal_latents
 from gan_arith.latent.directions import edit, linear_direction, mean_difference_direction, project_out
 from gan_arith.latent.interpolate import interpolate_path
 from gan_arith.latent.pools import encode_means, generate_images
-from gan_arith.train.checkpoint import TrainedRun
+from gan_arith.runs import TrainedRun
 
 
 def encoded_faces(

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Collection, Iterator
+from typing import Any, Callable, Collection, Iterator, Mapping
 
 import jax
 import ml_collections
@@ -24,20 +24,18 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from gan_arith import figures
-from gan_arith.config import check_train_config
+from gan_arith.config import check_model_config, check_train_config
 from gan_arith.data.device import DeviceFaces, fits_on_device, put_process_local
-from gan_arith.data.sources import resolve_store, select_faces
+from gan_arith.data.selection import held_out_faces, select_faces
 from gan_arith.data.store import FaceStore, partition_code
 from gan_arith.errors import InputError
-from gan_arith.evaluation.frechet import GeneratorFrechet
-from gan_arith.evaluation.scorer import load_or_train_classifier
 from gan_arith.files import write_json, write_text
-from gan_arith.models.classifier import MIN_IMAGE_SIZE
 from gan_arith.models.layers import from_model_range, to_model_range
 from gan_arith.progress import Pace, Progress, format_eta
 from gan_arith.train import parallel
 from gan_arith.train.checkpoint import CONFIG_FILE, Checkpoints, abstract_state, has_checkpoint, load_config, save_config
-from gan_arith.train.steps import Steps, TrainState, build_steps, check_model_config
+from gan_arith.train.state import TrainState
+from gan_arith.train.steps import Steps, build_steps
 
 # Fields a resumed run may change; anything else would make the checkpoint mean something else.
 RESUMABLE_CHANGES = (
@@ -49,6 +47,14 @@ RESUMABLE_CHANGES = (
 NUM_EVAL_IMAGES = 8
 PIPELINES = ("auto", "device", "tfdata")
 PROGRESS_METRICS = ("d_loss_real", "d_loss_fake", "g_loss", "loss", "recon", "kl")
+
+# An eval metric a run's caller adds to those of the eval step (the GAN's Fréchet distance, made in
+# gan_arith/artifacts.py): given the run's face store and steps, once before the first step, the
+# function that measures a train state.
+MetricFactory = Callable[[FaceStore, Steps], Callable[[TrainState], float]]
+# Opens (or makes) the run's face store; returns it with a line saying where it came from (the
+# experiments' is gan_arith/data/stores.py resolve_store).
+OpenStore = Callable[[], tuple[FaceStore, str]]
 
 
 class DivergenceError(RuntimeError):
@@ -79,11 +85,13 @@ class TfDataBatches:
         return put_process_local(stacked, self._sharding)  # this host's rows of the global batch
 
 
-def check_run_choices(config: ml_collections.ConfigDict, eval_metrics: Collection[str]) -> None:
+def check_run_choices(
+    config: ml_collections.ConfigDict, eval_metrics: Collection[str], added_metrics: Collection[str] = ()
+) -> None:
     """Raise an InputError naming a choice of `config` that the run cannot honour. Checked before anything
     is written: each would otherwise surface only after the face store is made (minutes for raw CelebA)
-    or, for a best_metric that the eval step (`eval_metrics`) does not log, never: no best checkpoint
-    would be kept, and the latent tools would silently read the last one."""
+    or, for a best_metric that neither the eval step (`eval_metrics`) nor the caller (`added_metrics`)
+    logs, never: no best checkpoint would be kept, and the latent tools would silently read the last one."""
     if config.data.pipeline not in PIPELINES:
         raise InputError(f"config.data.pipeline must be one of {', '.join(PIPELINES)}, got {config.data.pipeline!r}")
     if config.data.partition:
@@ -98,16 +106,10 @@ def check_run_choices(config: ml_collections.ConfigDict, eval_metrics: Collectio
     if config.best_mode not in ("min", "max"):
         raise InputError(f"config.best_mode must be 'min' or 'max', got {config.best_mode!r}")
     kind = config.model.kind
-    known = sorted(eval_metrics) + (["frechet"] if kind == "dcgan" else [])
+    known = sorted(eval_metrics) + list(added_metrics)
     if config.best_metric not in known:
         raise InputError(
             f"config.best_metric={config.best_metric!r} is not an eval metric of {kind} runs; they log {', '.join(known)}"
-        )
-    if config.best_metric == "frechet" and (config.best_mode != "min" or config.model.image_size < MIN_IMAGE_SIZE):
-        raise InputError(
-            f"best_metric='frechet' needs best_mode='min' and images of at least {MIN_IMAGE_SIZE}px (its attribute "
-            f"classifier's minimum), got best_mode={config.best_mode!r}, image_size={config.model.image_size}; "
-            f"use --config.best_metric=g_loss"
         )
 
 
@@ -199,19 +201,9 @@ def _logged_step(line: str) -> float:
         return math.inf
 
 
-def _held_out_faces(store: FaceStore, config: ml_collections.ConfigDict) -> np.ndarray:
-    """Faces of the run's query it does not train on: the validation partition (the training partition
-    for a run on the validation faces); never the test partition, which the evaluation experiments keep
-    unseen. Empty for a run on every partition."""
-    if not config.data.partition:
-        return np.array([], np.int64)
-    other = "train" if partition_code(config.data.partition) == partition_code("valid") else "valid"
-    return store.select(config.data.query or None, other)
-
-
 def _eval_batch(store: FaceStore, config: ml_collections.ConfigDict, batch_size: int, mesh) -> dict[str, jax.Array]:
-    """A fixed batch of held-out faces (`_held_out_faces`, else training faces) for eval and figures."""
-    held_out = _held_out_faces(store, config)
+    """A fixed batch of held-out faces (`held_out_faces`, else training faces) for eval and figures."""
+    held_out = held_out_faces(store, config.data)
     indices = held_out if len(held_out) >= batch_size else select_faces(store, config.data)
     rows = np.random.default_rng(config.seed).choice(indices, size=batch_size, replace=len(indices) < batch_size)
     batch = {"image": store.gather(config.model.image_size, np.sort(rows))}
@@ -254,36 +246,6 @@ def _write_figures(kind: str, shown: dict[str, np.ndarray], workdir: Path, epoch
         logger.image(step, "samples", figures.image_mosaic(shown["samples"]))
 
 
-def _check_frechet_store(store: FaceStore) -> None:
-    """Raise an InputError unless `store` can train the Fréchet metric's attribute classifier."""
-    train, test = len(store.select(None, "train")), len(store.select(None, "test"))
-    if not store.attribute_names or not train or not test:
-        has = f"{train} train and {test} test faces" if store.attribute_names else "no attribute labels"
-        raise InputError(
-            f"best_metric='frechet' measures samples with an attribute classifier trained on a store's labelled "
-            f"train and test faces, and {store.root} has {has}; use --config.best_metric=g_loss"
-        )
-
-
-def _frechet_metric(config: ml_collections.ConfigDict, store: FaceStore, steps: Steps) -> GeneratorFrechet | None:
-    """The "frechet" eval metric when `config.best_metric` asks for it, else None.
-
-    Generated faces against held-out real ones (`_held_out_faces`, else training faces) in the
-    attribute classifier's feature space; the classifier is trained on first use.
-    """
-    if config.best_metric != "frechet":
-        return None
-    size = config.model.image_size
-    scorer = load_or_train_classifier(store, size, config.classifier_dir, steps=config.classifier_steps)
-    held_out = _held_out_faces(store, config)
-    rows = held_out if len(held_out) >= 2 else select_faces(store, config.data)
-    return GeneratorFrechet.from_real_images(
-        scorer.features, steps.generate,
-        store.gather(size, rows[: config.num_fd_samples]), jax.random.fold_in(jax.random.key(config.seed), 4),
-        config.num_fd_samples, config.model.latent_dim,
-    )
-
-
 def resolve_steps_per_dispatch(requested: int, backend: str) -> int:
     """`requested`, or for 0 (auto): 1 on CPU, 10 on accelerators.
 
@@ -301,30 +263,36 @@ def _mean_metrics(stacked: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def _run_data(
-    config: ml_collections.ConfigDict, batch_size: int, mesh: Mesh
+    config: ml_collections.ConfigDict, open_store: OpenStore, batch_size: int, mesh: Mesh
 ) -> tuple[FaceStore, str, np.ndarray, Any, str]:
-    """The run's store (opened, prepared or rendered), its description, the selected faces, and the
-    input pipeline over them with its name."""
-    store, source = parallel.first_process_first(
-        lambda: resolve_store(config.data, config.model.image_size, config.seed), "face store"
-    )
+    """The run's store (`open_store()`), its description, the selected faces, and the input pipeline over
+    them with its name."""
+    store, source = parallel.first_process_first(open_store, "face store")
     indices = select_faces(store, config.data)
     if len(indices) < batch_size:
         raise InputError(
             f"{len(indices)} faces selected (config.data.query/partition/max_faces), fewer than the {batch_size} real "
             f"faces one step of config.batch_size={config.batch_size} reads"
         )
-    if config.best_metric == "frechet":
-        _check_frechet_store(store)  # before the faces go to the devices and the config is saved
     data, pipeline = _pipeline(config, store, indices, batch_size, mesh)
     return store, source, indices, data, pipeline
 
 
-def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
-    """Train (or resume) the run described by `config` in `workdir`; returns a summary dict."""
+def train(
+    config: ml_collections.ConfigDict, workdir: str | Path, open_store: OpenStore,
+    added_metrics: Mapping[str, MetricFactory] | None = None,
+) -> dict[str, Any]:
+    """Train (or resume) the run described by `config` in `workdir` on the store `open_store()` returns;
+    returns a summary dict.
+
+    `open_store()` is called once the config is checked and the workdir accepted, so a refused run makes no
+    store (preparing one takes minutes). `added_metrics` are eval metrics the caller can add, by name;
+    the one `config.best_metric` names is measured at every evaluation.
+    """
+    added_metrics = added_metrics or {}
     parallel.initialize_distributed()
     # Bad settings fail here, before anything is written: the numbers, the model's own checks (shapes
-    # traced without compute), then the named choices (against the metrics the eval step would log).
+    # traced without compute), then the named choices (against the metrics the eval step and the caller log).
     check_train_config(config)
     check_model_config(config)
     mesh = parallel.make_mesh()
@@ -335,7 +303,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
     state_shapes = abstract_state(steps, config.model.image_size, parallel.replicated(mesh))
     size = config.model.image_size
     eval_batch_spec = {"image": jax.ShapeDtypeStruct((batch_size, size, size, 3), np.uint8)}
-    check_run_choices(config, jax.eval_shape(steps.eval_step, state_shapes, eval_batch_spec, jax.random.key(0)))
+    check_run_choices(
+        config, jax.eval_shape(steps.eval_step, state_shapes, eval_batch_spec, jax.random.key(0)), added_metrics
+    )
 
     workdir = Path(workdir)
     made_workdir = not workdir.exists()
@@ -343,7 +313,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
     try:
         parallel.check_shared_directory(workdir)
         _check_resumable(workdir, config)
-        store, source, indices, data, pipeline = _run_data(config, batch_size, mesh)
+        store, source, indices, data, pipeline = _run_data(config, open_store, batch_size, mesh)
     except InputError:
         if made_workdir:  # a refused run leaves no empty directory behind (rmdir refuses a non-empty one)
             with contextlib.suppress(OSError):
@@ -381,7 +351,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
     latent_dim = config.model.latent_dim
     fixed_z = jax.random.normal(jax.random.fold_in(jax.random.key(config.seed), 3), (config.num_samples, latent_dim))
     eval_batch = _eval_batch(store, config, batch_size, mesh)
-    frechet = _frechet_metric(config, store, steps)
+    make_metric = added_metrics.get(config.best_metric)
+    added_metric = make_metric(store, steps) if make_metric is not None else None
 
     steps_per_dispatch = resolve_steps_per_dispatch(config.steps_per_dispatch, jax.default_backend())
     if steps_per_dispatch > 1 and jax.default_backend() == "cpu":
@@ -447,8 +418,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
             finished = epoch + 1 == config.num_epochs
             if (epoch + 1) % config.eval_every_epochs == 0 or finished:
                 last_eval = {k: float(v) for k, v in jax.device_get(eval_step(state, eval_batch, eval_rng)).items()}
-                if frechet is not None:
-                    last_eval["frechet"] = frechet(steps.sampling_params(state))
+                if added_metric is not None:
+                    last_eval[config.best_metric] = added_metric(state)
                 logger.scalars(int(state.step), "eval", last_eval, epoch=epoch + 1)
                 images = _figure_images(config.model.kind, steps, state, eval_batch, fixed_z)
                 if lead:

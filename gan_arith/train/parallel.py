@@ -20,7 +20,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from gan_arith.data.device import put_process_local
 from gan_arith.errors import InputError
-from gan_arith.train.steps import Batch, Metrics, TrainState, fuse_steps
+from gan_arith.train.state import Batch, Metrics, TrainState
+from gan_arith.train.steps import fuse_steps
 
 DATA_AXIS = "data"
 T = TypeVar("T")

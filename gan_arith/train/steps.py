@@ -13,30 +13,15 @@ from typing import Any, Callable, Protocol
 import jax
 import jax.numpy as jnp
 import optax
-from flax import struct
 
-from gan_arith.config import SCHEDULES, check_ranges
-from gan_arith.errors import InputError
+from gan_arith.config import COMPUTE_DTYPES, SCHEDULES
 from gan_arith.models.autoencoder import AccordionAE
 from gan_arith.models.dcgan import Discriminator, Generator
-from gan_arith.models.layers import CONV_TRANSPOSE_IMPLS, num_doublings, to_model_range
+from gan_arith.models.layers import to_model_range
 from gan_arith.models.vae import VAE
+from gan_arith.train.state import Batch, Metrics, TrainState
 
-Batch = dict[str, jax.Array]
 R1_SUBSAMPLE = 4  # the R1 penalty is measured on 1/R1_SUBSAMPLE of each step's real faces
-Metrics = dict[str, jax.Array]
-
-
-@struct.dataclass
-class TrainState:
-    """Everything a run needs to continue: for the GAN, params and opt_state are {"generator", "discriminator"} dicts."""
-
-    step: jax.Array
-    params: Any
-    opt_state: Any
-    batch_stats: Any = struct.field(default_factory=dict)
-    # A moving average of parameters used for sampling (the GAN's generator when its steps keep one).
-    ema_params: Any = struct.field(default_factory=dict)
 
 
 class Steps(Protocol):
@@ -361,37 +346,11 @@ def adam(
     return optax.adam(learning_rate, b1=b1, b2=b2, eps=eps)
 
 
-COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
 def model_dtype(name: str) -> Any:
-    """Compute dtype from a config string; parameters stay float32 either way."""
+    """Compute dtype from a config string (one of `COMPUTE_DTYPES`); parameters stay float32 either way."""
     if name not in COMPUTE_DTYPES:
         raise ValueError(f"compute dtype must be one of {sorted(COMPUTE_DTYPES)}, got {name!r}")
-    return COMPUTE_DTYPES[name]
-
-
-MODEL_CHOICES = {
-    "kind": ("dcgan", "vae", "ae"), "dtype": tuple(COMPUTE_DTYPES), "conv_transpose": CONV_TRANSPOSE_IMPLS,
-    "discriminator_padding": ("same", "symmetric"),
-}
-
-
-def check_model_config(config: Any) -> None:
-    """Raise an InputError naming the `config.model` field the models cannot be built with (their own
-    checks are ValueErrors raised while tracing, which read as bugs)."""
-    check_ranges(config, choices={f"model.{name}": allowed for name, allowed in MODEL_CHOICES.items()})
-    model = config.model
-    if model.kind == "vae" and (isinstance(model.beta, bool) or not isinstance(model.beta, (int, float)) or model.beta < 0):
-        raise InputError(f"config.model.beta (the KL term's weight) must be a number >= 0, got {model.beta!r}")
-    if model.kind == "ae":
-        if model.image_size % 8:
-            raise InputError(f"config.model.image_size must be a multiple of 8 for the accordion autoencoder, got {model.image_size}")
-        return
-    try:
-        num_doublings(model.image_size, 5)
-    except ValueError as error:
-        raise InputError(f"config.model.{error}") from None
+    return getattr(jnp, name)
 
 
 def learning_rate_schedule(rate: float, schedule: str, total_steps: int) -> float | optax.Schedule:

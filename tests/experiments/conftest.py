@@ -6,7 +6,7 @@ import ml_collections
 import pytest
 
 from experiments import dcgan_celeba, vae_celeba
-from gan_arith.train import loop
+from gan_arith import artifacts
 
 TINY_SIZE = 40  # the attribute classifier needs >= 32px; the DCGAN 5·2^k
 
@@ -30,7 +30,7 @@ def tiny_runs(tmp_path_factory) -> dict[str, tuple[Path, ml_collections.ConfigDi
     for module in (dcgan_celeba, vae_celeba):
         config = tiny_train_config(module, root)
         workdir = root / config.model.kind
-        loop.train(config, workdir)
+        artifacts.train(config, workdir)
         runs[config.model.kind] = (workdir, config)
     return runs
 

@@ -7,7 +7,7 @@ import numpy as np
 from experiments import evaluate
 from gan_arith import artifacts
 from gan_arith.data.store import attribute_mask
-from gan_arith.train.checkpoint import load_run
+from gan_arith.runs import load_run
 
 
 def test_evaluate_writes_results_for_both_models(tiny_experiment_config, tmp_path):

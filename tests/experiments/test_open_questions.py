@@ -15,7 +15,7 @@ from gan_arith.evaluation.scorer import load_or_train_classifier
 from gan_arith.evaluation.success_rate import attribute_success
 from gan_arith.latent import pools
 from gan_arith.latent.arithmetic import concept_arithmetic
-from gan_arith.train.checkpoint import load_run
+from gan_arith.runs import load_run
 
 TINY = dict(ks=(1, 2, 3, 20), compare_k=3, num_draws=4, num_baseline=16, per_concept=8, partition="train",
             inversion_steps=5, inversion_restarts=1, pool_size=32, top_n=6)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from experiments import dcgan_celeba, discriminator_filter, inversion, noise_classifier
-from gan_arith.artifacts import run_store
-from gan_arith.train import checkpoint, loop
+from gan_arith.artifacts import frechet_metric, run_store, train
+from gan_arith.runs import load_run
 
 CLASSIFIER_STEPS = 30  # as the shared tiny_experiment_config, so the session trains one classifier
 SIZE = 40
@@ -30,7 +30,7 @@ def tiny_gan(tmp_path_factory, classifier_dir) -> dict:
     config.update(batch_size=16, num_epochs=2, eval_every_epochs=1, num_samples=8, tensorboard=False)
     config.update(best_metric="frechet", num_fd_samples=64, classifier_dir=str(classifier_dir),
                   classifier_steps=CLASSIFIER_STEPS)
-    loop.train(config, root / "run")
+    train(config, root / "run")
     return {"root": root, "workdir": root / "run", "train": config}
 
 
@@ -50,9 +50,9 @@ def test_loop_logs_the_frechet_distance_and_keeps_the_lowest_as_best(tiny_gan):
     best_steps = [int(p.name) for p in (workdir / "checkpoints" / "best").iterdir() if p.name.isdigit()]
     assert best_steps == [min(evals, key=lambda row: row["frechet"])["step"]]
     # The metric is a function of the checkpoint: recomputing it on the best one gives the logged value.
-    run = checkpoint.load_run(workdir)
-    metric = loop._frechet_metric(run.config, run_store(run), run.steps)
-    assert metric(run.steps.sampling_params(run.state)) == pytest.approx(min(row["frechet"] for row in evals), rel=1e-4)
+    run = load_run(workdir)
+    metric = frechet_metric(run.config)(run_store(run), run.steps)
+    assert metric(run.state) == pytest.approx(min(row["frechet"] for row in evals), rel=1e-4)
 
 
 def _check_noise(summary: dict, filtered: list[str], sets: int, printed: str) -> None:

@@ -22,7 +22,8 @@ from ml_collections import config_flags  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
 from experiments import vector_arithmetic_gan, vector_arithmetic_vae  # noqa: E402
-from gan_arith.config import check_field_names, command_line_fields  # noqa: E402
+from gan_arith.cli import command_line_fields  # noqa: E402
+from gan_arith.config import check_field_names  # noqa: E402
 from gan_arith.evaluation.sampling import normal_latents  # noqa: E402
 from gan_arith.explore.explorer import Explorer  # noqa: E402
 from gan_arith.explore.server import STATIC, create_app, decode_png  # noqa: E402

@@ -1,4 +1,7 @@
-"""The training loop end to end on tiny synthetic runs: files, resume after kill -9, fallback, NaN guard, devices."""
+"""The training loop end to end on tiny synthetic runs: files, resume after kill -9, fallback, NaN guard, devices.
+
+Most runs go through `gan_arith.artifacts.train`, as the experiments call the loop.
+"""
 
 import json
 import os
@@ -17,9 +20,10 @@ import numpy as np
 import pytest
 
 from experiments import accordion_ae_celeba, dcgan_celeba, vae_celeba
-from gan_arith.data.store import StoreWriter
-from gan_arith.data.synthetic import SYNTHETIC_ATTRIBUTES, render_faces, write_synthetic_store
+from gan_arith import artifacts
+from gan_arith.data.stores import resolve_store
 from gan_arith.errors import InputError
+from gan_arith.runs import load_run
 from gan_arith.train import checkpoint, loop, parallel
 from gan_arith.train.steps import build_steps
 
@@ -47,12 +51,12 @@ def metrics_lines(workdir: Path, split: str = "train") -> list[dict]:
 )
 def test_reconstruction_experiments_write_their_files(module, figure, tmp_path):
     workdir = tmp_path / "run"
-    summary = loop.train(tiny(module, tmp_path), workdir)
+    summary = artifacts.train(tiny(module, tmp_path), workdir)
     assert summary["steps"] == summary["total_steps"] > 0
     assert (workdir / "figures" / figure).stat().st_size > 1000
     assert (workdir / "config.json").exists() and (workdir / "summary.json").exists()
     assert len(metrics_lines(workdir, "eval")) == 2
-    run = checkpoint.load_run(workdir)
+    run = load_run(workdir)
     faces = np.random.default_rng(0).integers(0, 256, (2, run.image_size, run.image_size, 3), dtype=np.uint8)
     images = faces / 127.5 - 1.0
     reconstructions = run.reconstruct(images)
@@ -95,7 +99,7 @@ def test_dcgan_command_line_run_and_resume(tmp_path):
     second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0 and f"already trained for {total_steps} steps" in second.stderr, second.stderr[-3000:]
     assert (workdir / "summary.json").read_text() == summary  # the finished run's summary stays
-    run = checkpoint.load_run(workdir)
+    run = load_run(workdir)
     assert int(run.state.step) == total_steps and run.config.model.discriminator_padding == "symmetric"
     assert run.steps.discriminator.padding == "symmetric"
     assert run.generate(jnp.zeros((2, 8))).shape == (2, 20, 20, 3)
@@ -130,30 +134,27 @@ def test_bad_settings_fail_before_anything_is_written(module, field, value, mess
         node = node[key]
     node[name] = value
     with pytest.raises(ValueError, match=message):
-        loop.train(config, tmp_path / "run")
+        artifacts.train(config, tmp_path / "run")
     assert not (tmp_path / "run").exists() and not (tmp_path / "synthetic").exists()
 
 
-def _train_only_store(root: Path, num: int = 40, size: int = 40) -> Path:
-    """A labelled store of synthetic faces that are all in the train partition (as `prepare --limit` makes)."""
-    images, attributes = render_faces(0, 0, num, size)
-    writer = StoreWriter(root, image_sizes=[size], attribute_names=SYNTHETIC_ATTRIBUTES, source="synthetic",
-                         settings={"train_only": True})
-    meta = {"file_name": np.array([f"{i}.png" for i in range(num)]), "attributes": attributes,
-            "partition": np.zeros(num, np.int8), "box": np.full((num, 4), -1, np.int32),
-            "confidence": np.ones(num, np.float32), "keypoints": np.full((num, 5, 2), -1, np.int32)}
-    writer.write_shard(0, {size: images}, meta, {"seen": num, "kept": num, "skipped": {}})
-    writer.finalize()
-    return root
+def test_the_loop_opens_its_store_after_its_checks_and_measures_the_added_metric_named_best(tmp_path):
+    config = tiny(vae_celeba, tmp_path, best_metric="steps_trained", best_mode="max")
+    opened = []
 
+    def open_store():
+        opened.append(True)
+        return resolve_store(config.data, config.model.image_size, config.seed)
 
-def test_the_frechet_metric_refuses_a_store_without_test_faces_before_anything_is_written(tmp_path):
-    config = tiny(dcgan_celeba, tmp_path, best_metric="frechet")
-    config.model.image_size = 40
-    config.data.store = str(_train_only_store(tmp_path / "store"))
-    with pytest.raises(ValueError, match="has 40 train and 0 test faces; use --config.best_metric=g_loss"):
-        loop.train(config, tmp_path / "run")
-    assert not (tmp_path / "run").exists()  # not even the empty directory
+    with pytest.raises(InputError, match="'steps_trained' is not an eval metric of vae runs; they log kl, loss, recon$"):
+        loop.train(config, tmp_path / "run", open_store)
+    assert not opened and not (tmp_path / "run").exists()
+    added = {"steps_trained": lambda store, steps: lambda state: float(state.step)}
+    loop.train(config, tmp_path / "run", open_store, added)
+    evals = metrics_lines(tmp_path / "run", "eval")
+    assert opened == [True] and len(evals) == 2 and all(row["steps_trained"] == row["step"] for row in evals)
+    best = [int(p.name) for p in (tmp_path / "run" / "checkpoints" / "best").iterdir() if p.name.isdigit()]
+    assert best == [evals[-1]["step"]]
 
 
 def test_a_selection_the_store_cannot_serve_is_refused_and_leaves_no_workdir(tmp_path):
@@ -165,20 +166,8 @@ def test_a_selection_the_store_cannot_serve_is_refused_and_leaves_no_workdir(tmp
         config = tiny(dcgan_celeba, tmp_path)
         config.data.update(changes)
         with pytest.raises(InputError, match=message):
-            loop.train(config, workdir)
+            artifacts.train(config, workdir)
     assert not (tmp_path / "run").exists() and (tmp_path / "existing").is_dir()  # a directory it did not make stays
-
-
-def test_held_out_faces_are_never_the_training_or_the_test_faces(tmp_path):
-    store = write_synthetic_store(tmp_path / "faces", num_faces=50, image_sizes=[8], seed=0, shard_size=50)
-    config = tiny(dcgan_celeba, tmp_path)
-    for partition, held_out in (("train", "valid"), ("valid", "train"), ("validation", "train"), ("test", "valid")):
-        config.data.partition = partition
-        np.testing.assert_array_equal(loop._held_out_faces(store, config), store.select(None, held_out))
-    config.data.update(partition="train", query="Smiling")
-    np.testing.assert_array_equal(loop._held_out_faces(store, config), store.select("Smiling", "valid"))
-    config.data.partition = ""  # a run on every face has none held out
-    assert len(loop._held_out_faces(store, config)) == 0
 
 
 def test_a_finished_run_rerun_with_fewer_epochs_says_how_long_it_trained(tmp_path, capsys, monkeypatch):
@@ -188,11 +177,11 @@ def test_a_finished_run_rerun_with_fewer_epochs_says_how_long_it_trained(tmp_pat
             compiled_with.append(compiler_options)
             return _original(step, mesh, compiler_options)
         monkeypatch.setattr(parallel, name, recording)
-    first = loop.train(tiny(vae_celeba, tmp_path, num_epochs=2, conv_fusion="on"), tmp_path / "run")
+    first = artifacts.train(tiny(vae_celeba, tmp_path, num_epochs=2, conv_fusion="on"), tmp_path / "run")
     assert compiled_with == [{parallel.XLA_CONV_FUSION: True}] * 2
     assert "XLA fuses convolutions into cuDNN graphs (config.conv_fusion)" in capsys.readouterr().err
     # How the steps compile is not part of what the run computes: the rerun may change it.
-    again = loop.train(tiny(vae_celeba, tmp_path, num_epochs=1), tmp_path / "run")
+    again = artifacts.train(tiny(vae_celeba, tmp_path, num_epochs=1), tmp_path / "run")
     assert again == first
     assert f"already trained for {first['steps']} steps (2 epochs)" in capsys.readouterr().err
 
@@ -201,16 +190,16 @@ def test_a_run_that_saved_no_checkpoint_does_not_pin_its_config(tmp_path):
     config = tiny(vae_celeba, tmp_path, num_epochs=1)
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.json").write_text(tiny(vae_celeba, tmp_path, seed=5).to_json())  # a run that died early
-    assert loop.train(config, tmp_path / "run")["steps"] > 0
+    assert artifacts.train(config, tmp_path / "run")["steps"] > 0
 
 
 def test_config_change_in_the_same_workdir_is_refused(tmp_path):
     config = tiny(vae_celeba, tmp_path, num_epochs=1)
-    first = loop.train(config, tmp_path / "run")
+    first = artifacts.train(config, tmp_path / "run")
     other = tiny(vae_celeba, tmp_path, num_epochs=1)
     other.optimizer.learning_rate = 0.5
     with pytest.raises(ValueError, match="optimizer"):
-        loop.train(other, tmp_path / "run")
+        artifacts.train(other, tmp_path / "run")
 
     # A new CPU recipe (e.g. a library update that lengthens the CPU default) is not a different run:
     # what it changes shows in the effective fields, so a longer run extends the finished one.
@@ -222,22 +211,22 @@ def test_config_change_in_the_same_workdir_is_refused(tmp_path):
     del saved["model"]["discriminator_padding"], saved["conv_fusion"]
     saved["model"]["fused_discriminator"] = True
     (tmp_path / "run" / checkpoint.CONFIG_FILE).write_text(json.dumps(saved))
-    summary = loop.train(longer, tmp_path / "run")
+    summary = artifacts.train(longer, tmp_path / "run")
     assert summary["steps"] == summary["total_steps"] == 2 * first["steps"]
     assert [row["epoch"] for row in metrics_lines(tmp_path / "run", "eval")] == [1, 2]
 
 
 KILL_SCRIPT = """
 import sys, ml_collections
-from gan_arith.train import loop
+from gan_arith import artifacts
 config = ml_collections.ConfigDict(__import__("json").loads(open(sys.argv[1]).read()))
-loop.train(config, sys.argv[2])
+artifacts.train(config, sys.argv[2])
 """
 
 
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     config = tiny(dcgan_celeba, tmp_path, num_epochs=4, eval_every_epochs=1)
-    reference = loop.train(config, tmp_path / "reference")
+    reference = artifacts.train(config, tmp_path / "reference")
     config_file = tmp_path / "config.json"
     config_file.write_text(config.to_json())
     workdir = tmp_path / "killed"
@@ -256,12 +245,12 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     with open(workdir / "metrics.jsonl", "a") as log:
         log.write(json.dumps({"step": max(steps_done) + 1, "split": "train", "g_loss": -1.0}) + '\n{"step": 9')
 
-    resumed = loop.train(config, workdir)
+    resumed = artifacts.train(config, workdir)
     assert resumed["resumed_from"] is not None and resumed["steps"] == reference["steps"]
     # The log reads as if the run had never been interrupted: no step twice, no half line.
     assert (workdir / "metrics.jsonl").read_text() == (tmp_path / "reference" / "metrics.jsonl").read_text()
-    final = checkpoint.load_run(workdir, "latest").state
-    expected = checkpoint.load_run(tmp_path / "reference", "latest").state
+    final = load_run(workdir, "latest").state
+    expected = load_run(tmp_path / "reference", "latest").state
     for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(expected)):
         np.testing.assert_array_equal(a, b)
     # The losses logged after the resume point equal the uninterrupted run's, step for step.
@@ -272,7 +261,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
 
 def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path):
     config = tiny(vae_celeba, tmp_path, num_epochs=2, eval_every_epochs=1)
-    loop.train(config, tmp_path / "run")
+    artifacts.train(config, tmp_path / "run")
     latest = tmp_path / "run" / "checkpoints" / "latest"
     steps = sorted(int(p.name) for p in latest.iterdir() if p.name.isdigit())
     assert len(steps) == 2
@@ -318,7 +307,7 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
     monkeypatch.setattr(loop, "build_steps", lambda *a, **k: PoisonedSteps(real_build(*a, **k)))
     # Read one dispatch late (the loop queues the next first), the error still names the bad step.
     with pytest.raises(loop.DivergenceError, match=r"non-finite loss in steps 19\.\.19 \(epoch 3\)"):
-        loop.train(config, tmp_path / "run")
+        artifacts.train(config, tmp_path / "run")
     latest = tmp_path / "run" / "checkpoints" / "latest"
     assert sorted(int(p.name) for p in latest.iterdir() if p.name.isdigit()) == [8, 16]
 
@@ -345,7 +334,7 @@ def test_each_dispatch_s_metrics_are_read_after_the_next_dispatch_is_queued(tmp_
     monkeypatch.setattr(loop, "_mean_metrics", recording_mean)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        loop.train(config, tmp_path / "run")
+        artifacts.train(config, tmp_path / "run")
     # Reads 1 and 2 of each epoch wait for the next dispatch; its last is read at the epoch's end.
     assert read_after == [2, 3, 3, 5, 6, 6]
     assert [row["step"] for row in metrics_lines(tmp_path / "run")] == [3, 6, 8, 11, 14, 16]
@@ -355,16 +344,16 @@ FOUR_DEVICES = """
 import os, sys, json
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
 import ml_collections, jax
-from gan_arith.train import loop
+from gan_arith import artifacts
 assert jax.device_count() == 4
 config = ml_collections.ConfigDict(json.loads(open(sys.argv[1]).read()))
-print("SUMMARY" + json.dumps(loop.train(config, sys.argv[2])))
+print("SUMMARY" + json.dumps(artifacts.train(config, sys.argv[2])))
 """
 
 
 def test_four_device_run_matches_one_device(tmp_path):
     config = tiny(vae_celeba, tmp_path, num_epochs=1)
-    one = loop.train(config, tmp_path / "one")
+    one = artifacts.train(config, tmp_path / "one")
     config_file = tmp_path / "config.json"
     config_file.write_text(config.to_json())
     result = subprocess.run([sys.executable, "-c", FOUR_DEVICES, str(config_file), str(tmp_path / "four")],
@@ -380,10 +369,10 @@ def test_four_device_run_matches_one_device(tmp_path):
     # from its best checkpoint, not past it as if the checkpoints were unreadable.
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        run = checkpoint.load_run(tmp_path / "four")
+        run = load_run(tmp_path / "four")
     assert jax.device_count() == 1 and int(run.state.step) == four["steps"]
     faces = np.zeros((2, run.image_size, run.image_size, 3), np.uint8)
-    np.testing.assert_allclose(run.reconstruct(faces), checkpoint.load_run(tmp_path / "one").reconstruct(faces), atol=1e-3)
+    np.testing.assert_allclose(run.reconstruct(faces), load_run(tmp_path / "one").reconstruct(faces), atol=1e-3)
 
 
 # One process of a two-process job (what each host of a TPU pod slice runs), two CPU devices each.
@@ -391,9 +380,9 @@ TWO_PROCESSES = """
 import os, sys, json
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
 import ml_collections, jax
-from gan_arith.train import loop
+from gan_arith import artifacts
 config = ml_collections.ConfigDict(json.loads(open(sys.argv[1]).read()))
-summary = loop.train(config, sys.argv[2])
+summary = artifacts.train(config, sys.argv[2])
 assert (jax.process_count(), jax.device_count(), summary["devices"]) == (2, 4, 4)
 """
 
@@ -446,7 +435,7 @@ def test_two_processes_train_resume_and_score_like_one(tmp_path):
     assert f"resuming at step {steps_per_epoch}" in results[0].stderr
     assert "resuming" not in results[1].stderr  # process 0 alone prints and writes
     reference = tmp_path / "one"
-    loop.train(config, reference)
+    artifacts.train(config, reference)
     assert_same_metrics(workdir, reference)
     assert [row["epoch"] for row in metrics_lines(workdir, "eval")] == [1, 2]  # one writer: no duplicate lines
     frechet = [row["frechet"] for row in metrics_lines(workdir, "eval")]
@@ -458,7 +447,7 @@ def test_two_processes_feed_their_rows_through_tf_data(tmp_path):
     config.data.pipeline = "tfdata"  # each host reads its half of every global batch
     for result in run_two_processes(config, tmp_path, tmp_path / "two", tmp_path / "two"):
         assert result.returncode == 0, result.stderr[-3000:]
-    loop.train(config, tmp_path / "one")
+    artifacts.train(config, tmp_path / "one")
     assert_same_metrics(tmp_path / "two", tmp_path / "one")
 
 

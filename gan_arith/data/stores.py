@@ -1,4 +1,4 @@
-"""Which faces a run trains on: an explicit store, the default CelebA store, raw CelebA prepared on the
+"""Which store a run trains on: an explicit store, the default CelebA store, raw CelebA prepared on the
 spot, or the built-in synthetic faces — in that order, saying which was chosen and why."""
 
 from __future__ import annotations
@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 import ml_collections
-import numpy as np
 
-from gan_arith.data.store import FaceStore, check_query
+from gan_arith.data.store import FaceStore
 from gan_arith.errors import InputError
 
 CELEBA_ENV = "GAN_ARITH_CELEBA"
@@ -64,15 +63,3 @@ def resolve_store(data: ml_collections.ConfigDict, image_size: int, seed: int) -
     store = ensure_synthetic_store(root, num_faces=data.synthetic_faces, image_sizes=(image_size,), seed=seed)
     return store, f"synthetic faces {root}"
 
-
-def select_faces(store: FaceStore, data: ml_collections.ConfigDict) -> np.ndarray:
-    """Indices of the faces a run uses: partition and attribute query, capped at `max_faces`."""
-    if data.query:
-        check_query(data.query, store.attribute_names, "config.data.query")
-    indices = store.select(data.query or None, data.partition or None)
-    if len(indices) == 0:
-        raise InputError(
-            f"no faces in {store.root} match partition={data.partition!r} query={data.query!r} "
-            f"({store.num_faces} faces in the store)"
-        )
-    return indices[: data.max_faces] if data.max_faces else indices

@@ -2,7 +2,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from gan_arith.data.sources import resolve_store, select_faces
+from gan_arith.data.selection import held_out_faces, select_faces
 from gan_arith.data.synthetic import write_synthetic_store
 from gan_arith.errors import InputError
 
@@ -33,16 +33,10 @@ def test_select_faces_refuses_a_bad_or_empty_selection_as_the_users_mistake(stor
         select_faces(store, _data(**changes))
 
 
-@pytest.mark.parametrize("changes,message", [
-    ({"store": "{tmp}/nope"}, r"config\.data\.store=.*/nope: no prepared-faces store"),
-    ({"celeba_dir": "{tmp}/nope"}, r"config\.data\.celeba_dir=.*/nope: CelebA root .* is not a directory"),
-])
-def test_a_missing_data_source_is_the_users_mistake(tmp_path, changes, message):
-    data = ml_collections.ConfigDict({
-        "store": "", "default_store": str(tmp_path / "none"), "celeba_dir": "", "prepare_processes": 1,
-        "synthetic_dir": str(tmp_path / "synthetic"), "synthetic_faces": 8,
-    })
-    data.update({key: value.format(tmp=tmp_path) for key, value in changes.items()})
-    with pytest.raises(InputError, match=message):
-        resolve_store(data, 8, seed=0)
-    assert not (tmp_path / "synthetic").exists()  # no fallback to other faces
+def test_held_out_faces_are_never_the_training_or_the_test_faces(tmp_path):
+    store = write_synthetic_store(tmp_path / "faces", num_faces=50, image_sizes=[8], seed=0, shard_size=50)
+    for partition, held_out in (("train", "valid"), ("valid", "train"), ("validation", "train"), ("test", "valid")):
+        np.testing.assert_array_equal(held_out_faces(store, _data(partition=partition)), store.select(None, held_out))
+    np.testing.assert_array_equal(held_out_faces(store, _data(partition="train", query="Smiling")),
+                                  store.select("Smiling", "valid"))
+    assert len(held_out_faces(store, _data())) == 0  # a run on every face has none held out
