@@ -19,6 +19,7 @@ from gan_arith.config import SCHEDULES, check_ranges
 from gan_arith.errors import InputError
 from gan_arith.models.autoencoder import AccordionAE
 from gan_arith.models.dcgan import Discriminator, Generator
+from gan_arith.models.fast import IMPLS, dcgan_modules
 from gan_arith.models.layers import CONV_TRANSPOSE_IMPLS, num_doublings, to_model_range
 from gan_arith.models.vae import VAE
 
@@ -373,7 +374,7 @@ def model_dtype(name: str) -> Any:
 
 MODEL_CHOICES = {
     "kind": ("dcgan", "vae", "ae"), "dtype": tuple(COMPUTE_DTYPES), "conv_transpose": CONV_TRANSPOSE_IMPLS,
-    "discriminator_padding": ("same", "symmetric"),
+    "discriminator_padding": ("same", "symmetric"), "impl": IMPLS,
 }
 
 
@@ -416,8 +417,11 @@ def build_steps(config: Any, batch_sharding: jax.sharding.Sharding | None = None
     optimizer = adam_at(opt.learning_rate)
     dtype = model_dtype(model.dtype)
     if model.kind == "dcgan":
-        generator = Generator(model.latent_dim, model.width, model.image_size, dtype, model.conv_transpose)
-        discriminator = Discriminator(model.width, model.image_size, model.dropout_rate, dtype, model.discriminator_padding)
+        generator_module, discriminator_module = dcgan_modules(model.impl)
+        generator = generator_module(model.latent_dim, model.width, model.image_size, dtype, model.conv_transpose)
+        discriminator = discriminator_module(
+            model.width, model.image_size, model.dropout_rate, dtype, model.discriminator_padding
+        )
         discriminator_optimizer = adam_at(opt.discriminator_learning_rate) if opt.discriminator_learning_rate else None
         return GANSteps(
             generator, discriminator, optimizer, batch_sharding, config.ema_decay, discriminator_optimizer, config.r1_gamma
