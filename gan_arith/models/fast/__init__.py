@@ -8,8 +8,8 @@ from __future__ import annotations
 import jax
 import jax.extend
 
-from gan_arith.models import dcgan
-from gan_arith.models.fast import dcgan as fast_dcgan
+from gan_arith.models import dcgan as plain
+from gan_arith.models.fast import dcgan as fast
 
 IMPLS = ("auto", "plain", "fast")
 
@@ -21,6 +21,6 @@ def uses_fast(impl: str) -> bool:
     return impl == "fast" or (impl == "auto" and jax.default_backend() == "gpu" and "cuda" in jax.extend.backend.backends())
 
 
-def dcgan_modules(impl: str) -> tuple[type[dcgan.Generator], type[dcgan.Discriminator]]:
+def dcgan_modules(impl: str) -> tuple[type[plain.Generator], type[plain.Discriminator]]:
     """The DCGAN's generator and discriminator classes for `impl` (`uses_fast`)."""
-    return (fast_dcgan.Generator, fast_dcgan.Discriminator) if uses_fast(impl) else (dcgan.Generator, dcgan.Discriminator)
+    return (fast.Generator, fast.Discriminator) if uses_fast(impl) else (plain.Generator, plain.Discriminator)
