@@ -43,7 +43,7 @@ def phase_padding(kernel_size: int, phase: int) -> tuple[int, int, int]:
     with the kernel. Output 2m + phase only ever meets input pixels through taps j = j0, j0 + 2, ...,
     and tap j0 + 2t reads input pixel m + t + offset, which is a plain stride-1 correlation.
     """
-    pad_before = kernel_size - 1 if kernel_size < 3 else int(np.ceil(kernel_size / 2))
+    pad_before = kernel_size - 1 if kernel_size < 3 else (kernel_size + 1) // 2  # lax's, for stride 2
     first_tap = (pad_before - phase) % 2
     num_taps = len(range(first_tap, kernel_size, 2))
     offset = (phase + first_tap - pad_before) // 2

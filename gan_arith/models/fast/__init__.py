@@ -18,7 +18,8 @@ def uses_fast(impl: str) -> bool:
     """Whether `impl` ('auto', 'plain' or 'fast') selects this package here: 'auto' on CUDA GPUs."""
     if impl not in IMPLS:
         raise ValueError(f"model impl must be one of {', '.join(IMPLS)}, got {impl!r}")
-    return impl == "fast" or (impl == "auto" and jax.default_backend() == "gpu" and "cuda" in jax.extend.backend.backends())
+    on_cuda = jax.default_backend() == "gpu" and "cuda" in jax.extend.backend.backends()
+    return impl == "fast" or (impl == "auto" and on_cuda)
 
 
 def dcgan_modules(impl: str) -> tuple[type[plain.Generator], type[plain.Discriminator]]:

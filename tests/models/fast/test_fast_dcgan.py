@@ -19,16 +19,16 @@ def _assert_close_trees(got, expected, rtol=1e-4, atol=1e-4):
         np.testing.assert_allclose(g, e, rtol=rtol, atol=atol)
 
 
-def test_both_forms_initialise_the_same_parameters():
-    z, images = jnp.zeros((1, 16)), jnp.zeros((1, 20, 20, 3))
-    for plain, ours, x in ((dcgan.Generator, fast.Generator, z), (dcgan.Discriminator, fast.Discriminator, images)):
-        small = dict(width=8, image_size=20) | ({"latent_dim": 16} if plain is dcgan.Generator else {})
-        expected = jax.jit(plain(**small).init)(jax.random.key(1), x)
-        got = jax.jit(ours(**small).init)(jax.random.key(1), x)
-        jax.tree.map(np.testing.assert_array_equal, got, expected)
-        seed_shapes = [jax.eval_shape(module().init, jax.random.key(1), jnp.zeros((1, 100) if x is z else (1, 80, 80, 3)))
-                       for module in (plain, ours)]
-        assert seed_shapes[0] == seed_shapes[1]
+@pytest.mark.parametrize("name,small,small_input,seed_input", [
+    ("Generator", {"latent_dim": 16, "width": 8, "image_size": 20}, (1, 16), (1, 100)),
+    ("Discriminator", {"width": 8, "image_size": 20}, (1, 20, 20, 3), (1, 80, 80, 3)),
+])
+def test_both_forms_initialise_the_same_parameters(name, small, small_input, seed_input):
+    plain, ours = getattr(dcgan, name), getattr(fast, name)
+    expected = jax.jit(plain(**small).init)(jax.random.key(1), jnp.zeros(small_input))
+    jax.tree.map(np.testing.assert_array_equal, jax.jit(ours(**small).init)(jax.random.key(1), jnp.zeros(small_input)), expected)
+    seed_shapes = [jax.eval_shape(module().init, jax.random.key(1), jnp.zeros(seed_input)) for module in (plain, ours)]
+    assert seed_shapes[0] == seed_shapes[1]
 
 
 @pytest.mark.usefixtures("exact_products")
