@@ -38,8 +38,7 @@ class Generator(nn.Module):
     def __call__(self, z_bl: jax.Array) -> jax.Array:
         self.check_latents(z_bl)
         layer = dict(kernel_init=KERNEL_INIT, bias_init=BIAS_INIT, dtype=self.dtype)
-        x = nn.Dense(BASE_SIZE * BASE_SIZE * self.width, **layer)(z_bl)  # dense_1
-        x = leaky_relu(x)
+        x = leaky_relu(nn.Dense(BASE_SIZE * BASE_SIZE * self.width, **layer)(z_bl))  # dense_1, leaky_re_lu_5
         x = x.reshape(-1, BASE_SIZE, BASE_SIZE, self.width)  # reshape
         # conv2d_transpose .. conv2d_transpose_3, each with its leaky_re_lu
         for _ in range(num_doublings(self.image_size, BASE_SIZE)):
@@ -74,11 +73,10 @@ class Discriminator(nn.Module):
         self.check_images(images_bhwc)
         layer = dict(kernel_init=KERNEL_INIT, bias_init=BIAS_INIT, dtype=self.dtype)
         strided = "SAME" if self.padding == "same" else SYMMETRIC_PADDING
-        x = leaky_relu(nn.Conv(self.width, (5, 5), padding="SAME", **layer)(images_bhwc))  # conv2d
-        for _ in range(num_doublings(self.image_size, BASE_SIZE)):  # conv2d_1 .. conv2d_4
-            x = nn.Conv(self.width, (5, 5), strides=(2, 2), padding=strided, **layer)(x)
-            x = leaky_relu(x)
+        x = leaky_relu(nn.Conv(self.width, (5, 5), padding="SAME", **layer)(images_bhwc))  # conv2d, leaky_re_lu
+        for _ in range(num_doublings(self.image_size, BASE_SIZE)):  # conv2d_1 .. conv2d_4, each with its leaky_re_lu
+            x = leaky_relu(nn.Conv(self.width, (5, 5), strides=(2, 2), padding=strided, **layer)(x))
         x = x.reshape(x.shape[0], -1)  # flatten
-        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)  # dropout
         return nn.Dense(1, **layer)(x)[:, 0].astype(jnp.float32)  # dense
 
