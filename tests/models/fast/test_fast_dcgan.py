@@ -26,7 +26,8 @@ def _assert_close_trees(got, expected, rtol=1e-4, atol=1e-4):
 def test_both_forms_initialise_the_same_parameters(name, small, small_input, seed_input):
     plain, ours = getattr(dcgan, name), getattr(fast, name)
     expected = jax.jit(plain(**small).init)(jax.random.key(1), jnp.zeros(small_input))
-    jax.tree.map(np.testing.assert_array_equal, jax.jit(ours(**small).init)(jax.random.key(1), jnp.zeros(small_input)), expected)
+    got = jax.jit(ours(**small).init)(jax.random.key(1), jnp.zeros(small_input))
+    jax.tree.map(np.testing.assert_array_equal, got, expected)
     seed_shapes = [jax.eval_shape(module().init, jax.random.key(1), jnp.zeros(seed_input)) for module in (plain, ours)]
     assert seed_shapes[0] == seed_shapes[1]
 
