@@ -58,7 +58,7 @@ from gan_arith.data.store import FaceStore
 from gan_arith.data.synthetic import write_synthetic_store
 from gan_arith.files import write_json
 from gan_arith.flops import train_step_flops, xla_flops
-from gan_arith.models.dcgan import Generator
+from gan_arith.models.fast import dcgan_modules
 from gan_arith.models.layers import CONV_TRANSPOSE_IMPLS
 from gan_arith.train import parallel
 from gan_arith.train.state import TrainState
@@ -426,7 +426,7 @@ def bench_conv_transpose(size: Size, generator_params: Any | None = None) -> dic
     cotangent = jax.random.normal(jax.random.key(1), (size.batch_size, size.image_size, size.image_size, 3))
     result = {"batch_size": size.batch_size}
     for impl in ("phase", "dilated"):
-        generator = Generator(LATENT_DIM["dcgan"], size.width, size.image_size, jnp.float32, impl)
+        generator = dcgan_modules("auto")[0](LATENT_DIM["dcgan"], size.width, size.image_size, jnp.float32, impl)
         if generator_params is None:
             generator_params = jax.jit(generator.init)(jax.random.key(2), z)["params"]
         params = {"params": generator_params}

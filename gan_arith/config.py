@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 import ml_collections
 
 from gan_arith.errors import InputError
+from gan_arith.models.fast import IMPLS
 from gan_arith.models.layers import CONV_TRANSPOSE_IMPLS, num_doublings
 
 
@@ -21,7 +22,7 @@ SCHEDULES = ("constant", "cosine")  # learning-rate schedules (train/steps.py le
 COMPUTE_DTYPES = ("float32", "bfloat16")  # model.dtype (train/steps.py model_dtype)
 MODEL_CHOICES = {
     "kind": ("dcgan", "vae", "ae"), "dtype": COMPUTE_DTYPES, "conv_transpose": CONV_TRANSPOSE_IMPLS,
-    "discriminator_padding": ("same", "symmetric"),
+    "discriminator_padding": ("same", "symmetric"), "impl": IMPLS,
 }
 
 
@@ -36,9 +37,12 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
             "image_size": 80,
             "dtype": "float32",  # compute dtype ('bfloat16' for speed); parameters are always float32
             "conv_transpose": "phase",  # 'dilated' is plain lax.conv_transpose, the slow reference
+            # DCGAN lowering, same parameters and function: 'plain' (models/dcgan.py), 'fast' (models/fast/,
+            # for CUDA GPUs) or 'auto' (fast on CUDA GPUs, plain elsewhere)
+            "impl": "auto",
             "dropout_rate": 0.4,
             # DCGAN discriminator's stride-2 layers: 'same' (Keras, the seed) or 'symmetric' (PyTorch's
-            # padding=2, a different function); on CUDA both run symmetric padding (models/dcgan.py)
+            # padding=2, a different function); impl 'fast' runs both padded symmetrically (models/fast/dcgan.py)
             "discriminator_padding": "same",
             "beta": 1.0,  # VAE: weight of the KL term
         }
@@ -97,6 +101,7 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
 # one means that value (`with_added_fields`), so old runs load and resume.
 ADDED_FIELDS: dict[tuple[str, ...], Any] = {
     ("model", "discriminator_padding"): "same",
+    ("model", "impl"): "auto",  # how the models are lowered, not what they compute
     ("conv_fusion",): "auto",  # how the steps compile, not what they compute
     ("ema_decay",): 0.0,
     ("r1_gamma",): 0.0,

@@ -1,7 +1,7 @@
 """Model FLOPs of one train step, counted from the layer shapes, and XLA's own count to check it.
 
 What is counted: every application of ``nn.Dense``, ``nn.Conv``, ``ConvFromPhases``,
-``nn.ConvTranspose`` and ``ConvTranspose2x``, and the ``Discriminator``'s convolutions (computed
+``nn.ConvTranspose`` and ``ConvTranspose2x``, and the fast ``Discriminator``'s convolutions (computed
 outside flax layers; from its ``convolution_layers``), as multiply-accumulates (MACs), one FLOP
 pair each (FLOPs = 2·MACs):
 
@@ -38,8 +38,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gan_arith.models.dcgan import DISCRIMINATOR_KERNEL, Discriminator
-from gan_arith.models.layers import CONV_TRANSPOSE_IMPLS, ConvFromPhases, ConvTranspose2x
+from gan_arith.models.fast.dcgan import DISCRIMINATOR_KERNEL, Discriminator
+from gan_arith.models.fast.phases import ConvFromPhases
+from gan_arith.models.layers import CONV_TRANSPOSE_IMPLS, ConvTranspose2x
 from gan_arith.train.steps import AutoencoderSteps, GANSteps, Steps, VAESteps
 
 
@@ -99,7 +100,7 @@ def model_layers(module: nn.Module, *args: Any, **kwargs: Any) -> list[Layer]:
             kind, macs = _layer_macs(context.module, x_shape, y_shape)
             layers.append(Layer("/".join(context.module.path), kind, x_shape, y_shape, macs))
         if context.method_name == "__call__" and isinstance(context.module, Discriminator):
-            # Its convolutions run outside flax layers (Discriminator._convolutions); they come before its Dense.
+            # Its convolutions run outside flax layers (Discriminator.convolutions); they come before its Dense.
             layers[first:first] = _discriminator_convolutions(context.module, tuple(call_args[0].shape))
         return out
 

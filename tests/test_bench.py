@@ -258,8 +258,11 @@ def test_pass_counts_backward_only_where_gradients_are_needed():
     assert Pass("forward only", layers, False, False).total == first + second
 
 
-def test_seed_dcgan_step_is_about_two_teraflop():
-    steps = build_steps(bench.step_config("dcgan", "float32", bench.SIZES["seed"]))
+@pytest.mark.parametrize("impl", ["plain", "fast"])  # the same layers, counted from other modules
+def test_seed_dcgan_step_is_about_two_teraflop(impl):
+    config = bench.step_config("dcgan", "float32", bench.SIZES["seed"])
+    config.model.impl = impl
+    steps = build_steps(config)
     counted = train_step_flops(steps, batch_size=128, image_size=80)
     # Per image, in MACs, from the seed's layer tables (80x80, width 128, latent 100).
     g_dense = 100 * 5 * 5 * 128

@@ -71,6 +71,8 @@ def _with_model(kind, **changes):
                  r"config\.model\.image_size must be 5·2\^k", id="check_model_config-image_size"),
     pytest.param(lambda: check_model_config(_with_model("dcgan", discriminator_padding="valid")),
                  r"config\.model\.discriminator_padding must be one of same, symmetric", id="check_model_config-choice"),
+    pytest.param(lambda: check_model_config(_with_model("dcgan", impl="gpu")),
+                 r"config\.model\.impl must be one of auto, plain, fast, got 'gpu'", id="check_model_config-impl"),
     pytest.param(lambda: check_model_config(_with_model("vae", beta=-1.0)),
                  r"config\.model\.beta \(the KL term's weight\) must be a number >= 0", id="check_model_config-beta"),
     pytest.param(lambda: check_model_config(_with_model("ae", image_size=100)),

@@ -12,6 +12,7 @@ CORE_MODULES = [
     "gan_arith.models.vae",
     "gan_arith.models.autoencoder",
     "gan_arith.train.state",
+    "gan_arith.models.fast",
     "gan_arith.train.steps",
     "gan_arith.train.parallel",
     "gan_arith.data.store",

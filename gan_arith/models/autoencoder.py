@@ -24,10 +24,10 @@ class AccordionBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         layer = dict(kernel_init=KERNEL_INIT, bias_init=BIAS_INIT, dtype=self.dtype)
-        for filters in ENCODER_FILTERS:
+        for filters in ENCODER_FILTERS:  # conv2d .. conv2d_2 (conv2d_3 .. conv2d_5 in the second block)
             x = nn.relu(nn.Conv(filters, (3, 3), strides=(2, 2), padding="SAME", **layer)(x))
         x = nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3, dtype=self.dtype)(x)
-        for features in DECODER_FILTERS:
+        for features in DECODER_FILTERS:  # conv2d_transpose .. conv2d_transpose_2
             x = ConvTranspose2x(features, 3, impl=self.conv_transpose, dtype=self.dtype)(x)
             # The last layer of each block emits an image, so the second block reads what the first wrote.
             x = nn.relu(x) if features != 3 else jnp.tanh(x)

@@ -42,13 +42,13 @@ class Encoder(nn.Module):
             raise ValueError(f"Encoder expects images [B, {self.image_size}, {self.image_size}, 3], got {images_bhwc.shape}")
         layer = dict(kernel_init=KERNEL_INIT, bias_init=BIAS_INIT, dtype=self.dtype)
         x = images_bhwc
-        for filters in _filters(self.image_size):
+        for filters in _filters(self.image_size):  # conv2d .. conv2d_3
             x = nn.relu(nn.Conv(filters, (3, 3), strides=(2, 2), padding="SAME", **layer)(x))
-        # Keras' BatchNormalization defaults: momentum 0.99, epsilon 1e-3.
+        # batch_normalization, with Keras' defaults: momentum 0.99, epsilon 1e-3.
         x = nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3, dtype=self.dtype)(x)
-        x = x.reshape(x.shape[0], -1)
-        mean = nn.Dense(self.latent_dim, name="mean", **layer)(x)
-        logvar = nn.Dense(self.latent_dim, name="logvar", **layer)(x)
+        x = x.reshape(x.shape[0], -1)  # flatten
+        mean = nn.Dense(self.latent_dim, name="mean", **layer)(x)  # dense
+        logvar = nn.Dense(self.latent_dim, name="logvar", **layer)(x)  # dense_1
         return mean.astype(jnp.float32), logvar.astype(jnp.float32)
 
 
@@ -63,8 +63,8 @@ class Decoder(nn.Module):
     def __call__(self, z_bl: jax.Array) -> jax.Array:
         filters = _filters(self.image_size)
         x = nn.Dense(BASE_SIZE * BASE_SIZE * filters[-1], kernel_init=KERNEL_INIT, bias_init=BIAS_INIT, dtype=self.dtype)(z_bl)
-        x = nn.relu(x).reshape(-1, BASE_SIZE, BASE_SIZE, filters[-1])
-        for features in (*reversed(filters[:-1]), 3):
+        x = nn.relu(x).reshape(-1, BASE_SIZE, BASE_SIZE, filters[-1])  # intermediate_decoder, reshape
+        for features in (*reversed(filters[:-1]), 3):  # conv2d_transpose .. conv2d_transpose_3
             x = ConvTranspose2x(features, 3, impl=self.conv_transpose, dtype=self.dtype)(x)
             x = nn.relu(x) if features != 3 else x
         return jnp.tanh(x.astype(jnp.float32))

@@ -139,6 +139,8 @@ def _check_resumable(workdir: Path, config: ml_collections.ConfigDict) -> None:
         return  # nothing saved to continue (e.g. a run that failed before its first checkpoint)
     saved = json.loads(load_config(workdir).to_json())
     current = json.loads(config.to_json())
+    for fields in (saved, current):  # the models' lowering, not what they compute
+        fields["model"].pop("impl", None)
     differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k) and k not in RESUMABLE_CHANGES)
     if differing:
         raise InputError(

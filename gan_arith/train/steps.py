@@ -17,6 +17,7 @@ import optax
 from gan_arith.config import COMPUTE_DTYPES, SCHEDULES
 from gan_arith.models.autoencoder import AccordionAE
 from gan_arith.models.dcgan import Discriminator, Generator
+from gan_arith.models.fast import dcgan_modules
 from gan_arith.models.layers import to_model_range
 from gan_arith.models.vae import VAE
 from gan_arith.train.state import Batch, Metrics, TrainState
@@ -375,8 +376,11 @@ def build_steps(config: Any, batch_sharding: jax.sharding.Sharding | None = None
     optimizer = adam_at(opt.learning_rate)
     dtype = model_dtype(model.dtype)
     if model.kind == "dcgan":
-        generator = Generator(model.latent_dim, model.width, model.image_size, dtype, model.conv_transpose)
-        discriminator = Discriminator(model.width, model.image_size, model.dropout_rate, dtype, model.discriminator_padding)
+        generator_module, discriminator_module = dcgan_modules(model.impl)
+        generator = generator_module(model.latent_dim, model.width, model.image_size, dtype, model.conv_transpose)
+        discriminator = discriminator_module(
+            model.width, model.image_size, model.dropout_rate, dtype, model.discriminator_padding
+        )
         discriminator_optimizer = adam_at(opt.discriminator_learning_rate) if opt.discriminator_learning_rate else None
         return GANSteps(
             generator, discriminator, optimizer, batch_sharding, config.ema_decay, discriminator_optimizer, config.r1_gamma
