@@ -49,7 +49,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.experimental import topologies  # noqa: E402
 
-from gan_arith import bench  # noqa: E402
+from gan_arith.bench import measure as bench  # noqa: E402
+from gan_arith.bench import trace  # noqa: E402
 from gan_arith.models.layers import CONV_TRANSPOSE_IMPLS  # noqa: E402
 from gan_arith.train import parallel  # noqa: E402
 from gan_arith.train.steps import build_steps  # noqa: E402
@@ -123,7 +124,7 @@ def kernels(hlo_text: str) -> list[dict]:
 def measured_bandwidth(found: list[dict], micros: dict[str, float], launches: dict[str, int],
                        calls: int) -> list[dict]:
     """The profiled memory-bound kernels (`micros` and `launches` per kernel name over `calls` calls,
-    from bench.gpu_kernels) joined with the bytes modelled for them, slowest first. The profile writes
+    from trace.gpu_kernels) joined with the bytes modelled for them, slowest first. The profile writes
     HLO's dots as underscores (loop_pad_fusion_2 for loop_pad_fusion.2)."""
     modelled = collections.defaultdict(list)
     for kernel in found:
@@ -203,7 +204,7 @@ def main() -> None:
             found = kernels(hlo)
             rows.append(report(model, dtype, found, args.top))
             if args.trace:
-                measured = measured_bandwidth(found, *bench.gpu_kernels(args.trace), args.trace_calls)
+                measured = measured_bandwidth(found, *trace.gpu_kernels(args.trace), args.trace_calls)
                 print(f"  measured memory-bound kernels ({args.trace}): {sum(r['ms_per_call'] for r in measured):.3f} ms "
                       "per call; the slowest:")
                 for row in measured[:args.top]:
