@@ -4,6 +4,8 @@ import ast
 import subprocess
 import sys
 
+import pytest
+
 CORE_MODULES = [
     "gan_arith.models.dcgan",
     "gan_arith.models.vae",
@@ -54,10 +56,12 @@ def tensorflow_modules_after_importing(modules: list[str]) -> list[str]:
     return ast.literal_eval(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_core_imports_without_tensorflow():
     assert tensorflow_modules_after_importing(CORE_MODULES) == []
 
 
+@pytest.mark.slow
 def test_the_check_itself_detects_tensorflow():
     # Guard against a check that cannot fail: a module that imports TensorFlow when imported (mtcnn does)
     # among the core modules must be reported.

@@ -32,6 +32,7 @@ def tiny_size(**changes) -> bench.Size:
     return dataclasses.replace(bench.SIZES["cpu"], image_size=10, width=8, batch_size=8, **changes)
 
 
+@pytest.mark.slow
 def test_bench_smoke_writes_complete_json(tmp_path, capsys, monkeypatch):
     path = tmp_path / "out" / "bench.json"
     argv = TINY + ["--dtypes", "bfloat16", "--fuse", "2", "--fused-rows", "dcgan/bfloat16", "--conv-fusion", "on",
@@ -137,6 +138,7 @@ def test_fast_path_trains_like_the_plain_path():
     assert np.ptp(np.asarray(fast_metrics["g_loss"])) > 1e-3
 
 
+@pytest.mark.slow
 def test_bfloat16_training_moves_samples_toward_the_data():
     """400 bf16 steps on 10x10 synthetic faces: finite losses, and the Fréchet distance of 5x5
     thumbnails between samples and data at least halves."""

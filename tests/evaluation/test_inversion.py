@@ -124,6 +124,7 @@ def test_encoder_steps_reduce_their_losses():
     assert int(state.step) == 40 + 15
 
 
+@pytest.mark.slow
 def test_encoder_is_trained_once_per_generator_and_its_start_is_compared_with_random_starts(tmp_path, capsys, monkeypatch):
     generate = _mlp_generator(32, seed=12)
     real = from_model_range(generate(jax.random.normal(jax.random.PRNGKey(13), (8, LATENT))))

@@ -68,6 +68,7 @@ def test_reconstruction_experiments_write_their_files(module, figure, tmp_path):
             run.latent_dim
 
 
+@pytest.mark.slow
 def test_dcgan_command_line_run_and_resume(tmp_path):
     """`python -m experiments.dcgan_celeba` with overrides and a compilation cache; a second identical command resumes."""
     workdir = tmp_path / "run"
@@ -235,6 +236,7 @@ loop.train(config, sys.argv[2])
 """
 
 
+@pytest.mark.slow
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     config = tiny(dcgan_celeba, tmp_path, num_epochs=4, eval_every_epochs=1)
     reference = loop.train(config, tmp_path / "reference")
@@ -362,6 +364,7 @@ print("SUMMARY" + json.dumps(loop.train(config, sys.argv[2])))
 """
 
 
+@pytest.mark.slow
 def test_four_device_run_matches_one_device(tmp_path):
     config = tiny(vae_celeba, tmp_path, num_epochs=1)
     one = loop.train(config, tmp_path / "one")
@@ -429,6 +432,7 @@ def assert_same_metrics(workdir: Path, reference: Path) -> None:
             np.testing.assert_allclose(a[name], b[name], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_two_processes_train_resume_and_score_like_one(tmp_path):
     """A pod slice's path on CPU: device-resident data on every host, the face store and the Fréchet
     metric's classifier made once (process 0 first), one shared checkpoint, resumed by both."""
@@ -453,6 +457,7 @@ def test_two_processes_train_resume_and_score_like_one(tmp_path):
     np.testing.assert_allclose(frechet, [row["frechet"] for row in metrics_lines(reference, "eval")], rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_two_processes_feed_their_rows_through_tf_data(tmp_path):
     config = tiny(dcgan_celeba, tmp_path, num_epochs=1)
     config.data.pipeline = "tfdata"  # each host reads its half of every global batch
@@ -462,6 +467,7 @@ def test_two_processes_feed_their_rows_through_tf_data(tmp_path):
     assert_same_metrics(tmp_path / "two", tmp_path / "one")
 
 
+@pytest.mark.slow
 def test_two_processes_refuse_a_workdir_they_do_not_share(tmp_path):
     results = run_two_processes(tiny(dcgan_celeba, tmp_path), tmp_path, tmp_path / "host0", tmp_path / "host1")
     for result in results:
