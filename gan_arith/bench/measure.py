@@ -191,8 +191,7 @@ def initial_state(steps: Steps, image_size: int) -> TrainState:
     """``steps.init`` at key 0, fetched to the host.
 
     The initial state is not what is measured, so its computation is compiled without backend
-    optimisation: on this project's 2-core CPU that compiles in ~1 s instead of 4-6 s, with
-    bit-identical values.
+    optimisation: on CPU that compiles several times faster, with bit-identical values.
     """
     init = jax.jit(steps.init, static_argnums=1).lower(jax.random.key(0), image_size)
     compiled = init.compile(compiler_options={"xla_backend_optimization_level": 0})
