@@ -30,6 +30,7 @@ def test_a_run_of_another_kind_is_refused_before_anything_runs(tmp_path):
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [checkpoint.CONFIG_FILE]
 
 
+@pytest.mark.slow
 def test_a_stopped_run_is_finished_with_its_own_config(tmp_path, capsys):
     config = tiny_vae(tmp_path, num_epochs=2)
     workdir = tmp_path / "run"

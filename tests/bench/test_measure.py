@@ -113,6 +113,7 @@ def test_time_calls_takes_median_windows_after_warm_up():
     assert calls == [0, 1, 2, 3, 4]  # warm-up, calibration, then one call per window
 
 
+@pytest.mark.slow
 def test_fast_path_trains_like_the_plain_path():
     """Phase convs fused 10 steps per donated scan vs dilated convs one jitted step per call: same losses."""
     size = tiny_size()
@@ -184,6 +185,7 @@ def test_source_digest_names_the_code_measured(tmp_path, monkeypatch):
     assert bench.source_digest() == copied
 
 
+@pytest.mark.slow
 def test_abstract_step_inputs_compile_the_step_ahead_of_time():
     # What tools/gpu_traffic.py and tools/tpu_compile.py compile for absent devices: here for the CPU,
     # then run on concrete inputs, giving the same state as the jitted per-step function.

@@ -102,6 +102,7 @@ def test_psnr_of_a_known_noise_and_ssim_against_skimage():
     assert 0.2 < min(expected) < max(expected) < 0.99
 
 
+@pytest.mark.slow
 def test_encoder_steps_reduce_their_losses():
     generate = _mlp_generator(32, seed=9)
     encoder = LatentEncoder(LATENT, width=8)

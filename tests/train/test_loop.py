@@ -42,6 +42,7 @@ def metrics_lines(workdir: Path, split: str = "train") -> list[dict]:
     return [row for row in map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines()) if row["split"] == split]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "module,figure", [(vae_celeba, "reconstructions_epoch0002.png"), (accordion_ae_celeba, "reconstructions_epoch0002.png")]
 )
@@ -205,6 +206,7 @@ def test_a_run_that_saved_no_checkpoint_does_not_pin_its_config(tmp_path):
     assert loop.train(config, tmp_path / "run")["steps"] > 0
 
 
+@pytest.mark.slow
 def test_config_change_in_the_same_workdir_is_refused(tmp_path):
     config = tiny(vae_celeba, tmp_path, num_epochs=1)
     first = loop.train(config, tmp_path / "run")
@@ -299,6 +301,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path):
     manager.close()
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     config = tiny(vae_celeba, tmp_path, num_epochs=3, eval_every_epochs=1)
     real_build = loop.build_steps
@@ -325,6 +328,7 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
     assert sorted(int(p.name) for p in latest.iterdir() if p.name.isdigit()) == [8, 16]
 
 
+@pytest.mark.slow
 def test_each_dispatch_s_metrics_are_read_after_the_next_dispatch_is_queued(tmp_path, monkeypatch):
     # Reading them at once left the GPU idle while the host fetched, logged and dispatched again.
     config = tiny(vae_celeba, tmp_path, num_epochs=2, steps_per_dispatch=3)  # 8 steps per epoch: 3 + 3 + 2

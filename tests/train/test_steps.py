@@ -128,6 +128,7 @@ def test_unknown_kind_and_dtype_are_named():
 
 
 
+@pytest.mark.slow
 def test_generator_average_follows_its_ramped_decay_and_feeds_sampling():
     config = tiny_config("dcgan", 10)
     config.ema_decay = 0.9
@@ -152,6 +153,7 @@ def test_generator_average_follows_its_ramped_decay_and_feeds_sampling():
     assert plain.sampling_params(plain_state) is plain_state.params["generator"]
 
 
+@pytest.mark.slow
 def test_discriminator_learning_rate_sets_only_the_discriminators_step():
     def first_updates(discriminator_learning_rate: float):
         config = tiny_config("dcgan", 10)
@@ -172,6 +174,7 @@ def test_discriminator_learning_rate_sets_only_the_discriminators_step():
     np.testing.assert_allclose(np.abs(own_g).max(), np.abs(shared_g).max(), rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_cosine_schedule_decays_both_rates_over_the_run_and_keeps_the_state_shape():
     from gan_arith.train.steps import learning_rate_schedule
 
@@ -196,6 +199,7 @@ def test_cosine_schedule_decays_both_rates_over_the_run_and_keeps_the_state_shap
     assert not tree_equal(state.params, steps.init(jax.random.key(0), 10).params)
 
 
+@pytest.mark.slow
 def test_r1_penalty_is_the_real_faces_squared_input_gradient_and_steers_the_discriminator():
     config = tiny_config("dcgan", 10)
     config.r1_gamma = 10.0
