@@ -183,6 +183,7 @@ def test_held_out_faces_are_never_the_training_or_the_test_faces(tmp_path):
     assert len(loop._held_out_faces(store, config)) == 0
 
 
+@pytest.mark.slow
 def test_a_finished_run_rerun_with_fewer_epochs_says_how_long_it_trained(tmp_path, capsys, monkeypatch):
     compiled_with = []  # XLA:CPU ignores the option; that the steps are compiled with it is checked here
     for name in ("compile_train_steps", "compile_eval_step"):
@@ -199,6 +200,7 @@ def test_a_finished_run_rerun_with_fewer_epochs_says_how_long_it_trained(tmp_pat
     assert f"already trained for {first['steps']} steps (2 epochs)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_run_that_saved_no_checkpoint_does_not_pin_its_config(tmp_path):
     config = tiny(vae_celeba, tmp_path, num_epochs=1)
     (tmp_path / "run").mkdir()
@@ -274,6 +276,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     assert after and all(after[s]["g_loss"] == ref[s]["g_loss"] for s in after)
 
 
+@pytest.mark.slow
 def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path):
     config = tiny(vae_celeba, tmp_path, num_epochs=2, eval_every_epochs=1)
     loop.train(config, tmp_path / "run")

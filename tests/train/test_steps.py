@@ -29,6 +29,7 @@ def tree_equal(a, b) -> bool:
     return all(jax.tree.leaves(jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)), a, b)))
 
 
+@pytest.mark.slow
 def test_gan_phases_update_only_their_own_network():
     steps = build_steps(tiny_config("dcgan", 10))
     state = steps.init(jax.random.key(0), 10)
@@ -59,6 +60,7 @@ def test_gan_step_metrics_are_finite_and_step_counts():
         steps.data_batch_size(7)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind,image_size", [("vae", 20), ("ae", 16)])
 def test_reconstruction_losses_fall_on_a_fixed_batch(kind, image_size):
     steps = build_steps(tiny_config(kind, image_size))
@@ -86,6 +88,7 @@ def test_vae_metrics_and_kl():
     assert bool(jnp.isfinite(eval_metrics["loss"]))
 
 
+@pytest.mark.slow
 def test_same_key_gives_bit_identical_state():
     steps = build_steps(tiny_config("dcgan", 10))
     run = jax.jit(fuse_steps(steps.train_step))
@@ -97,6 +100,7 @@ def test_same_key_gives_bit_identical_state():
     assert not tree_equal(state_a.params, state_c.params)
 
 
+@pytest.mark.slow
 def test_fused_steps_equal_one_at_a_time():
     steps = build_steps(tiny_config("dcgan", 10))
     batches = [fixed_batch(4, 10, seed=i) for i in range(3)]
