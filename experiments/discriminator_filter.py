@@ -10,7 +10,7 @@ feature space (not comparable to published FID/KID), and the classifier's mean c
 disjoint real sets (validation vs test) give the floor those distances can reach.
 Sample noise: the distances of one sampler move from one sample set of the same size to the next,
 often by as much as a filter moves them. So --config.noise_sets (3) independent
-unfiltered sets are scored ("unfiltered" is the first, drawn as before; the others from keys derived
+unfiltered sets are scored ("unfiltered" is the first; the others are drawn from keys derived
 from --config.seed), their mean and std (ddof 1) are the noise floor, and each filtered sampler gets
 its difference from their mean in units of sd = std·√(1 + 1/R) (the spread of one more set's
 difference from the mean of R) and a verdict: "better" or "worse" when it is at least
@@ -22,10 +22,8 @@ faces: 51 s). GPU: not measured.
 Expected result: summary.json with per-sampler numbers, verdicts against the noise floor and
 acceptance rates; if the discriminator knows good faces, the filtered samplers have a lower Fréchet
 distance and higher confidence than unfiltered ones, by more than the noise; it does not always
-(measure before filtering). Measured: `--config.run` a copy of workdirs/dcgan_celeba (synthetic faces,
-300-step classifier, CPU defaults): unfiltered sets 11.46, 13.04, 11.96 (12.16 ± 0.81); top 25% 8.24
-(-4.2 sd) and rejection sampling 7.83 (-4.6 sd): both better. The README's two GAN runs: CelebA,
-both within noise; synthetic, both worse (52 s and 50 s with the classifier's first training).
+(measure before filtering): on the CPU-default GAN both filters were better by about 4 sd, on
+other runs within noise or worse (docs/results.md, section 2).
 figures/scored_faces.png shows the best- and worst-scored faces.
 """
 

@@ -14,10 +14,8 @@ is at least --config.noise_spreads (2) sd = std·√(1 + 1/R) from their mean, e
 Needs a trained GAN in --config.run; the default one is trained first when missing (CPU-scaled), saying so.
 Runtime (CPU, 2 shared cores, trained GAN and classifier): under a minute (53 s). GPU: not measured.
 Expected result: summary.json; an AUC of 0.5 means quality is not predictable from z, 1.0 fully;
-a verdict of the predicted-good noise against the noise floor (measured on a copy of
-workdirs/dcgan_celeba, synthetic faces, 300-step classifier, CPU defaults: AUC 0.970, Fréchet 11.39
-against unfiltered 12.39 ± 0.57, -1.5 sd: within noise; the README's CelebA run: within noise, its
-synthetic run: worse);
+a verdict of the predicted-good noise against the noise floor (on the CPU-default GAN: AUC
+about 0.97, within noise; docs/results.md, section 2);
 figures/roc.png (held-out ROC curve) and figures/predicted_faces.png (faces of the noise the
 classifier likes most and least).
 """

@@ -109,7 +109,7 @@ ADDED_FIELDS: dict[tuple[str, ...], Any] = {
     ("optimizer", "schedule"): "constant",
 }
 # Fields no longer read, dropped from saved configs so those runs still resume: the experimental
-# `model.fused_discriminator` (2026-11-26) computed the plain discriminator's function.
+# `model.fused_discriminator` computed the plain discriminator's function.
 REMOVED_FIELDS: tuple[tuple[str, ...], ...] = (("model", "fused_discriminator"),)
 
 

@@ -34,6 +34,7 @@ def test_a_run_of_another_kind_is_refused_before_anything_runs(tmp_path):
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [checkpoint.CONFIG_FILE]
 
 
+@pytest.mark.slow
 def test_a_stopped_run_is_finished_with_its_own_config(tmp_path, capsys):
     config = tiny_vae(tmp_path, num_epochs=2)
     workdir = tmp_path / "run"
@@ -52,6 +53,7 @@ def test_a_stopped_run_is_finished_with_its_own_config(tmp_path, capsys):
     assert int(run.state.step) == summary["total_steps"]
 
 
+@pytest.mark.slow
 def test_the_sections_own_command_line_fields_win_over_the_cpu_scaling(tmp_path, monkeypatch):
     config = tiny_vae(tmp_path, scale_for_cpu=True)
     config.cpu = ml_collections.ConfigDict({"num_epochs": 3, "batch_size": 8})
@@ -60,6 +62,7 @@ def test_the_sections_own_command_line_fields_win_over_the_cpu_scaling(tmp_path,
     assert run.config.num_epochs == 1 and run.config.batch_size == 8
 
 
+@pytest.mark.slow
 def test_training_fields_given_for_an_existing_run_are_reported_as_ignored(tmp_path, monkeypatch, capsys):
     artifacts.load_or_train(tmp_path / "run", tiny_vae(tmp_path, num_epochs=1))
     capsys.readouterr()

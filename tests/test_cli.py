@@ -67,6 +67,7 @@ def test_default_compilation_cache_follows_the_environment(monkeypatch, tmp_path
     assert default_compilation_cache() == ""
 
 
+@pytest.mark.slow
 def test_an_unknown_field_on_the_command_line_is_one_clear_line():
     result = subprocess.run([sys.executable, "-m", "experiments.dcgan_celeba", "--config.model.widht=4"], cwd=REPO,
                             capture_output=True, text=True, timeout=120)
@@ -90,6 +91,7 @@ def test_a_run_given_on_the_command_line_must_hold_a_training_run(tmp_path):
         check_given_runs(config, frozenset({"dcgan.run", "vae.run"}), defaults)
 
 
+@pytest.mark.slow
 def test_a_missing_run_on_the_command_line_is_refused_before_anything_is_written(tmp_path):
     workdir = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "experiments.inversion", f"--config.run={tmp_path / 'typo'}",
@@ -100,6 +102,7 @@ def test_a_missing_run_on_the_command_line_is_refused_before_anything_is_written
     assert not workdir.exists() and not (tmp_path / "typo").exists()
 
 
+@pytest.mark.slow
 def test_a_mistake_found_by_the_experiment_itself_is_one_clear_line(tmp_path):
     # The experiment's own check (pools.check_arithmetic) runs before any model is loaded: this takes seconds.
     workdir = tmp_path / "out"

@@ -12,8 +12,8 @@
 #       --platform manylinux2014_x86_64 -d .whl ml_collections==1.1.0
 # Device call (pack + code + wheel must stay under the tool's 64 MiB):
 #   run(command="bash tools/gpu_seed_run.sh", carry=[".pack", ".whl"], timeout_s=600)
-# Expected on one H100 (predicted from the bf16 bench's ~164 steps/s and the earlier end-to-end runs in
-# docs/benchmarks.md; not yet measured with this script): unpack a few seconds, training ~5-6 min (39,000
+# Expected on one H100 (predicted from the bf16 bench's ~164 steps/s and the end-to-end runs in
+# docs/benchmarks.md): unpack a few seconds, training ~5-6 min (39,000
 # steps plus compiling, the classifier's 1,500 steps, 10 evaluations), arithmetic ~1 min (it trains its
 # judge, if it has one, first); the whole call ~7 min of the 9-minute budget. $OUT gets seed_run.json,
 # seed_run.log, samples_best.png, samples_last.png, gan_scored_arithmetic.png, gan_scored_draws.png and

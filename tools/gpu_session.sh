@@ -9,36 +9,10 @@
 # convfusion (DCGAN and VAE rows with XLA's cuDNN convolution fusion on and off: what config.conv_fusion='auto'
 # decides from),
 # base (DCGAN rows of an older commit's library, unpacked beforehand into the ignored folder .base, e.g.
-# `git archive 2b05c2c gan_arith | tar -x -C .base`, carried: the same-machine baseline when the card differs),
+# `git archive <commit> gan_arith | tar -x -C .base`, carried: the same-machine baseline when the card differs),
 # e2e (the seed run through the real loop, shortened: 62,500 synthetic faces = 50,000 in the train partition, as the
 # seed's run; E2E_DPAD=symmetric for the other padding, E2E_DTYPE=float32 for float32, E2E_CONV_FUSION=on|off).
-# 2026-11-26 (docs/benchmarks.md): `env check dcgan base; VARIANTS=wunfold16 variants; E2E_EPOCHS=20 e2e`
-# took 516 s on an H100 (the variants part and its tool, tools/rgb_conv_variants.py, are in git history at
-# c0270ac; wunfold16 became the library's column-unfolded RGB layer), then `env dcgan check` 153 s. Later that
-# day with jax 0.11.2: the fused discriminator (cuDNN graphs built by hand, in git history at e64a9b3) failed to
-# compile, and XLA's own convolution fusion measured +5.0% bf16 / -4.1% f32 (config.conv_fusion).
-# 09:05 (one H100, 731 s held): `env check dcgan base cropped f32fusion` (289 s, base = 2a491fa: the
-# LeakyReLU change +6.9% bf16, conv fusion +19% in f32, phase_cropped no gain; `cropped` and `f32fusion`
-# removed since: phase_cropped is gone and 'auto' now turns conv fusion on for the DCGAN in f32), then
-# `E2E_EPOCHS=50 E2E_EVAL_EVERY=5 e2e` (400 s: 399 s for the seed's count of updates, the loop at 92% of
-# the bench). 10:41 (one H100, 685 s held): `env check dcgan base merged` (287 s, base = 36ae2d6: the
-# D update's fakes written out first + the RGB gradient as a gather +1.9% bf16, the gather itself slower
-# and since reverted; the four phase convolutions merged into one (the `merged` part, then an option,
-# since CUDA's default) +7.2% bf16 / +4.9% f32), then `E2E_CONV_TRANSPOSE=phase_merged E2E_EPOCHS=50
-# E2E_EVAL_EVERY=5 e2e` (359 s end to end, the loop at the bench's rate; that variable went with the
-# option). 12:08 (one H100, 823 s held in two calls): `env check dcgan base rgbback` (365 s, base = 7985329,
-# the merged form before the blocks: 150.54 bf16; the phases as blocks with autodiff's RGB backward 120.19,
-# slower: two ~1 ms pad kernels; its backward as GEMMs over an im2col 156.87, as cuDNN's 145.54: the
-# `rgbback` part and its tool are in git history at dd530e2; the im2col form became the library's), then
-# `env check dcgan e2e` with E2E_EPOCHS=20 E2E_EVAL_EVERY=5 (380 s: 158.87 bf16 fused, 77.63 f32; the loop at
-# 99.3-100.2% of the bench). 13:22 (three H100s, 753 s held): `env check rgbwgrad` (163 s: the RGB weight
-# gradient per image over the whole blocks less the border's products, kernels -0.15 ms; promoted), `env dcgan
-# rgbwgrad` (165 s: per 8 images, kernels -0.05 ms more; promoted; the part and its tool,
-# tools/rgb_wgrad_variants.py, are in git history at f8752ac), then `env dcgan` + `E2E_EPOCHS=30
-# E2E_EVAL_EVERY=5 e2e` (312 s: 164.15 bf16 fused, 78.82 f32, the loop at the bench's rate). Issue 7's targets
-# are met. Not yet measured: 100 full passes end to end (`E2E_EPOCHS=100 E2E_EVAL_EVERY=10 e2e`, ~570 s
-# predicted: one call of its own, under the 600 s limit by little), and the Frechet variance between
-# repeated e2e runs at one commit.
+# What each session ran and measured: docs/benchmarks.md.
 # Everything lands in $OUT (flat names: the device tool returns files two folders deep at most).
 set -u
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"

@@ -8,8 +8,7 @@
 a GPU profile of the same code and row, from `python -m gan_arith.bench --profile`: each measured
 memory-bound kernel with the bytes modelled for it and the bandwidth that makes, for one model and
 dtype. A kernel far below the H100's ~3 TB/s is bound by its access pattern or arithmetic, which
-the byte count alone does not show: on 2026-11-26 the generator's RGB sum fused with the
-discriminator's mirrored input ran at 241 GB/s. Rows above the H100's ~3.35 TB/s are not fast
+the byte count alone does not show (docs/benchmarks.md has examples). Rows above the H100's ~3.35 TB/s are not fast
 kernels: a slice's whole operand counted, or two kernels whose numbered names this compile and the
 profiled one gave the other way round.)
 
@@ -24,11 +23,10 @@ this project's machines pyenv has one):
 
 What it reports, per (model, dtype): the kernels of XLA's optimised step (cuDNN convolutions, GEMM
 fusions, and the memory-bound loop/input fusions), each with the bytes it reads and writes (operand
-and result sizes), and a range for the time of the memory-bound ones. The range comes from the two H100 profiles of
-2026-11-25 (docs/benchmarks.md), measured memory-bound kernel time over the bytes this model counts
-for the same code: before `rgb_conv` (commit 28a91dc) 2.83 ms / 7.421 GB (bf16) and 4.85 ms /
-14.276 GB (f32); after it (2b05c2c) 4.59 / 8.689 and 7.17 / 16.478. The second is dearer per byte
-because its im2col concatenations ran at 0.25-0.5 TB/s. A model of traffic, not a measurement:
+and result sizes), and a range for the time of the memory-bound ones: ``MS_PER_GB``, the measured
+memory-bound kernel time over the bytes this model counts for the same code, from two H100 profiles
+of two versions of the step (docs/benchmarks.md, "Where the time went"; the dearer one per byte ran
+im2col concatenations at 0.25-0.5 TB/s). A model of traffic, not a measurement:
 autotuning is off without a device, and a kernel's bytes are upper bounds (a fusion reading a
 slice counts its whole operand). Use it to rank changes before a GPU session measures them.
 """
@@ -51,7 +49,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.experimental import topologies  # noqa: E402
 
-from gan_arith import bench  # noqa: E402
+from gan_arith.bench import measure as bench  # noqa: E402
+from gan_arith.bench import trace  # noqa: E402
 from gan_arith.models.layers import CONV_TRANSPOSE_IMPLS  # noqa: E402
 from gan_arith.train import parallel  # noqa: E402
 from gan_arith.train.steps import build_steps  # noqa: E402
@@ -62,9 +61,13 @@ H100_TARGET = """
 gpu_device_info {
   threads_per_block_limit: 1024 threads_per_warp: 32 shared_memory_per_block: 49152
   shared_memory_per_core: 233472 threads_per_core_limit: 2048 core_count: 132 fpus_per_core: 128
-  block_dim_limit_x: 2147483647 block_dim_limit_y: 65535 block_dim_limit_z: 65535
-  memory_bandwidth: 3352320000000 l2_cache_size: 52428800 clock_rate_ghz: 1.98
-  device_memory_size: 84929347584 shared_memory_per_block_optin: 232448
+  block_dim_limit_x: 2147483647
+  block_dim_limit_y: 65535 block_dim_limit_z: 65535
+  memory_bandwidth: 3352320000000
+  l2_cache_size: 52428800
+  clock_rate_ghz: 1.98
+  device_memory_size: 84929347584
+  shared_memory_per_block_optin: 232448
   cuda_compute_capability { major: 9 } registers_per_core_limit: 65536 registers_per_block_limit: 65536
 }
 platform_name: "CUDA"
@@ -72,7 +75,7 @@ dnn_version_info { major: 9 minor: 28 }
 runtime_version { major: 13 minor: 0 }
 device_description_str: "NVIDIA H100 80GB HBM3"
 """
-# Measured memory-bound kernel time per modelled GB on one H100, at the two profiled commits (see above).
+# Measured memory-bound kernel time per modelled GB on one H100, for two profiled versions of the step (see above).
 MS_PER_GB = {"bfloat16": (2.83 / 7.421, 4.59 / 8.689), "float32": (4.85 / 14.276, 7.17 / 16.478)}
 _BYTES = {"bf16": 2, "f16": 2, "f32": 4, "s32": 4, "u32": 4, "u8": 1, "s8": 1, "pred": 1, "f64": 8, "s64": 8, "u64": 8}
 _SHAPE = re.compile(r"\b(" + "|".join(_BYTES) + r")\[([0-9,]*)\]")
@@ -121,7 +124,7 @@ def kernels(hlo_text: str) -> list[dict]:
 def measured_bandwidth(found: list[dict], micros: dict[str, float], launches: dict[str, int],
                        calls: int) -> list[dict]:
     """The profiled memory-bound kernels (`micros` and `launches` per kernel name over `calls` calls,
-    from bench.gpu_kernels) joined with the bytes modelled for them, slowest first. The profile writes
+    from trace.gpu_kernels) joined with the bytes modelled for them, slowest first. The profile writes
     HLO's dots as underscores (loop_pad_fusion_2 for loop_pad_fusion.2)."""
     modelled = collections.defaultdict(list)
     for kernel in found:
@@ -201,7 +204,7 @@ def main() -> None:
             found = kernels(hlo)
             rows.append(report(model, dtype, found, args.top))
             if args.trace:
-                measured = measured_bandwidth(found, *bench.gpu_kernels(args.trace), args.trace_calls)
+                measured = measured_bandwidth(found, *trace.gpu_kernels(args.trace), args.trace_calls)
                 print(f"  measured memory-bound kernels ({args.trace}): {sum(r['ms_per_call'] for r in measured):.3f} ms "
                       "per call; the slowest:")
                 for row in measured[:args.top]:

@@ -36,8 +36,8 @@ from pathlib import Path  # noqa: E402
 import jax  # noqa: E402
 from jax.experimental import topologies  # noqa: E402
 
-from gan_arith import bench  # noqa: E402
-from gan_arith.flops import train_step_flops  # noqa: E402
+from gan_arith.bench import measure as bench  # noqa: E402
+from gan_arith.bench.flops import train_step_flops  # noqa: E402
 from gan_arith.train import parallel  # noqa: E402
 from gan_arith.train.steps import build_steps  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Cut faces out of images with MTCNN and write them into a prepared-faces store.
+"""Prepare a faces store: cut the face out of every image of a raw source, in parallel shards that resume.
 
 Commands (see docs/data.md)::
 
@@ -10,25 +10,14 @@ Commands (see docs/data.md)::
 
 What happens to every image:
 
-1. Decode with PIL (EXIF rotation applied). Unreadable input is skipped and
-   counted by reason: ``unreadable`` (I/O error), ``not_image``, ``truncated``,
-   ``corrupt``, ``too_large`` (PIL decompression-bomb limit). Other modes are
-   converted to RGB and kept, counted under ``handled`` as
-   ``converted_<mode>`` (grayscale ``L``, ``CMYK``, ``P``; ``RGBA``/``LA``/``PA`` are
-   composited on white; 16-bit ``I;16``/``I`` scaled by 255/65535); rotated
-   images count as ``exif_rotated``.
+1. The source decodes it (`gan_arith.data.raw_images`); unreadable input is skipped and counted by
+   reason, converted modes and EXIF rotations are counted under ``handled``.
 2. Images whose shorter side is below ``--min-image-size`` are skipped as ``too_small``.
-3. MTCNN (``mtcnn`` 1.0, TensorFlow, one thread per process) runs on batches of
-   up to ``--detect-batch`` images of one shape (batching is ~4x faster than one
-   image at a time on CelebA); images longer than ``--max-detect-side`` are
-   detected on a downscaled copy and the box mapped back. Faces below
-   ``--min-confidence`` are ignored; no face left: ``no_face``. The face with the
-   highest confidence (ties: the largest box) is kept; more than one face:
-   counted as handled ``multiple_faces``.
-4. The box is clamped to the image, made square (side ``max(w, h) * margin``,
-   centred on the box, at most the image's shorter side, shifted inside the
-   image: no stretching, no padding) and resized with bicubic filtering to
-   every ``--sizes`` entry. Box, confidence and five keypoints are recorded.
+3. MTCNN finds the faces (`gan_arith.data.faces`) in batches of up to ``--detect-batch`` images of one
+   shape; no face of at least ``--min-confidence``: ``no_face``; more than one: the best is kept and the
+   image counted as handled ``multiple_faces``.
+4. The face's square crop is resized to every ``--sizes`` entry; box, confidence and five keypoints are
+   recorded.
 
 Work is split into shards of ``--shard-size`` consecutive images of the sorted
 source list. Each shard is processed independently and deterministically (in
@@ -45,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import io
 import json
 import math
 import multiprocessing
@@ -56,23 +44,18 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
-from gan_arith.data import celeba
-from gan_arith.data.store import KEYPOINT_NAMES, MANIFEST, StoreWriter, meta_file, read_manifest, store_differences
+from gan_arith.data.faces import Face, FaceDetector, crop_face
+from gan_arith.data.raw_images import Record, Source, celeba_source, folder_source, tfds_source
+from gan_arith.data.store import MANIFEST, StoreWriter, meta_file, read_manifest, store_differences
 from gan_arith.errors import InputError
 from gan_arith.progress import Progress
-
-TFDS_SPLITS = (("train", 0), ("validation", 1), ("test", 2))
-_SIXTEEN_BIT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
-# Signatures of JPEG, PNG, GIF, BMP, WebP (RIFF) and TIFF: such a file that PIL cannot identify is corrupt.
-_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")
 
 
 class PrepareError(InputError):
@@ -109,305 +92,6 @@ class PrepareSettings:
             raise PrepareError(f"limit must be >= 1, got {self.limit}")
         if not self.margin > 0:
             raise PrepareError(f"margin must be > 0, got {self.margin}")
-
-
-# ----------------------------------------------------------------------------- decoding
-
-
-@dataclass(frozen=True)
-class Record:
-    """One source image: decoded RGB uint8 ``[H, W, 3]``, or the reason it could not be."""
-
-    file_name: str
-    attributes: np.ndarray  # int8 [A]
-    partition: int
-    image: np.ndarray | None
-    reason: str | None = None  # skip reason when image is None
-    notes: tuple[str, ...] = ()  # how the image was handled on the way to RGB
-
-
-def to_rgb(img: Image.Image) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Convert a loaded PIL image of any mode to RGB uint8; note the conversion if any."""
-    mode = img.mode
-    if mode == "RGB":
-        return np.asarray(img), ()
-    if mode in _SIXTEEN_BIT_MODES:
-        gray = np.asarray(img, dtype=np.float64) * (255.0 / 65535.0)
-        gray = np.clip(np.rint(gray), 0, 255).astype(np.uint8)
-        return np.repeat(gray[..., None], 3, axis=2), (f"converted_{mode}",)
-    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB")), (f"converted_{mode}",)
-    return np.asarray(img.convert("RGB")), (f"converted_{mode}",)
-
-
-def decode_image(data: bytes) -> tuple[np.ndarray | None, str | None, tuple[str, ...]]:
-    """Decode encoded image bytes to RGB uint8: (image, None, notes) or (None, skip reason, ())."""
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            notes: tuple[str, ...] = ()
-            if img.getexif().get(0x0112, 1) != 1:  # EXIF orientation
-                img = ImageOps.exif_transpose(img)
-                notes = ("exif_rotated",)
-            rgb, converted = to_rgb(img)
-            return rgb, None, notes + converted
-    except Image.DecompressionBombError:
-        return None, "too_large", ()
-    except UnidentifiedImageError:
-        return None, "corrupt" if data.startswith(_IMAGE_MAGIC) else "not_image", ()
-    except Exception as e:  # PIL raises many types on malformed data; none may stop the run
-        return None, "truncated" if "truncated" in str(e) else "corrupt", ()
-
-
-# ----------------------------------------------------------------------------- sources
-
-
-class Source(Protocol):
-    """A deterministic, indexable list of source images (picklable: workers get a copy)."""
-
-    kind: str
-    attribute_names: tuple[str, ...]
-    extra_counts: dict[str, int]
-
-    def __len__(self) -> int: ...
-
-    def describe(self) -> str: ...
-
-    def records(self, start: int, stop: int) -> Iterator[Record]: ...
-
-
-@dataclass(frozen=True)
-class FileSource:
-    """Image files under ``root`` (CelebA's image folder or any folder), sorted by relative path."""
-
-    kind: str
-    root: Path
-    files: tuple[str, ...]
-    attribute_names: tuple[str, ...]
-    attributes: np.ndarray  # int8 [N, A]
-    partition: np.ndarray  # int8 [N]
-    extra_counts: dict[str, int]
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def describe(self) -> str:
-        return str(self.root.resolve())
-
-    def records(self, start: int, stop: int) -> Iterator[Record]:
-        for i in range(start, stop):
-            try:
-                data = (self.root / self.files[i]).read_bytes()
-            except OSError:
-                yield Record(self.files[i], self.attributes[i], int(self.partition[i]), None, "unreadable")
-                continue
-            image, reason, notes = decode_image(data)
-            yield Record(self.files[i], self.attributes[i], int(self.partition[i]), image, reason, notes)
-
-
-def celeba_source(root: str | os.PathLike) -> FileSource:
-    """The present images of an official CelebA folder, with attributes and partitions."""
-    index = celeba.read_celeba(root)
-    return FileSource(
-        kind="celeba",
-        root=index.image_dir,
-        files=index.file_names,
-        attribute_names=index.attribute_names,
-        attributes=index.attributes,
-        partition=index.partition,
-        extra_counts={"absent": index.absent, "unlisted": index.unlisted},
-    )
-
-
-def folder_source(root: str | os.PathLike) -> FileSource:
-    """Every non-hidden file under ``root`` (nested), no attributes, all in the train partition.
-
-    Non-image files are not filtered by extension: they are counted as ``not_image``.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"image folder {root} is not a directory")
-    files = []
-    for directory, subdirs, names in os.walk(root):
-        subdirs[:] = [d for d in subdirs if not d.startswith(".")]
-        rel = Path(directory).relative_to(root)
-        files += [(rel / name).as_posix() for name in names if not name.startswith(".")]
-    if not files:
-        raise ValueError(f"image folder {root} holds no files")
-    files.sort()
-    return FileSource(
-        kind="folder",
-        root=root,
-        files=tuple(files),
-        attribute_names=(),
-        attributes=np.zeros((len(files), 0), np.int8),
-        partition=np.zeros(len(files), np.int8),
-        extra_counts={},
-    )
-
-
-@dataclass(frozen=True)
-class TfdsSource:
-    """tensorflow-datasets ``celeb_a`` (train, validation, test in order), read by index ranges."""
-
-    data_dir: str | None
-    split_sizes: tuple[tuple[str, int], ...]
-    attribute_names: tuple[str, ...]
-    kind: str = "tfds"
-    extra_counts: dict[str, int] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return sum(n for _, n in self.split_sizes)
-
-    def describe(self) -> str:
-        return f"tfds:celeb_a@{self.data_dir or 'default'}"
-
-    def records(self, start: int, stop: int) -> Iterator[Record]:
-        import tensorflow_datasets as tfds
-
-        builder = tfds.builder("celeb_a", data_dir=self.data_dir)
-        codes = dict(TFDS_SPLITS)
-        offset = 0
-        for split, n in self.split_sizes:
-            lo, hi = max(start - offset, 0), min(stop - offset, n)
-            offset += n
-            if lo >= hi:
-                continue
-            # shuffle_files=False + an index slice gives the same examples in the same order every time.
-            ds = builder.as_dataset(
-                split=f"{split}[{lo}:{hi}]",
-                shuffle_files=False,
-                read_config=tfds.ReadConfig(add_tfds_id=True),
-            )
-            for example in tfds.as_numpy(ds):
-                attributes = np.array(
-                    [1 if example["attributes"][a] else -1 for a in self.attribute_names], np.int8
-                )
-                yield Record(example["tfds_id"].decode(), attributes, codes[split], example["image"])
-
-
-def tfds_source(data_dir: str | None = None, manual_dir: str | None = None) -> TfdsSource:
-    """Prepare (download, or build from ``manual_dir`` offline) tfds ``celeb_a`` and index it."""
-    import tensorflow_datasets as tfds
-
-    builder = tfds.builder("celeb_a", data_dir=data_dir)
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
-    return TfdsSource(
-        data_dir=data_dir,
-        split_sizes=tuple((split, builder.info.splits[split].num_examples) for split, _ in TFDS_SPLITS),
-        attribute_names=tuple(builder.info.features["attributes"].keys()),
-    )
-
-
-# ----------------------------------------------------------------------------- detection
-
-
-@dataclass(frozen=True)
-class Face:
-    """One detection in image pixels: box (x, y, w, h) clamped to the image, confidence, int32 [5, 2] keypoints."""
-
-    box: tuple[int, int, int, int]
-    confidence: float
-    keypoints: np.ndarray
-
-
-def limit_tf_threads() -> None:
-    """One TF thread per process (N processes use N cores) and no GPU; call before TF starts."""
-    for var in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
-        os.environ[var] = "1"
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-        tf.config.set_visible_devices([], "GPU")
-    except RuntimeError:  # TF already initialised in this process (e.g. a test): keep its settings
-        pass
-
-
-class FaceDetector:
-    """The ``mtcnn`` detector with batching by image shape, confidence filtering and sorting."""
-
-    def __init__(self, min_confidence: float = 0.8, max_detect_side: int = 1024) -> None:
-        limit_tf_threads()
-        from mtcnn import MTCNN
-
-        self.min_confidence = min_confidence
-        self.max_detect_side = max_detect_side
-        self._mtcnn = MTCNN()
-
-    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face] | None]:
-        """Faces per image (best first: confidence, then box area), or None where the detector failed."""
-        scaled = [self._detection_input(image) for image in images]
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, (array, _) in enumerate(scaled):
-            groups.setdefault(array.shape, []).append(i)
-        results: list[list[Face] | None] = [None] * len(images)
-        for members in groups.values():
-            # One call per shape: MTCNN pads mixed shapes to one tensor, which would change detections.
-            raw = self._run([scaled[i][0] for i in members])
-            for i, faces in zip(members, raw):
-                if faces is not None:
-                    height, width = images[i].shape[:2]
-                    results[i] = self._faces(faces, scaled[i][1], width, height)
-        return results
-
-    def _detection_input(self, image: np.ndarray) -> tuple[np.ndarray, float]:
-        height, width = image.shape[:2]
-        scale = min(1.0, self.max_detect_side / max(height, width))
-        if scale == 1.0:
-            return image, 1.0
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR)), scale
-
-    def _run(self, batch: list[np.ndarray]) -> list[list[dict] | None]:
-        try:
-            # float32 input keeps mtcnn's normalisation and resizing out of float64 (~15% faster).
-            return self._mtcnn.detect_faces([image.astype(np.float32) for image in batch])
-        except Exception:  # one bad image must not cost the batch: retry one by one
-            if len(batch) == 1:
-                return [None]
-            return [self._run([image])[0] for image in batch]
-
-    def _faces(self, raw: list[dict], scale: float, width: int, height: int) -> list[Face]:
-        faces = []
-        for face in raw:
-            confidence = float(face["confidence"])
-            if confidence < self.min_confidence:
-                continue
-            x, y, w, h = (float(v) / scale for v in face["box"])
-            x0, y0 = max(0, round(x)), max(0, round(y))
-            x1, y1 = min(width, round(x + w)), min(height, round(y + h))
-            if x1 <= x0 or y1 <= y0:
-                continue
-            keypoints = np.array([face["keypoints"][k] for k in KEYPOINT_NAMES], np.float64) / scale
-            faces.append(Face((x0, y0, x1 - x0, y1 - y0), confidence, np.rint(keypoints).astype(np.int32)))
-        # Stable sort: equal confidence and area keep MTCNN's order.
-        return sorted(faces, key=lambda f: (-f.confidence, -f.box[2] * f.box[3]))
-
-
-def square_crop(box: tuple[int, int, int, int], width: int, height: int, margin: float = 1.0) -> tuple[float, ...]:
-    """A square (left, top, right, bottom) around the box centre, side max(w, h) * margin, inside the image.
-
-    The side is capped at the image's shorter side and the square shifted (not
-    shrunk) to stay inside, so faces are never stretched and never padded.
-    """
-    x, y, w, h = box
-    side = min(max(w, h) * margin, width, height)
-    left = min(max(x + w / 2 - side / 2, 0.0), width - side)
-    top = min(max(y + h / 2 - side / 2, 0.0), height - side)
-    return (left, top, left + side, top + side)
-
-
-def crop_face(image: np.ndarray, face: Face, sizes: Sequence[int], margin: float) -> dict[int, np.ndarray]:
-    """The square crop of ``face`` resized (bicubic, antialiased) to each size: {size: uint8 [S, S, 3]}."""
-    height, width = image.shape[:2]
-    box = square_crop(face.box, width, height, margin)
-    pil = Image.fromarray(image)
-    return {s: np.asarray(pil.resize((s, s), Image.Resampling.BICUBIC, box=box)) for s in sizes}
 
 
 # ----------------------------------------------------------------------------- shards

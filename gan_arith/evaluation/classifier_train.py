@@ -35,8 +35,8 @@ def new_train_state(
 
     Jitted as a whole because op-by-op initialisation compiles every initialiser and optimiser
     zero-fill separately. Traced with `jax_threefry_partitionable` off: with it on, XLA:CPU
-    compiles many initialisers in one module super-linearly slowly (nine truncated normals: 200 s
-    against 4 s, jax 0.10.2); the values differ from the partitionable stream but are just as seeded.
+    compiles many initialisers in one module super-linearly slowly (minutes instead of seconds for
+    nine truncated normals); the values differ from the partitionable stream but are just as seeded.
     """
 
     def init(key: jax.Array) -> TrainState:

@@ -252,8 +252,8 @@ def resolve_steps_per_dispatch(requested: int, backend: str) -> int:
     """`requested`, or for 0 (auto): 1 on CPU, 10 on accelerators.
 
     Fusing steps in one `lax.scan` removes per-step dispatch on GPU/TPU, but XLA:CPU runs the
-    convolutions inside a scan body 5-9x slower than the same step dispatched alone (measured with
-    `python -m gan_arith.bench`; jax-ml/jax#12868), so CPU runs dispatch one step at a time.
+    convolutions inside a scan body several times slower than the same step dispatched alone
+    (`python -m gan_arith.bench` shows it; jax-ml/jax#12868), so CPU runs dispatch one step at a time.
     """
     if requested:
         return requested
@@ -400,8 +400,7 @@ def train(
                 stream=console,
             )
             # A dispatch's metrics are read after the next dispatch is queued, so the device never waits
-            # for the host's fetch, logging and next dispatch (measured: the loop at 92% of the bench's
-            # steps/s on an H100 when it read them at once; docs/benchmarks.md).
+            # for the host's fetch, logging and next dispatch (docs/benchmarks.md, the seed's run end to end).
             pending: tuple[int, int, dict[str, jax.Array]] | None = None
             while step_in_epoch < steps_per_epoch:
                 num_steps = min(steps_per_dispatch, steps_per_epoch - step_in_epoch)

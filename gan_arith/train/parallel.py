@@ -27,13 +27,10 @@ DATA_AXIS = "data"
 T = TypeVar("T")
 
 # XLA's own fusion of each convolution with the elementwise operations after it (the bias add and,
-# with layers.leaky_relu, the DCGAN's activation) into one cuDNN graph. Measured on H100s with jax
-# 0.11.2 (docs/benchmarks.md, 2026-11-26), on against off on one machine: the seed's DCGAN step in
-# float32 +19% with layers.leaky_relu (59.64 -> 71.09 steps/s; -4.1% with jax.nn.leaky_relu), in
-# bfloat16 +5.0% (124.25 -> 130.49, before layers.leaky_relu, which then added +6.9%); the VAE step
-# +7.3% in bfloat16 (457.65 -> 491.28), float32 not measured. With jax 0.10's XLA each fused
-# broadcast (biases, the slope) became a full-size operand (+1.8 GB per bf16 DCGAN step, modelled).
-# So 'auto' turns it on where it was measured faster only.
+# with layers.leaky_relu, the DCGAN's activation) into one cuDNN graph. With jax >= 0.11 on CUDA it
+# speeds up the (model, dtype) rows in CONV_FUSION_FASTER; the VAE in float32 was not measured, and
+# with jax 0.10's XLA each fused broadcast (biases, the slope) became a full-size operand. So 'auto'
+# turns it on only where it was measured faster (docs/benchmarks.md, "conv fusion").
 XLA_CONV_FUSION = "xla_gpu_experimental_enable_conv_fusion"
 CONV_FUSION_MIN_JAX = (0, 11)
 CONV_FUSION_FASTER = (("dcgan", "bfloat16"), ("dcgan", "float32"), ("vae", "bfloat16"))  # (model kind, compute dtype)

@@ -164,6 +164,7 @@ FOUR_DEVICES = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_four_devices_shard_the_batch_and_match_one_device():
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4")
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])

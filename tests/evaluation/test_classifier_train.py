@@ -24,6 +24,7 @@ def test_loss_and_accuracy_by_hand():
         accuracy_per_attribute(logits, labels[:2])
 
 
+@pytest.mark.slow
 def test_classifier_learns_synthetic_attributes():
     images, attributes = render_faces(0, 0, 4096, 32)
     test_images, test_attributes = render_faces(1, 0, 512, 32)  # another seed: unseen faces

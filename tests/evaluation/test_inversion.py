@@ -102,6 +102,7 @@ def test_psnr_of_a_known_noise_and_ssim_against_skimage():
     assert 0.2 < min(expected) < max(expected) < 0.99
 
 
+@pytest.mark.slow
 def test_encoder_steps_reduce_their_losses():
     generate = _mlp_generator(32, seed=9)
     encoder = LatentEncoder(LATENT, width=8)
@@ -124,6 +125,7 @@ def test_encoder_steps_reduce_their_losses():
     assert int(state.step) == 40 + 15
 
 
+@pytest.mark.slow
 def test_encoder_is_trained_once_per_generator_and_its_start_is_compared_with_random_starts(tmp_path, capsys, monkeypatch):
     generate = _mlp_generator(32, seed=12)
     real = from_model_range(generate(jax.random.normal(jax.random.PRNGKey(13), (8, LATENT))))

@@ -48,6 +48,7 @@ def test_the_train_halves_are_disjoint_and_make_up_the_train_partition(store):
         train_half(store, "test")
 
 
+@pytest.mark.slow
 def test_the_classifier_and_the_judge_train_on_different_halves(store, tmp_path, monkeypatch, capsys):
     trained = {}
     fit = scorer_module.fit_classifier
@@ -73,6 +74,7 @@ def test_the_classifier_and_the_judge_train_on_different_halves(store, tmp_path,
     assert "Training" not in capsys.readouterr().err and again.test_accuracy == judge.test_accuracy
 
 
+@pytest.mark.slow
 def test_the_judge_learns_the_synthetic_attributes(store, trained_judge):
     accuracy = trained_judge.test_accuracy
     assert set(accuracy) == {"Blond_Hair", "Eyeglasses", "Male", "Smiling"}

@@ -43,6 +43,7 @@ def test_a_store_without_test_faces_is_refused_before_training(tmp_path):
         load_or_train_classifier(_Store(["Male", "Smiling"]), 32, tmp_path)
 
 
+@pytest.mark.slow
 def test_a_copied_store_reuses_the_classifier_trained_for_the_original(tmp_path, capsys):
     store = write_synthetic_store(tmp_path / "store", num_faces=40, image_sizes=[32], seed=3, shard_size=16)
     first = load_or_train_classifier(store, 32, tmp_path / "classifiers", width=4, steps=2)

@@ -3,11 +3,14 @@
 import json
 
 import numpy as np
+import pytest
 
 from experiments import evaluate
 from gan_arith import artifacts
 from gan_arith.data.store import attribute_mask
 from gan_arith.runs import load_run
+
+pytestmark = pytest.mark.slow  # trains tiny runs end to end
 
 
 def test_evaluate_writes_results_for_both_models(tiny_experiment_config, tmp_path):

@@ -9,6 +9,8 @@ from experiments import evaluate, interpolation, latent_distributions, vector_ar
 from gan_arith import artifacts
 from gan_arith.errors import InputError
 
+pytestmark = pytest.mark.slow  # trains tiny runs end to end
+
 
 def _read(path) -> dict:
     return json.loads(path.read_text())

@@ -21,6 +21,7 @@ TINY = dict(ks=(1, 2, 3, 20), compare_k=3, num_draws=4, num_baseline=16, per_con
             inversion_steps=5, inversion_restarts=1, pool_size=32, top_n=6)
 
 
+@pytest.mark.slow
 def test_open_questions_rows_figures_and_oracle(tiny_experiment_config, classifier_dir, judge_dir, tmp_path):
     config = tiny_experiment_config(open_questions, **TINY)
     open_questions.main(config, str(tmp_path))
@@ -64,6 +65,7 @@ def test_open_questions_rows_figures_and_oracle(tiny_experiment_config, classifi
     assert row["images", 3]["classifier"]["result"]["successes"] == int(hits.sum())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option,message", [
     ("--config.ks=()", "config.ks must list at least one k"),
     ("--config.ks=(3,0)", "config.ks must hold positive integers (members averaged per concept), got 0 in (3, 0)"),

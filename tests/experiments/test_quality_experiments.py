@@ -16,6 +16,8 @@ from experiments import dcgan_celeba, discriminator_filter, inversion, noise_cla
 from gan_arith.artifacts import frechet_metric, run_store, train
 from gan_arith.runs import load_run
 
+pytestmark = pytest.mark.slow  # trains tiny runs end to end
+
 CLASSIFIER_STEPS = 30  # as the shared tiny_experiment_config, so the session trains one classifier
 SIZE = 40
 

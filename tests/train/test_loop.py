@@ -46,6 +46,7 @@ def metrics_lines(workdir: Path, split: str = "train") -> list[dict]:
     return [row for row in map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines()) if row["split"] == split]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "module,figure", [(vae_celeba, "reconstructions_epoch0002.png"), (accordion_ae_celeba, "reconstructions_epoch0002.png")]
 )
@@ -72,6 +73,7 @@ def test_reconstruction_experiments_write_their_files(module, figure, tmp_path):
             run.latent_dim
 
 
+@pytest.mark.slow
 def test_dcgan_command_line_run_and_resume(tmp_path):
     """`python -m experiments.dcgan_celeba` with overrides and a compilation cache; a second identical command resumes."""
     workdir = tmp_path / "run"
@@ -170,6 +172,7 @@ def test_a_selection_the_store_cannot_serve_is_refused_and_leaves_no_workdir(tmp
     assert not (tmp_path / "run").exists() and (tmp_path / "existing").is_dir()  # a directory it did not make stays
 
 
+@pytest.mark.slow
 def test_a_finished_run_rerun_with_fewer_epochs_says_how_long_it_trained(tmp_path, capsys, monkeypatch):
     compiled_with = []  # XLA:CPU ignores the option; that the steps are compiled with it is checked here
     for name in ("compile_train_steps", "compile_eval_step"):
@@ -186,6 +189,7 @@ def test_a_finished_run_rerun_with_fewer_epochs_says_how_long_it_trained(tmp_pat
     assert f"already trained for {first['steps']} steps (2 epochs)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_run_that_saved_no_checkpoint_does_not_pin_its_config(tmp_path):
     config = tiny(vae_celeba, tmp_path, num_epochs=1)
     (tmp_path / "run").mkdir()
@@ -193,6 +197,7 @@ def test_a_run_that_saved_no_checkpoint_does_not_pin_its_config(tmp_path):
     assert artifacts.train(config, tmp_path / "run")["steps"] > 0
 
 
+@pytest.mark.slow
 def test_config_change_in_the_same_workdir_is_refused(tmp_path):
     config = tiny(vae_celeba, tmp_path, num_epochs=1)
     first = artifacts.train(config, tmp_path / "run")
@@ -225,6 +230,7 @@ artifacts.train(config, sys.argv[2])
 """
 
 
+@pytest.mark.slow
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     config = tiny(dcgan_celeba, tmp_path, num_epochs=4, eval_every_epochs=1)
     reference = artifacts.train(config, tmp_path / "reference")
@@ -260,6 +266,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     assert after and all(after[s]["g_loss"] == ref[s]["g_loss"] for s in after)
 
 
+@pytest.mark.slow
 def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path):
     config = tiny(vae_celeba, tmp_path, num_epochs=2, eval_every_epochs=1)
     artifacts.train(config, tmp_path / "run")
@@ -287,6 +294,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path):
     manager.close()
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     config = tiny(vae_celeba, tmp_path, num_epochs=3, eval_every_epochs=1)
     real_build = loop.build_steps
@@ -313,6 +321,7 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
     assert sorted(int(p.name) for p in latest.iterdir() if p.name.isdigit()) == [8, 16]
 
 
+@pytest.mark.slow
 def test_each_dispatch_s_metrics_are_read_after_the_next_dispatch_is_queued(tmp_path, monkeypatch):
     # Reading them at once left the GPU idle while the host fetched, logged and dispatched again.
     config = tiny(vae_celeba, tmp_path, num_epochs=2, steps_per_dispatch=3)  # 8 steps per epoch: 3 + 3 + 2
@@ -352,6 +361,7 @@ print("SUMMARY" + json.dumps(artifacts.train(config, sys.argv[2])))
 """
 
 
+@pytest.mark.slow
 def test_four_device_run_matches_one_device(tmp_path):
     config = tiny(vae_celeba, tmp_path, num_epochs=1)
     one = artifacts.train(config, tmp_path / "one")
@@ -419,6 +429,7 @@ def assert_same_metrics(workdir: Path, reference: Path) -> None:
             np.testing.assert_allclose(a[name], b[name], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_two_processes_train_resume_and_score_like_one(tmp_path):
     """A pod slice's path on CPU: device-resident data on every host, the face store and the Fréchet
     metric's classifier made once (process 0 first), one shared checkpoint, resumed by both."""
@@ -443,6 +454,7 @@ def test_two_processes_train_resume_and_score_like_one(tmp_path):
     np.testing.assert_allclose(frechet, [row["frechet"] for row in metrics_lines(reference, "eval")], rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_two_processes_feed_their_rows_through_tf_data(tmp_path):
     config = tiny(dcgan_celeba, tmp_path, num_epochs=1)
     config.data.pipeline = "tfdata"  # each host reads its half of every global batch
@@ -452,6 +464,7 @@ def test_two_processes_feed_their_rows_through_tf_data(tmp_path):
     assert_same_metrics(tmp_path / "two", tmp_path / "one")
 
 
+@pytest.mark.slow
 def test_two_processes_refuse_a_workdir_they_do_not_share(tmp_path):
     results = run_two_processes(tiny(dcgan_celeba, tmp_path), tmp_path, tmp_path / "host0", tmp_path / "host1")
     for result in results:

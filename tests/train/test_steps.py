@@ -29,6 +29,7 @@ def tree_equal(a, b) -> bool:
     return all(jax.tree.leaves(jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)), a, b)))
 
 
+@pytest.mark.slow
 def test_gan_phases_update_only_their_own_network():
     steps = build_steps(tiny_config("dcgan", 10))
     state = steps.init(jax.random.key(0), 10)
@@ -59,6 +60,7 @@ def test_gan_step_metrics_are_finite_and_step_counts():
         steps.data_batch_size(7)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind,image_size", [("vae", 20), ("ae", 16)])
 def test_reconstruction_losses_fall_on_a_fixed_batch(kind, image_size):
     steps = build_steps(tiny_config(kind, image_size))
@@ -86,6 +88,7 @@ def test_vae_metrics_and_kl():
     assert bool(jnp.isfinite(eval_metrics["loss"]))
 
 
+@pytest.mark.slow
 def test_same_key_gives_bit_identical_state():
     steps = build_steps(tiny_config("dcgan", 10))
     run = jax.jit(fuse_steps(steps.train_step))
@@ -97,6 +100,7 @@ def test_same_key_gives_bit_identical_state():
     assert not tree_equal(state_a.params, state_c.params)
 
 
+@pytest.mark.slow
 def test_fused_steps_equal_one_at_a_time():
     steps = build_steps(tiny_config("dcgan", 10))
     batches = [fixed_batch(4, 10, seed=i) for i in range(3)]
@@ -128,6 +132,7 @@ def test_unknown_kind_and_dtype_are_named():
 
 
 
+@pytest.mark.slow
 def test_generator_average_follows_its_ramped_decay_and_feeds_sampling():
     config = tiny_config("dcgan", 10)
     config.ema_decay = 0.9
@@ -152,6 +157,7 @@ def test_generator_average_follows_its_ramped_decay_and_feeds_sampling():
     assert plain.sampling_params(plain_state) is plain_state.params["generator"]
 
 
+@pytest.mark.slow
 def test_discriminator_learning_rate_sets_only_the_discriminators_step():
     def first_updates(discriminator_learning_rate: float):
         config = tiny_config("dcgan", 10)
@@ -172,6 +178,7 @@ def test_discriminator_learning_rate_sets_only_the_discriminators_step():
     np.testing.assert_allclose(np.abs(own_g).max(), np.abs(shared_g).max(), rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_cosine_schedule_decays_both_rates_over_the_run_and_keeps_the_state_shape():
     from gan_arith.train.steps import learning_rate_schedule
 
@@ -196,6 +203,7 @@ def test_cosine_schedule_decays_both_rates_over_the_run_and_keeps_the_state_shap
     assert not tree_equal(state.params, steps.init(jax.random.key(0), 10).params)
 
 
+@pytest.mark.slow
 def test_r1_penalty_is_the_real_faces_squared_input_gradient_and_steers_the_discriminator():
     config = tiny_config("dcgan", 10)
     config.r1_gamma = 10.0

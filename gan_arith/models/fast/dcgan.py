@@ -85,7 +85,7 @@ class Discriminator(dcgan.Discriminator):
 
     def convolution_layers(self) -> list[tuple[int, int, int]]:
         """(input channels, output channels, stride) of each 5×5 LeakyReLU convolution, input first
-        ('SAME' at stride 1, the padding above at stride 2); `gan_arith.flops` counts them from this."""
+        ('SAME' at stride 1, the padding above at stride 2); `gan_arith.bench.flops` counts them from this."""
         return [(3, self.width, 1)] + [(self.width, self.width, 2)] * num_doublings(self.image_size, BASE_SIZE)
 
     def convolutions(self, images: jax.Array, kernels: list[jax.Array], biases: list[jax.Array]) -> jax.Array:

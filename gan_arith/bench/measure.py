@@ -8,7 +8,7 @@
 For the seed's DCGAN step and the VAE step, in float32 and bfloat16 compute, on all devices (a
 data-parallel mesh): compile time, steady-state steps/s and images/s (median of several timed
 windows after a warm-up call, synchronised with ``block_until_ready``), the model FLOPs per step
-(``gan_arith.flops``: counted from the layer shapes, next to XLA's own count), achieved FLOP/s
+(``gan_arith.bench.flops``: counted from the layer shapes, next to XLA's own count), achieved FLOP/s
 and the fraction of the device's peak. Each step is timed dispatched one call per step and, where
 asked, fused K steps per call in one jitted ``lax.scan`` (``compile_train_steps``). The training
 batches come from the device-resident input path (``DeviceFaces``: on-device shuffle and gather),
@@ -17,8 +17,8 @@ both moving uint8 faces to the device) against the fastest step's consumption, a
 generator's forward+backward with the phase and the dilated transposed convolution.
 ``--profile DIR`` also records a ``jax.profiler`` trace of a few timed one-step calls per row
 (DIR/MODEL_DTYPE/plugins/profile/*/: xplane.pb for TensorBoard/XProf, trace.json.gz for Perfetto)
-and, on GPUs, prints where each step's kernel time goes (``kernel_time``: convolutions, matrix
-multiplications, the rest, and the largest kernels).
+and, on GPUs, prints where each step's kernel time goes (``gan_arith.bench.trace``: convolutions,
+matrix multiplications, the rest, and the largest kernels).
 
 ``--size seed`` is the seed's exact step (batch 128: 64 real + 64 generated faces for the
 discriminator, 128 latents for the generator; 80×80, width 128, latent 100; the VAE with its
@@ -32,14 +32,10 @@ ones, rendered into a temporary store. docs/benchmarks.md records the results.
 from __future__ import annotations
 
 import argparse
-import collections
 import dataclasses
 import datetime
-import gzip
-import json
 import os
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -56,8 +52,10 @@ from gan_arith.config import CONV_FUSION_CHOICES, base_config
 from gan_arith.data.device import DeviceFaces
 from gan_arith.data.store import FaceStore
 from gan_arith.data.synthetic import write_synthetic_store
+from gan_arith.bench.flops import train_step_flops, xla_flops
+from gan_arith.bench.report import format_report, judge_targets
+from gan_arith.bench.trace import kernel_time
 from gan_arith.files import write_json
-from gan_arith.flops import train_step_flops, xla_flops
 from gan_arith.models.fast import dcgan_modules
 from gan_arith.models.layers import CONV_TRANSPOSE_IMPLS
 from gan_arith.train import parallel
@@ -84,18 +82,6 @@ PEAK_TFLOPS: tuple[tuple[str, str, float, float], ...] = (
     ("tpu v5", "TPU v5p", 459.0, 459.0),
     ("tpu v6 lite", "TPU v6e", 918.0, 918.0),
 )
-
-# Issue 7's reference: a faithful PyTorch version of the seed's step on one H100 80GB (steps/s).
-PYTORCH_H100_STEPS_PER_S = {
-    "float32": 12.4, "TF32": 33.6, "TF32 channels-last": 37.9,
-    "bfloat16 autocast channels-last": 68.3, "bfloat16 + torch.compile": 79.0,
-}
-# Issue 7's targets on one H100 at the seed's size.
-TARGET_STEPS_PER_S = {"bfloat16": 160.0, "float32": 57.0}
-SEED_RUN_FACES, SEED_RUN_EPOCHS, TARGET_SEED_RUN_S = 50_000, 100, 600.0
-TARGET_INPUT_RATIO = 3.0
-TARGET_COMPILE_S = 60.0
-
 
 @dataclasses.dataclass(frozen=True)
 class Size:
@@ -206,8 +192,7 @@ def initial_state(steps: Steps, image_size: int) -> TrainState:
     """``steps.init`` at key 0, fetched to the host.
 
     The initial state is not what is measured, so its computation is compiled without backend
-    optimisation: on this project's 2-core CPU that compiles in ~1 s instead of 4-6 s, with
-    bit-identical values.
+    optimisation: on CPU that compiles several times faster, with bit-identical values.
     """
     init = jax.jit(steps.init, static_argnums=1).lower(jax.random.key(0), image_size)
     compiled = init.compile(compiler_options={"xla_backend_optimization_level": 0})
@@ -242,14 +227,6 @@ def abstract_step_inputs(steps: Steps, mesh: jax.sharding.Mesh, size: Size) -> t
 
 
 PROFILED_CALLS = 10
-# Kernel kinds by the names cuDNN, cuBLAS and XLA give their GPU kernels, tested in this order:
-# cuDNN's convolutions include "implicit_gemm" kernels, so convolutions come before matmuls.
-KERNEL_KINDS = (
-    ("convolution", re.compile(r"conv|dgrad|wgrad", re.IGNORECASE)),
-    ("matmul", re.compile(r"gemm|nvjet|cublas|dot", re.IGNORECASE)),
-)
-
-
 def measure_mode(
     steps: Steps, initial: TrainState, mesh: jax.sharding.Mesh, data: DeviceFaces, steps_per_call: int, size: Size,
     profile_dir: Path | None = None, compiler_options: dict[str, Any] | None = None,
@@ -284,52 +261,6 @@ def measure_mode(
         "steps_per_s": statistics.median(rates),
         "window_steps_per_s": rates,
     }, compiled
-
-
-def kernel_kind(name: str) -> str:
-    """'convolution', 'matmul' or 'other' (XLA's elementwise/reduction fusions, copies, memsets) for a GPU kernel name."""
-    return next((kind for kind, pattern in KERNEL_KINDS if pattern.search(name)), "other")
-
-
-def gpu_kernels(trace_file: Path) -> tuple[collections.Counter[str], collections.Counter[str]]:
-    """(microseconds, launches) per kernel name on the GPU compute streams of a ``jax.profiler``
-    trace (a .trace.json.gz); both empty where it holds none (CPU and TPU traces)."""
-    with gzip.open(trace_file, "rt") as f:
-        events = json.load(f)["traceEvents"]
-    gpus = {e["pid"] for e in events if e.get("ph") == "M" and e.get("name") == "process_name"
-            and e["args"]["name"].startswith("/device:GPU")}
-    streams = {(e["pid"], e["tid"]) for e in events if e.get("ph") == "M" and e.get("name") == "thread_name"
-               and e["pid"] in gpus and "Compute" in e["args"]["name"]}
-    micros: collections.Counter[str] = collections.Counter()
-    launches: collections.Counter[str] = collections.Counter()
-    for event in events:
-        if event.get("ph") == "X" and (event["pid"], event.get("tid")) in streams:
-            micros[event["name"]] += event["dur"]
-            launches[event["name"]] += 1
-    return micros, launches
-
-
-def kernel_time(trace_dir: Path, calls: int, top: int = 8) -> dict[str, Any] | None:
-    """GPU kernel time per call, by kind and for the `top` largest kernels, from the trace that
-    ``jax.profiler.trace(trace_dir)`` wrote of `calls` calls; None where it holds no GPU compute
-    stream (CPU and TPU traces)."""
-    files = sorted(trace_dir.glob("plugins/profile/*/*.trace.json.gz"))
-    if not files:
-        return None
-    micros, launches = gpu_kernels(files[-1])
-    if not micros:
-        return None
-    by_kind = {kind: 0.0 for kind, _ in KERNEL_KINDS} | {"other": 0.0}
-    for name, us in micros.items():
-        by_kind[kernel_kind(name)] += us / calls / 1000
-    return {
-        "calls": calls,
-        "ms_per_call": sum(micros.values()) / calls / 1000,
-        "ms_per_call_by_kind": by_kind,
-        "kernels_per_call": sum(launches.values()) / calls,
-        "largest": [{"name": name, "kind": kernel_kind(name), "ms_per_call": us / calls / 1000,
-                     "launches_per_call": launches[name] / calls} for name, us in micros.most_common(top)],
-    }
 
 
 def bench_step(
@@ -450,7 +381,7 @@ def source_digest() -> str:
     also where no git checkout travels along (a copied working tree on a lent GPU)."""
     import hashlib
 
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parents[1]  # gan_arith/
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
@@ -543,118 +474,6 @@ def run(
     return results
 
 
-def judge_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Issue 7's H100 targets against this run (meaningful on one H100 only; the device is recorded)."""
-    out = []
-    for row in results["steps"]:
-        if row["model"] == "dcgan" and row["dtype"] in TARGET_STEPS_PER_S:
-            goal = TARGET_STEPS_PER_S[row["dtype"]]
-            out.append({"target": f"dcgan {row['dtype']} >= {goal:g} steps/s", "measured": row["steps_per_s"],
-                        "met": row["steps_per_s"] >= goal})
-            # A lower bound on the full run: steps alone, no loading, evaluation or checkpoints.
-            run_s = SEED_RUN_EPOCHS * (SEED_RUN_FACES // row["data_batch_size"]) / row["steps_per_s"]
-            out.append({"target": f"dcgan {row['dtype']}: {SEED_RUN_EPOCHS} epochs x {SEED_RUN_FACES} faces, "
-                                  f"steps alone < {TARGET_SEED_RUN_S:g} s", "measured": run_s,
-                        "met": run_s < TARGET_SEED_RUN_S})
-        compile_s = max(mode["compile_s"] for mode in row["modes"].values())
-        out.append({"target": f"{row['model']} {row['dtype']} compile < {TARGET_COMPILE_S:g} s", "measured": compile_s,
-                    "met": compile_s < TARGET_COMPILE_S})
-    for row in results.get("input", {}).get("paths", []):
-        if "over_fastest_step" in row:
-            out.append({"target": f"{row['path']} >= {TARGET_INPUT_RATIO:g}x the step's consumption",
-                        "measured": row["over_fastest_step"], "met": row["over_fastest_step"] >= TARGET_INPUT_RATIO})
-    return out
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "unknown" if value is None else format(value, spec)
-
-
-# The implementation choices each row records (model options and how the step compiles), printed above the table.
-IMPLEMENTATION_FIELDS = ("conv_transpose", "discriminator_padding", "conv_fusion")
-
-
-def _implementation(rows: list[dict[str, Any]], name: str) -> str:
-    """`name=value`, or the value of each row where the rows differ (conv_fusion 'auto' may)."""
-    values = {row.get(name) for row in rows}  # (rows of older JSON files may lack a field)
-    if len(values) == 1:
-        return f"{name}={values.pop()}"
-    return f"{name}=" + "/".join(f"{row.get(name)} ({row['model']} {row['dtype']})" for row in rows)
-
-
-def format_report(results: dict[str, Any]) -> str:
-    """The human-readable tables of a results dict."""
-    env = results["environment"]
-    lines = [
-        f"gan_arith.bench  {env['date']}  {env['device_count']} x {env['device_kind']} ({env['backend']})  "
-        f"jax {env['versions']['jax']}",
-        f"size {env['size']['name']}: {env['changes_from_seed']}; load average at start "
-        + " ".join(f"{x:.2f}" for x in env["load_average_start"]),
-    ]
-    if results["steps"]:
-        lines.append(
-            "implementation: " + ", ".join(_implementation(results["steps"], name) for name in IMPLEMENTATION_FIELDS)
-            + (f"; XLA_FLAGS={env['xla_flags']}" if env.get("xla_flags") else "")
-        )
-    lines += [
-        "",
-        f"{'model':6s} {'dtype':9s} {'compile s':>10s} {'1/call':>8s} {'k/call':>11s} {'steps/s':>8s} "
-        f"{'images/s':>9s} {'GFLOP/step':>10s} {'XLA GFLOP':>9s} {'TFLOP/s':>8s} {'% peak':>7s}",
-    ]
-    for row in results["steps"]:
-        per_step, fused = row["modes"]["per_step"], row["modes"].get("fused")
-        fused_text = f"{fused['steps_per_s']:.2f} (k={fused['steps_per_call']})" if fused else "-"
-        compile_text = f"{per_step['compile_s']:.1f}" + (f"/{fused['compile_s']:.1f}" if fused else "")
-        xla = row["xla_flops_per_step"]
-        fraction = None if row["peak_fraction"] is None else 100 * row["peak_fraction"]
-        lines.append(
-            f"{row['model']:6s} {row['dtype']:9s} {compile_text:>10s} {per_step['steps_per_s']:8.2f} "
-            f"{fused_text:>11s} {row['steps_per_s']:8.2f} {row['images_per_s']:9.0f} "
-            f"{row['flops_per_step'] / 1e9:10.2f} {_fmt(None if xla is None else xla / 1e9, '9.2f')} "
-            f"{row['achieved_flops_per_s'] / 1e12:8.3f} {_fmt(fraction, '7.1f')}"
-        )
-    lines += [
-        "steps/s and images/s: the faster of one step per call (1/call) and k steps fused in one lax.scan (k/call);",
-        "images/s = data images consumed (the GAN reads batch/2 real faces per step); GFLOP/step counted from layer",
-        "shapes (gan_arith.flops), XLA GFLOP from the one-step computation's cost_analysis (on GPU it leaves out",
-        "convolutions run as cuDNN custom calls, not those in conv_fusion's cuDNN graphs); compile s: 1/call[/k/call].",
-    ]
-    for row in results["steps"]:
-        if row.get("kernel_time"):
-            lines += [""] + format_kernel_time(row)
-    if "input" in results:
-        fastest = results["input"]["fastest_step"]
-        lines += ["", f"input path (images/s, batch {results['input']['batch_size']}) vs the fastest step's consumption "
-                      f"({fastest['model']} {fastest['dtype']}: {fastest['images_per_s']:.0f} images/s)"]
-        for row in results["input"]["paths"]:
-            if "skipped" in row:
-                lines.append(f"  {row['path']:42s} skipped: {row['skipped']}")
-            else:
-                lines.append(f"  {row['path']:42s} {row['images_per_s']:12.0f}  {row['over_fastest_step']:8.1f}x")
-    if "conv_transpose" in results:
-        ct = results["conv_transpose"]
-        lines += ["", f"generator forward+backward, float32, batch {ct['batch_size']}: "
-                      f"phase {ct['phase']['ms']:.1f} ms, dilated {ct['dilated']['ms']:.1f} ms "
-                      f"({ct['dilated_over_phase']:.1f}x)"]
-    if "targets" in results:
-        lines += ["", "issue 7 targets (set for one H100):"]
-        lines += [f"  {'met' if t['met'] else 'NOT met':8s} {t['target']}: {t['measured']:.2f}" for t in results["targets"]]
-    lines += ["", f"load average at end {' '.join(f'{x:.2f}' for x in env['load_average_end'])}; "
-                  f"total {env['total_s']:.0f} s"]
-    return "\n".join(lines)
-
-
-def format_kernel_time(row: dict[str, Any]) -> list[str]:
-    """The lines of a step row's GPU kernel time (``kernel_time``): the total by kind, then the largest kernels."""
-    profile = row["kernel_time"]
-    kinds = ", ".join(f"{kind} {ms:.2f}" for kind, ms in profile["ms_per_call_by_kind"].items())
-    return [f"GPU kernel time per step, {row['model']} {row['dtype']} (profile of {profile['calls']} one-step calls): "
-            f"{profile['ms_per_call']:.2f} ms in {profile['kernels_per_call']:.0f} kernels ({kinds} ms)"] + [
-        f"  {kernel['ms_per_call']:6.3f} ms  x{kernel['launches_per_call']:<4.3g} {kernel['kind']:11s} {kernel['name'][:80]}"
-        for kernel in profile["largest"]
-    ]
-
-
 def _csv(choices: Sequence[str], name: str) -> Callable[[str], list[str]]:
     def parse(text: str) -> list[str]:
         items = [item for item in text.split(",") if item]
@@ -730,7 +549,3 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         write_json(results, args.json)
         print(f"wrote {args.json}", flush=True)
     return results
-
-
-if __name__ == "__main__":
-    main()

@@ -218,11 +218,11 @@ def xla_flops(compiled: jax.stages.Compiled) -> float | None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m gan_arith.flops [--kind dcgan] [--batch-size 128] [--image-size 80] [--xla]``."""
+    """``python -m gan_arith.bench.flops [--kind dcgan] [--batch-size 128] [--image-size 80] [--xla]``."""
     from gan_arith.config import base_config
     from gan_arith.train.steps import build_steps
 
-    parser = argparse.ArgumentParser(prog="python -m gan_arith.flops", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m gan_arith.bench.flops", description=__doc__.split("\n\n")[0])
     parser.add_argument("--kind", choices=("dcgan", "vae", "ae"), default="dcgan")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--image-size", type=int, default=80)
