@@ -66,7 +66,7 @@ def _wrap(text: str, fontsize: float, inches: float) -> str:
     return "\n".join(lines)
 
 
-def _tiles(rows: int, columns: int, title: str | None) -> tuple[Figure, np.ndarray]:
+def _tiles(rows: int, columns: int) -> tuple[Figure, np.ndarray]:
     """A figure of rows x columns frameless tile axes [rows, columns] (blank until `_tile` fills one)."""
     fig = Figure(dpi=DPI, layout="constrained")
     fig.get_layout_engine().set(w_pad=TILE_PAD_INCHES, h_pad=TILE_PAD_INCHES, wspace=0, hspace=0)
@@ -75,10 +75,6 @@ def _tiles(rows: int, columns: int, title: str | None) -> tuple[Figure, np.ndarr
         ax.set_xticks([])
         ax.set_yticks([])
         ax.spines[:].set_visible(False)
-    if title is not None:
-        # A title of more than three lines at full size takes a smaller size instead.
-        fontsize = _FONT + 3 if _wrap(title, _FONT + 3, columns * TILE_INCHES).count("\n") < 3 else _FONT + 1
-        fig.suptitle(_wrap(title, fontsize, columns * TILE_INCHES), fontsize=fontsize)
     return fig, axes
 
 
@@ -98,21 +94,26 @@ def _row_label(axes: Axes, text: str) -> None:
                     va="center", labelpad=4)
 
 
-def _save_tiles(fig: Figure, axes: np.ndarray, path: str | os.PathLike) -> str:
-    """Size the figure so each grid cell is TILE_INCHES square, in whole pixels, then save it. The text
-    around the tiles takes about the same room at any figure size, so growing the figure by what the
-    cells lack converges within a few rounds of constrained layout."""
+def _save_tiles(fig: Figure, axes: np.ndarray, path: str | os.PathLike, title: str | None) -> str:
+    """Size the figure so each grid cell is TILE_INCHES square, in whole pixels, with the title wrapped
+    to the figure's width, then save it. The text around the tiles takes about the same room at any
+    figure size, so growing the figure by what the cells lack converges within a few rounds of
+    constrained layout."""
     rows, columns = axes.shape
     width, height = columns * TILE_INCHES + 2 * LABEL_INCHES, rows * TILE_INCHES + 2  # room for any text
     for _ in range(8):
         fig.set_size_inches(width, height)
+        if title is not None:
+            # A title of more than three lines at full size takes a smaller size instead.
+            lines = _wrap(title, _FONT + 3, width - 0.2).count("\n") + 1
+            fontsize = _FONT + 3 if lines <= 3 else _FONT + 1
+            fig.suptitle(_wrap(title, fontsize, width - 0.2), fontsize=fontsize)
         fig.draw_without_rendering()
         cell = axes[0, 0].get_position(original=True)
         missing = columns * (TILE_INCHES - cell.width * width), rows * (TILE_INCHES - cell.height * height)
-        width, height = (np.ceil((size + more) * DPI - 0.01) / DPI for size, more in zip((width, height), missing))
         if max(abs(more) for more in missing) * DPI < 0.25:
             break
-    fig.set_size_inches(width, height)
+        width, height = (np.ceil((size + more) * DPI - 0.01) / DPI for size, more in zip((width, height), missing))
     return _save(fig, path)
 
 
@@ -141,10 +142,10 @@ def plot_image_grid(
     if captions is not None and len(captions) != len(images):
         raise ValueError(f"got {len(captions)} captions for {len(images)} images")
     rows, columns = _grid_shape(len(images), columns)
-    fig, axes = _tiles(rows, columns, title)
+    fig, axes = _tiles(rows, columns)
     for index, image in enumerate(images):
         _tile(axes[index // columns, index % columns], image, None if captions is None else captions[index])
-    return _save_tiles(fig, axes, path)
+    return _save_tiles(fig, axes, path, title)
 
 
 def plot_index_grid(
@@ -195,7 +196,7 @@ def plot_concept_arithmetic(
     results = results[None] if results.ndim == 3 else results
     k_max = max(len(m) for m in members.values())
     columns = max(k_max + 1, len(results))
-    fig, axes = _tiles(len(members) + 1, columns, title)
+    fig, axes = _tiles(len(members) + 1, columns)
     for column in range(k_max):
         _header(axes[0, column], f"face {column + 1}")
     _header(axes[0, columns - 1], "average")
@@ -207,7 +208,7 @@ def plot_concept_arithmetic(
     _row_label(axes[-1, 0], "= result")
     for offset, image in enumerate(results):
         _tile(axes[-1, columns - len(results) + offset], image)
-    return _save_tiles(fig, axes, path)
+    return _save_tiles(fig, axes, path, title)
 
 
 def plot_arithmetic_draws(
@@ -235,7 +236,7 @@ def plot_arithmetic_draws(
         averages[name] = to_uint8(average_images[name])
         if averages[name].shape != results.shape:
             raise ValueError(f"average_images[{name!r}] has shape {averages[name].shape}, expected {results.shape}")
-    fig, axes = _tiles(len(results), len(averages) + 1, title)
+    fig, axes = _tiles(len(results), len(averages) + 1)
     # Two header lines, sign and coefficient over the name, so long terms do not run into each other.
     for column, name in enumerate(averages):
         _header(axes[0, column], _term_label(name, coefficients[name], first=column == 0, separator="\n"))
@@ -245,7 +246,7 @@ def plot_arithmetic_draws(
         for column, images in enumerate(averages.values()):
             _tile(axes[row, column], images[row])
         _tile(axes[row, -1], results[row])
-    return _save_tiles(fig, axes, path)
+    return _save_tiles(fig, axes, path, title)
 
 
 def _shown_frames(length: int, keys: Sequence[int], limit: int) -> np.ndarray:
@@ -319,7 +320,7 @@ def plot_interpolation(
         note = (f"{len(shown)} of {length} frames shown (ends and key points, the rest spread evenly between); "
                 + ("t" if ts is not None else "frame") + " above each")
         title = note if title is None else f"{title}\n{note}"
-    fig, axes = _tiles(len(rows), len(shown), title)
+    fig, axes = _tiles(len(rows), len(shown))
     for column, header in enumerate(headers or []):
         _header(axes[0, column], header)
     for row, (name, strip) in enumerate(rows.items()):
@@ -327,7 +328,7 @@ def plot_interpolation(
             _row_label(axes[row, 0], name)
         for column, index in enumerate(shown):
             _tile(axes[row, column], strip[index])
-    return _save_tiles(fig, axes, path)
+    return _save_tiles(fig, axes, path, title)
 
 
 def _histogram_figure(panels: int, columns: int) -> tuple[Figure, np.ndarray]:
@@ -425,12 +426,12 @@ def plot_scored_faces(
     if count < 1:
         raise ValueError("there are no images to plot")
     order = np.argsort(-scores, kind="stable")
-    fig, axes = _tiles(2, count, title)
+    fig, axes = _tiles(2, count)
     for row, (label, picks) in enumerate((("best", order[:count]), ("worst", order[::-1][:count]))):
         _row_label(axes[row, 0], label)
         for column, index in enumerate(picks):
             _tile(axes[row, column], images[index], f"{scores[index]:.2f}")
-    return _save_tiles(fig, axes, path)
+    return _save_tiles(fig, axes, path, title)
 
 
 def plot_reconstructions(
@@ -460,12 +461,12 @@ def plot_reconstructions(
     for method, texts in captions.items():
         if method not in rows or len(texts) < count:
             raise ValueError(f"captions[{method!r}] must name a method and give one string for each of {count} images")
-    fig, axes = _tiles(len(rows), count, title)
+    fig, axes = _tiles(len(rows), count)
     for row, (label, images) in enumerate(rows.items()):
         _row_label(axes[row, 0], label)
         for column in range(count):
             _tile(axes[row, column], images[column], captions[label][column] if label in captions else None)
-    return _save_tiles(fig, axes, path)
+    return _save_tiles(fig, axes, path, title)
 
 
 def image_mosaic(images: np.ndarray, columns: int = 8) -> np.ndarray:
@@ -498,7 +499,7 @@ def plot_edit_sweep(
     if not edited or len(shapes) != 1 or next(iter(shapes))[:1] != (len(alphas),) or len(next(iter(shapes))) != 5:
         raise ValueError(f"sweeps must share one shape [A={len(alphas)}, N, H, W, 3], got {sorted(shapes)}")
     faces = min(faces, next(iter(shapes))[1])
-    fig, axes = _tiles(faces * len(edited), len(alphas), title)
+    fig, axes = _tiles(faces * len(edited), len(alphas))
     for column, alpha in enumerate(alphas):
         _header(axes[0, column], f"\u03b1 = {alpha:g}")
     for face in range(faces):
@@ -507,7 +508,7 @@ def plot_edit_sweep(
             _row_label(axes[row, 0], f"face {face + 1}: {name}")
             for column in range(len(alphas)):
                 _tile(axes[row, column], images[column, face])
-    return _save_tiles(fig, axes, path)
+    return _save_tiles(fig, axes, path, title)
 
 
 def plot_roc_curves(
