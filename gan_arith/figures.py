@@ -25,7 +25,7 @@ from gan_arith.models.layers import from_model_range
 DPI = 100
 TILE_INCHES = 1.0  # one image tile
 TILE_PAD_INCHES = 0.03  # white space around each tile
-LABEL_INCHES = 2.5  # row labels wrap (at spaces) to this width
+LABEL_INCHES = 2.5  # row labels wrap to this width (see _wrap)
 MAX_STRIP_FRAMES = 32  # interpolation strips longer than this are thinned (see plot_interpolation)
 PANEL_INCHES = (3.0, 2.4)  # one histogram panel
 _FONT = 7
@@ -292,9 +292,9 @@ def plot_interpolation(
 
     A bare array [T, H, W, 3] is one unlabelled strip. With ts, each column is headed by its t.
     Strips longer than `max_frames` are thinned evenly to max_frames columns (so the PNG stays at
-    most about (LABEL_INCHES + max_frames * TILE_INCHES) * DPI pixels wide), always keeping both ends and the
-    key frames: the indices in `keys` and, with ts, every frame whose t is a whole number (the path's
-    points, as experiments.interpolation numbers them). Then every column is headed by its t (or its
+    most about (LABEL_INCHES + max_frames * TILE_INCHES) * DPI pixels wide), always keeping both ends
+    and the key frames: the indices in `keys` and, with ts, every frame whose t is a whole number (the
+    path's points, as experiments.interpolation numbers them). Then every column is headed by its t (or its
     frame index, without ts) and the title says how many frames are shown.
     """
     labelled = isinstance(strips, Mapping)

@@ -163,7 +163,8 @@ def test_concept_arithmetic(tmp_path, rendered):
     results_x = sorted(round(axes.images[0].get_window_extent().x0) for axes in fig.axes[-4:] if axes.images)
     assert len(x) == 4 and results_x == x[2:]  # results right-aligned under the averages
     texts = _assert_clear(fig)
-    assert {"smiling_woman", "\u2212neutral_woman", "+0.5\u00d7neutral_man", "=result", "face1", "average"} <= set(texts)
+    labels = {"smiling_woman", "\u2212neutral_woman", "+0.5\u00d7neutral_man", "=result", "face1", "average"}
+    assert labels <= set(texts)
     with pytest.raises(ValueError, match="neutral_man"):
         plots.plot_concept_arithmetic(members, {}, coefficients, results, tmp_path / "bad.png")
 
