@@ -79,7 +79,7 @@ def _tiles(rows: int, columns: int) -> tuple[Figure, np.ndarray]:
 
 
 def _tile(axes: Axes, image: np.ndarray, caption: str | None = None) -> None:
-    """One image, each of its pixels a flat block (nearest neighbour, no smoothing), with an optional caption under it."""
+    """One image, each of its pixels a flat block (nearest neighbour, no smoothing), captioned if asked."""
     axes.imshow(image, interpolation="nearest")
     if caption is not None:
         axes.set_xlabel(_wrap(caption, _FONT, TILE_INCHES - 2 * TILE_PAD_INCHES), fontsize=_FONT, labelpad=2)
