@@ -1,24 +1,20 @@
 """Every figure of the project, in one place (matplotlib, Agg; no pyplot state).
 
 Each function takes arrays, labels and an output path, writes one PNG atomically and returns the
-path. Images are uint8 [..., H, W, 3] or float in [-1, 1] (model range). Image figures are laid
-out on a grid of square tiles (`_TileLayout`):
-width = (label column + columns * tile) * dpi,
-height = (title + header band + rows * (tile + caption band if captioned)) * dpi,
-where the label column, header, caption and title bands have fixed least sizes (LABEL_INCHES,
-CAPTION_INCHES per header line, CAPTION_INCHES, TITLE_INCHES) and grow to fit measured text; text
-too wide for its tile, the label column or the figure is wrapped (then shrunk), never clipped or
-laid over a tile. With short labels, the pixel size is thus known in advance.
+path. Images are uint8 [..., H, W, 3] or float in [-1, 1] (model range). Image figures are grids of
+square tiles of TILE_INCHES drawn with nearest-neighbour interpolation; matplotlib's constrained
+layout places the titles, column headers, row labels and captions around them, and the figure grows
+to hold the text, so the tiles keep their size however long the labels are.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 from typing import Mapping, Sequence
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import stats
@@ -28,15 +24,9 @@ from gan_arith.models.layers import from_model_range
 
 DPI = 100
 TILE_INCHES = 1.0  # one image tile
-CAPTION_INCHES = 0.2  # a line of small text under or over a tile
-TITLE_INCHES = 0.4
-# The least width of row-label columns (expression terms such as "- 0.5 x neutral_woman", strip names,
-# "draw 12"); a column widens to its longest label, up to LABEL_MAX_INCHES, past which labels wrap.
-LABEL_INCHES = {"concept": 1.6, "strip": 1.0, "draw": 0.7}
-LABEL_MAX_INCHES = 2.5
+TILE_PAD_INCHES = 0.03  # white space around each tile
+LABEL_INCHES = 2.5  # row labels wrap to this width (see _wrap)
 MAX_STRIP_FRAMES = 32  # interpolation strips longer than this are thinned (see plot_interpolation)
-TITLE_MAX_INCHES = 0.55
-HEADER_MAX_INCHES = 0.6  # the most height of a header or caption (wrapped to its tile's width) before it shrinks
 PANEL_INCHES = (3.0, 2.4)  # one histogram panel
 _FONT = 7
 
@@ -59,162 +49,72 @@ def _save(fig: Figure, path: str | os.PathLike) -> str:
     return os.fspath(atomic_write(path, lambda file: fig.savefig(file, format="png", dpi=fig.dpi)))
 
 
-@functools.lru_cache(maxsize=1)
-def _measuring_figure() -> Figure:
-    """A scratch figure at DPI whose Agg renderer measures text exactly as the saved figures draw it."""
-    fig = Figure(dpi=DPI)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _text_inches(text: str, fontsize: float) -> tuple[float, float]:
-    """(width, height) in inches of `text` (lines split on newlines) as a centred figure text draws it."""
-    fig = _measuring_figure()
-    artist = fig.text(0, 0, text, fontsize=fontsize, multialignment="center", parse_math=False)
-    try:
-        box = artist.get_window_extent(fig.canvas.get_renderer())
-    finally:
-        artist.remove()
-    return box.width / DPI, box.height / DPI
-
-
-_BREAKS = (r"(?<= )", r"(?<=[_\-+/,])")  # where lines may break: after spaces, else inside names
-
-
-def _wrap(text: str, fontsize: float, max_inches: float) -> str:
-    """Greedy line breaking to `max_inches`: after spaces; inside a word that alone is too wide, after
-    '_', '-', '+', '/' or ','; failing that, between any two characters. Existing newlines are kept."""
-    def fits(candidate: str) -> bool:
-        return _text_inches(candidate.rstrip(), fontsize)[0] <= max_inches
-
-    def wrap_line(line: str, level: int) -> list[str]:
-        if fits(line) or len(line) < 2:
-            return [line]
-        pieces = re.split(_BREAKS[level], line) if level < len(_BREAKS) else list(line)
-        lines, current = [], ""
-        for piece in pieces:
-            if current.strip() and not fits(current + piece):
-                lines.append(current.rstrip())
-                current = piece.lstrip()
+def _wrap(text: str, fontsize: float, inches: float) -> str:
+    """Lines of about `inches` (a glyph is about 0.6 em wide on average), broken after spaces or, inside
+    long names, after '_'. Existing newlines are kept; a piece longer than a line stays whole."""
+    width = max(4, int(inches * 72 / (0.6 * fontsize)))
+    lines = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for piece in re.split(r"(?<=[ _])", paragraph):
+            if line.strip() and len(line + piece.rstrip()) > width:
+                lines.append(line.rstrip())
+                line = piece
             else:
-                current += piece
-            if level < len(_BREAKS) and not fits(current):  # one piece too wide: break it finer
-                *done, current = wrap_line(current, level + 1)
-                lines += done
-        return lines + [current.rstrip()]
-
-    return "\n".join(line for paragraph in text.split("\n") for line in wrap_line(paragraph, 0))
+                line += piece
+        lines.append(line.rstrip())
+    return "\n".join(lines)
 
 
-def _fit(text: str, fontsize: float, max_width: float, max_height: float = np.inf,
-         min_fontsize: float = 4.0) -> tuple[str, float, float, float]:
-    """`text` wrapped to max_width, at the largest size from `fontsize` down (in half points, to
-    min_fontsize) whose lines also fit max_height. Returns (wrapped text, font size, width, height) in inches."""
-    while True:
-        wrapped = _wrap(text, fontsize, max_width)
-        width, height = _text_inches(wrapped, fontsize)
-        if height <= max_height or fontsize - 0.5 < min_fontsize:
-            return wrapped, fontsize, width, height
-        fontsize -= 0.5
+def _tiles(rows: int, columns: int) -> tuple[Figure, np.ndarray]:
+    """A figure of rows x columns frameless tile axes [rows, columns] (blank until `_tile` fills one)."""
+    fig = Figure(dpi=DPI, layout="constrained")
+    fig.get_layout_engine().set(w_pad=TILE_PAD_INCHES, h_pad=TILE_PAD_INCHES, wspace=0, hspace=0)
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.spines[:].set_visible(False)
+    return fig, axes
 
 
-def _ceil_pixels(inches: float) -> float:
-    """Round a length up to whole pixels at DPI, so tiles stay on pixel boundaries."""
-    return float(np.ceil(inches * DPI - 1e-6)) / DPI
+def _tile(axes: Axes, image: np.ndarray, caption: str | None = None) -> None:
+    """One image, each of its pixels a flat block (nearest neighbour, no smoothing), captioned if asked."""
+    axes.imshow(image, interpolation="nearest")
+    if caption is not None:
+        axes.set_xlabel(_wrap(caption, _FONT, TILE_INCHES - 2 * TILE_PAD_INCHES), fontsize=_FONT, labelpad=2)
 
 
-class _TileLayout:
-    """Square image tiles on an exact grid in inches, with an optional title band, column headers,
-    row labels and captions under the tiles. Text is recorded first; `render` then sizes the label
-    column, the header, caption and title bands from the measured text (never below their defaults:
-    `label_inches`, `header_lines` x CAPTION_INCHES, CAPTION_INCHES, TITLE_INCHES), wrapping or
-    shrinking text that would be wider than its tile, the label column's limit or the figure, so no
-    text overlaps a tile or other text and none is clipped."""
+def _header(axes: Axes, text: str) -> None:
+    axes.set_title(_wrap(text, _FONT, TILE_INCHES - 2 * TILE_PAD_INCHES), fontsize=_FONT, pad=3)
 
-    inset = 0.03  # a thin white gap around each tile
-    label_margin = 0.1  # figure edge to row label
-    gap = 0.06  # least clear space between a row label and its tile; captions get half of it on each side
-    header_offset = 0.04  # header text ends this far above the tiles, and starts this far below the title band
 
-    def __init__(self, rows: int, columns: int, *, header_lines: int, captions: bool, label_inches: float):
-        self.rows, self.columns = rows, columns
-        self.captioned = captions
-        self.min_label, self.min_header = label_inches, header_lines * CAPTION_INCHES
-        self.images: list[tuple[int, int, np.ndarray, str | None]] = []
-        self.headers: dict[int, str] = {}
-        self.labels: dict[int, str] = {}
-        self.title_text: str | None = None
+def _row_label(axes: Axes, text: str) -> None:
+    axes.set_ylabel(_wrap(text, _FONT + 1, LABEL_INCHES), fontsize=_FONT + 1, rotation=0, ha="right",
+                    va="center", labelpad=4)
 
-    def image(self, row: int, column: int, image: np.ndarray, caption: str | None = None) -> None:
-        self.images.append((row, column, image, caption))
 
-    def header(self, column: int, text: str) -> None:
-        self.headers[column] = text
-
-    def row_label(self, row: int, text: str) -> None:
-        self.labels[row] = text
-
-    def title(self, text: str) -> None:
-        self.title_text = text
-
-    def render(self) -> Figure:
-        text_width = TILE_INCHES - 2 * self.inset  # headers and captions stay within their tile's width
-        labels = {row: _fit(text, _FONT + 1, LABEL_MAX_INCHES, TILE_INCHES - 2 * self.inset)
-                  for row, text in self.labels.items()}
-        left = self.min_label
-        if labels:
-            left = max(left, self.label_margin + max(fit[2] for fit in labels.values()) + self.gap)
-        left = _ceil_pixels(left)
-        width = left + self.columns * TILE_INCHES
-
-        headers = {column: _fit(text, _FONT, text_width, HEADER_MAX_INCHES) for column, text in self.headers.items()}
-        header_band = self.min_header
-        if headers:
-            header_band = max(header_band, max(fit[3] for fit in headers.values()) + 2 * self.header_offset)
-        header_band = _ceil_pixels(header_band)
-        captions = {(row, column): _fit(caption, _FONT, text_width, HEADER_MAX_INCHES)
-                    for row, column, _, caption in self.images if caption is not None}
-        caption_band = 0.0
-        if self.captioned:
-            caption_band = _ceil_pixels(max([CAPTION_INCHES] + [fit[3] + self.gap for fit in captions.values()]))
-        title, title_band = None, 0.0
-        if self.title_text is not None:
-            # A title of more than about three lines shrinks (to the tiles' text size at least) before it grows.
-            title = _fit(self.title_text, _FONT + 3, width - 2 * self.label_margin, TITLE_MAX_INCHES, _FONT)
-            title_band = _ceil_pixels(max(TITLE_INCHES, title[3] + 0.16))
-
-        top = title_band + header_band
-        row_inches = TILE_INCHES + caption_band
-        height = top + self.rows * row_inches
-        fig = Figure(figsize=(width, height), dpi=DPI)
-
-        def point(x: float, y_from_top: float) -> tuple[float, float]:
-            return x / width, 1.0 - y_from_top / height
-
-        def text(x: float, y: float, fit: tuple[str, float, float, float], **kwargs) -> None:
-            fig.text(*point(x, y), fit[0], fontsize=fit[1], parse_math=False, **kwargs)
-
-        for row, column, image, _ in self.images:
-            x, y = left + column * TILE_INCHES + self.inset, top + row * row_inches + self.inset
-            size = TILE_INCHES - 2 * self.inset
-            axes = fig.add_axes([x / width, 1.0 - (y + size) / height, size / width, size / height])
-            axes.imshow(image, interpolation="nearest")
-            axes.set_axis_off()
-        for (row, column), fit in captions.items():
-            text(left + (column + 0.5) * TILE_INCHES, top + row * row_inches + TILE_INCHES + caption_band / 2, fit,
-                 ha="center", va="center", multialignment="center")
-        for column, fit in headers.items():
-            # Bottom-aligned, so one-line and two-line headers end on the same baseline.
-            text(left + (column + 0.5) * TILE_INCHES, top - self.header_offset, fit,
-                 ha="center", va="bottom", multialignment="center")
-        for row, fit in labels.items():
-            text(self.label_margin, top + row * row_inches + TILE_INCHES / 2, fit, ha="left", va="center")
+def _save_tiles(fig: Figure, axes: np.ndarray, path: str | os.PathLike, title: str | None) -> str:
+    """Size the figure so each grid cell is TILE_INCHES square, in whole pixels, with the title wrapped
+    to the figure's width, then save it. The text around the tiles takes about the same room at any
+    figure size, so growing the figure by what the cells lack converges within a few rounds of
+    constrained layout."""
+    rows, columns = axes.shape
+    width, height = columns * TILE_INCHES + 2 * LABEL_INCHES, rows * TILE_INCHES + 2  # room for any text
+    for _ in range(8):
+        fig.set_size_inches(width, height)
         if title is not None:
-            text(width / 2, title_band / 2, title, ha="center", va="center", multialignment="center")
-        return fig
-
-    def save(self, path: str | os.PathLike) -> str:
-        return _save(self.render(), path)
+            # A title of more than three lines at full size takes a smaller size instead.
+            lines = _wrap(title, _FONT + 3, width - 0.2).count("\n") + 1
+            fontsize = _FONT + 3 if lines <= 3 else _FONT + 1
+            fig.suptitle(_wrap(title, fontsize, width - 0.2), fontsize=fontsize)
+        fig.draw_without_rendering()
+        cell = axes[0, 0].get_position(original=True)
+        missing = columns * (TILE_INCHES - cell.width * width), rows * (TILE_INCHES - cell.height * height)
+        if max(abs(more) for more in missing) * DPI < 0.25:
+            break
+        width, height = (np.ceil((size + more) * DPI - 0.01) / DPI for size, more in zip((width, height), missing))
+    return _save(fig, path)
 
 
 def _grid_shape(count: int, columns: int | None) -> tuple[int, int]:
@@ -242,13 +142,10 @@ def plot_image_grid(
     if captions is not None and len(captions) != len(images):
         raise ValueError(f"got {len(captions)} captions for {len(images)} images")
     rows, columns = _grid_shape(len(images), columns)
-    layout = _TileLayout(rows, columns, header_lines=0, captions=captions is not None,
-                         label_inches=0.0)
+    fig, axes = _tiles(rows, columns)
     for index, image in enumerate(images):
-        layout.image(index // columns, index % columns, image, None if captions is None else captions[index])
-    if title is not None:
-        layout.title(title)
-    return layout.save(path)
+        _tile(axes[index // columns, index % columns], image, None if captions is None else captions[index])
+    return _save_tiles(fig, axes, path, title)
 
 
 def plot_index_grid(
@@ -299,22 +196,19 @@ def plot_concept_arithmetic(
     results = results[None] if results.ndim == 3 else results
     k_max = max(len(m) for m in members.values())
     columns = max(k_max + 1, len(results))
-    layout = _TileLayout(len(members) + 1, columns, header_lines=1, captions=False,
-                         label_inches=LABEL_INCHES["concept"])
+    fig, axes = _tiles(len(members) + 1, columns)
     for column in range(k_max):
-        layout.header(column, f"face {column + 1}")
-    layout.header(columns - 1, "average")
+        _header(axes[0, column], f"face {column + 1}")
+    _header(axes[0, columns - 1], "average")
     for row, (name, faces) in enumerate(members.items()):
-        layout.row_label(row, _term_label(name, coefficients[name], first=row == 0))
+        _row_label(axes[row, 0], _term_label(name, coefficients[name], first=row == 0))
         for column, face in enumerate(faces):
-            layout.image(row, column, face)
-        layout.image(row, columns - 1, to_uint8(average_images[name]))
-    layout.row_label(len(members), "= result")
+            _tile(axes[row, column], face)
+        _tile(axes[row, columns - 1], to_uint8(average_images[name]))
+    _row_label(axes[-1, 0], "= result")
     for offset, image in enumerate(results):
-        layout.image(len(members), columns - len(results) + offset, image)
-    if title is not None:
-        layout.title(title)
-    return layout.save(path)
+        _tile(axes[-1, columns - len(results) + offset], image)
+    return _save_tiles(fig, axes, path, title)
 
 
 def plot_arithmetic_draws(
@@ -342,20 +236,17 @@ def plot_arithmetic_draws(
         averages[name] = to_uint8(average_images[name])
         if averages[name].shape != results.shape:
             raise ValueError(f"average_images[{name!r}] has shape {averages[name].shape}, expected {results.shape}")
+    fig, axes = _tiles(len(results), len(averages) + 1)
     # Two header lines, sign and coefficient over the name, so long terms do not run into each other.
-    layout = _TileLayout(len(results), len(averages) + 1, header_lines=2, captions=False,
-                         label_inches=LABEL_INCHES["draw"])
     for column, name in enumerate(averages):
-        layout.header(column, _term_label(name, coefficients[name], first=column == 0, separator="\n"))
-    layout.header(len(averages), "=\nresult")
+        _header(axes[0, column], _term_label(name, coefficients[name], first=column == 0, separator="\n"))
+    _header(axes[0, -1], "=\nresult")
     for row in range(len(results)):
-        layout.row_label(row, f"draw {row + 1}")
+        _row_label(axes[row, 0], f"draw {row + 1}")
         for column, images in enumerate(averages.values()):
-            layout.image(row, column, images[row])
-        layout.image(row, len(averages), results[row])
-    if title is not None:
-        layout.title(title)
-    return layout.save(path)
+            _tile(axes[row, column], images[row])
+        _tile(axes[row, -1], results[row])
+    return _save_tiles(fig, axes, path, title)
 
 
 def _shown_frames(length: int, keys: Sequence[int], limit: int) -> np.ndarray:
@@ -401,9 +292,9 @@ def plot_interpolation(
 
     A bare array [T, H, W, 3] is one unlabelled strip. With ts, each column is headed by its t.
     Strips longer than `max_frames` are thinned evenly to max_frames columns (so the PNG stays at
-    most about (LABEL_MAX_INCHES + max_frames) * DPI pixels wide), always keeping both ends and the
-    key frames: the indices in `keys` and, with ts, every frame whose t is a whole number (the path's
-    points, as experiments.interpolation numbers them). Then every column is headed by its t (or its
+    most about (LABEL_INCHES + max_frames * TILE_INCHES) * DPI pixels wide), always keeping both ends
+    and the key frames: the indices in `keys` and, with ts, every frame whose t is a whole number (the
+    path's points, as experiments.interpolation numbers them). Then every column is headed by its t (or its
     frame index, without ts) and the title says how many frames are shown.
     """
     labelled = isinstance(strips, Mapping)
@@ -425,22 +316,19 @@ def plot_interpolation(
     shown = _shown_frames(length, keys, max_frames)
     thinned = len(shown) < length
     headers = _t_labels(ts[shown]) if ts is not None else [f"frame {i}" for i in shown] if thinned else None
-    layout = _TileLayout(len(rows), len(shown), header_lines=int(headers is not None), captions=False,
-                         label_inches=LABEL_INCHES["strip"] if labelled else 0.0)
-    for column, header in enumerate(headers or []):
-        layout.header(column, header)
-    for row, (name, strip) in enumerate(rows.items()):
-        if labelled:
-            layout.row_label(row, name)
-        for column, index in enumerate(shown):
-            layout.image(row, column, strip[index])
     if thinned:
         note = (f"{len(shown)} of {length} frames shown (ends and key points, the rest spread evenly between); "
                 + ("t" if ts is not None else "frame") + " above each")
         title = note if title is None else f"{title}\n{note}"
-    if title is not None:
-        layout.title(title)
-    return layout.save(path)
+    fig, axes = _tiles(len(rows), len(shown))
+    for column, header in enumerate(headers or []):
+        _header(axes[0, column], header)
+    for row, (name, strip) in enumerate(rows.items()):
+        if labelled:
+            _row_label(axes[row, 0], name)
+        for column, index in enumerate(shown):
+            _tile(axes[row, column], strip[index])
+    return _save_tiles(fig, axes, path, title)
 
 
 def _histogram_figure(panels: int, columns: int) -> tuple[Figure, np.ndarray]:
@@ -538,15 +426,12 @@ def plot_scored_faces(
     if count < 1:
         raise ValueError("there are no images to plot")
     order = np.argsort(-scores, kind="stable")
-    layout = _TileLayout(2, count, header_lines=0, captions=True,
-                         label_inches=LABEL_INCHES["strip"])
+    fig, axes = _tiles(2, count)
     for row, (label, picks) in enumerate((("best", order[:count]), ("worst", order[::-1][:count]))):
-        layout.row_label(row, label)
+        _row_label(axes[row, 0], label)
         for column, index in enumerate(picks):
-            layout.image(row, column, images[index], f"{scores[index]:.2f}")
-    if title is not None:
-        layout.title(title)
-    return layout.save(path)
+            _tile(axes[row, column], images[index], f"{scores[index]:.2f}")
+    return _save_tiles(fig, axes, path, title)
 
 
 def plot_reconstructions(
@@ -576,15 +461,12 @@ def plot_reconstructions(
     for method, texts in captions.items():
         if method not in rows or len(texts) < count:
             raise ValueError(f"captions[{method!r}] must name a method and give one string for each of {count} images")
-    layout = _TileLayout(len(rows), count, header_lines=0, captions=bool(captions),
-                         label_inches=LABEL_INCHES["strip"])
+    fig, axes = _tiles(len(rows), count)
     for row, (label, images) in enumerate(rows.items()):
-        layout.row_label(row, label)
+        _row_label(axes[row, 0], label)
         for column in range(count):
-            layout.image(row, column, images[column], captions[label][column] if label in captions else None)
-    if title is not None:
-        layout.title(title)
-    return layout.save(path)
+            _tile(axes[row, column], images[column], captions[label][column] if label in captions else None)
+    return _save_tiles(fig, axes, path, title)
 
 
 def image_mosaic(images: np.ndarray, columns: int = 8) -> np.ndarray:
@@ -617,19 +499,16 @@ def plot_edit_sweep(
     if not edited or len(shapes) != 1 or next(iter(shapes))[:1] != (len(alphas),) or len(next(iter(shapes))) != 5:
         raise ValueError(f"sweeps must share one shape [A={len(alphas)}, N, H, W, 3], got {sorted(shapes)}")
     faces = min(faces, next(iter(shapes))[1])
-    layout = _TileLayout(faces * len(edited), len(alphas), header_lines=1, captions=False,
-                         label_inches=LABEL_INCHES["concept"])
+    fig, axes = _tiles(faces * len(edited), len(alphas))
     for column, alpha in enumerate(alphas):
-        layout.header(column, f"\u03b1 = {alpha:g}")
+        _header(axes[0, column], f"\u03b1 = {alpha:g}")
     for face in range(faces):
         for offset, (name, images) in enumerate(edited.items()):
             row = face * len(edited) + offset
-            layout.row_label(row, f"face {face + 1}: {name}")
+            _row_label(axes[row, 0], f"face {face + 1}: {name}")
             for column in range(len(alphas)):
-                layout.image(row, column, images[column, face])
-    if title is not None:
-        layout.title(title)
-    return layout.save(path)
+                _tile(axes[row, column], images[column, face])
+    return _save_tiles(fig, axes, path, title)
 
 
 def plot_roc_curves(

@@ -1,10 +1,8 @@
-"""Tests for gan_arith/latent/sweeps.py (interpolation strips, attribute edits) and figures.plot_edit_sweep."""
+"""Tests for gan_arith/latent/sweeps.py (interpolation strips, attribute edits)."""
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from gan_arith import figures
 from gan_arith.latent import pools, sweeps
 
 NAMES = ("Smiling", "Male")
@@ -73,19 +71,3 @@ def test_interpolation_strips_pass_through_the_points(fake_run):
 def test_endpoint_latents_need_two_points(fake_run):
     with pytest.raises(ValueError, match="at least 2"):
         sweeps.endpoint_latents(fake_run, None, 1)
-
-
-def test_plot_edit_sweep_places_each_face_and_direction(tmp_path):
-    colours = np.arange(2 * 3 * 2 * 3).reshape(2, 3, 2, 3).astype(np.uint8) * 5  # [directions, alphas, faces, rgb]
-    sweeps_ = {name: np.broadcast_to(colours[i][:, :, None, None, :], (3, 2, 12, 12, 3)) for i, name in enumerate("ab")}
-    path = figures.plot_edit_sweep(sweeps_, [0.0, 1.0, 2.0], tmp_path / "edits.png", faces=2)
-    png = np.asarray(Image.open(path).convert("RGB"))
-    tile, left, top = figures.TILE_INCHES * figures.DPI, figures.LABEL_INCHES["concept"] * figures.DPI, figures.CAPTION_INCHES * figures.DPI
-    assert png.shape == (int(top + 4 * tile), int(left + 3 * tile), 3)
-    for face in range(2):
-        for d in range(2):
-            for alpha in range(3):
-                y, x = int(top + (face * 2 + d + 0.5) * tile), int(left + (alpha + 0.5) * tile)
-                np.testing.assert_array_equal(png[y, x], colours[d, alpha, face])
-    with pytest.raises(ValueError, match="share one shape"):
-        figures.plot_edit_sweep(sweeps_, [0.0, 1.0], tmp_path / "bad.png")
