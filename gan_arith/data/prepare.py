@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import math
 import multiprocessing
@@ -44,7 +45,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -359,6 +360,10 @@ def _all_shards_written(root: Path, manifest: dict[str, Any], num_shards: int) -
 class _CtrlC:
     """Ctrl-C that cannot get lost: KeyboardInterrupt as usual, raised again by `check` if it was swallowed.
 
+    Inside `only_at_checks` the handler only records the press and `check` raises it: a KeyboardInterrupt
+    raised inside `concurrent.futures`' own code can leave a future's lock held, and the pool's shutdown
+    then waits on it for ever.
+
     Python drops exceptions raised inside garbage-collector callbacks (TensorFlow's import brings jax,
     which installs one) with an "Exception ignored" traceback, so a Ctrl-C landing there would go
     unnoticed; that traceback is left out too. Only in the main thread, and only where Python's default
@@ -367,6 +372,7 @@ class _CtrlC:
 
     def __init__(self) -> None:
         self.pressed = False
+        self._raise_at_once = True
         self._previous: Any = None
         self._previous_hook: Any = None
 
@@ -388,7 +394,17 @@ class _CtrlC:
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.pressed = True
-        raise KeyboardInterrupt
+        if self._raise_at_once:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def only_at_checks(self) -> Iterator[None]:
+        """Within the block a Ctrl-C is raised by the next `check`, not wherever the main thread is."""
+        self._raise_at_once = False
+        try:
+            yield
+        finally:
+            self._raise_at_once = True
 
     def check(self) -> None:
         if self.pressed:
@@ -455,27 +471,29 @@ def _run_pool(
             pending = {pool.submit(_worker_shard, index) for index in todo}  # spawns the workers
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        while pending:
-            ctrl_c.check()
-            finished, pending = concurrent.futures.wait(
-                pending, timeout=0.5, return_when=concurrent.futures.FIRST_COMPLETED
-            )
-            while True:
-                try:
-                    kind, n = events.get_nowait()
-                except queue_lib.Empty:
-                    break
-                if kind == "ready":
-                    ready_workers += 1
-                    if ready_workers == workers:
-                        ready = time.monotonic()
-                else:
-                    steady_images += n if ready is not None else 0
-                    tracker.images(n)
-            for future in finished:
-                result = future.result()
-                writer.write_shard(result.index, result.images, result.meta, result.counts)
-                tracker.shard()
+        # Ctrl-C is raised at the loop's check, never inside concurrent.futures (see _CtrlC).
+        with ctrl_c.only_at_checks():
+            while pending:
+                ctrl_c.check()
+                finished, pending = concurrent.futures.wait(
+                    pending, timeout=0.5, return_when=concurrent.futures.FIRST_COMPLETED
+                )
+                while True:
+                    try:
+                        kind, n = events.get_nowait()
+                    except queue_lib.Empty:
+                        break
+                    if kind == "ready":
+                        ready_workers += 1
+                        if ready_workers == workers:
+                            ready = time.monotonic()
+                    else:
+                        steady_images += n if ready is not None else 0
+                        tracker.images(n)
+                for future in finished:
+                    result = future.result()
+                    writer.write_shard(result.index, result.images, result.meta, result.counts)
+                    tracker.shard()
     except BaseException:  # Ctrl-C or an error: stop the workers now, not after the shards they hold
         if pool is not None:
             _terminate_pool(pool)
