@@ -27,7 +27,7 @@ from gan_arith.data.stores import resolve_store
 from gan_arith.errors import InputError
 from gan_arith.evaluation.frechet import GeneratorFrechet
 from gan_arith.evaluation.scorer import AttributeScorer, classifier_attributes, load_or_train_classifier
-from gan_arith.models.classifier import MIN_IMAGE_SIZE
+from gan_arith.evaluation.classifier_network import MIN_IMAGE_SIZE
 from gan_arith.runs import TrainedRun, load_run
 from gan_arith.train import loop
 from gan_arith.train.checkpoint import CONFIG_FILE, has_checkpoint, load_config

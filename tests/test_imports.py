@@ -25,7 +25,7 @@ CORE_MODULES = [
     "gan_arith.latent.directions",
     "gan_arith.latent.interpolate",
     "gan_arith.latent.distributions",
-    "gan_arith.models.classifier",
+    "gan_arith.evaluation.classifier_network",
     "gan_arith.train.loop",
     "gan_arith.train.checkpoint",
     "gan_arith.config",

@@ -1,6 +1,6 @@
 """Numbers for what the seeds judged by eye.
 
-- classifier_train: train/evaluate the attribute classifier (models/classifier.py).
+- classifier_train: train/evaluate the attribute classifier (evaluation/classifier_network.py).
 - success_rate: how often arithmetic results carry the target attributes, vs random samples (Wilson CI).
 - judge: an independent attribute classifier (another architecture, the other half of the train faces)
   that reads the success rates beside the project classifier, with its hit rate on real target faces.

@@ -6,7 +6,7 @@ opt_state), so the one checkpoint path (gan_arith.train.checkpoint) saves them; 
 in the step, as in gan_arith.train.steps. `new_train_state`, `apply_gradients` and `run_steps` also
 serve the encoder (inversion.py) and the noise classifier. The classifier functions take any flax
 module called as `AttributeClassifier` is (images in [-1, 1] [B, H, W, 3] -> logits [B, A], with a
-`num_attributes` field): the project classifier and the judge (models/judge.py) alike.
+`num_attributes` field): the project classifier and the judge (evaluation/judge_network.py) alike.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ import orbax.checkpoint as ocp
 from gan_arith.evaluation.classifier_train import Step, apply_gradients, new_train_state, run_steps
 from gan_arith.evaluation.sampling import batched_apply, normal_latents
 from gan_arith.files import write_json
-from gan_arith.models.classifier import ConvTrunk
+from gan_arith.evaluation.classifier_network import ConvTrunk
 from gan_arith.models.layers import as_model_range
 from gan_arith.train.state import Batch, Metrics, TrainState
 

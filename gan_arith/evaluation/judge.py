@@ -2,7 +2,7 @@
 
 The project classifier (scorer.py) picks scored concept members and reads the arithmetic results;
 a rate it reads on faces it chose itself runs high. The judge differs in what it learnt from and
-how: a VGG-style network (models/judge.py, not the classifier's ConvTrunk), its own seed, trained
+how: a VGG-style network (evaluation/judge_network.py, not the classifier's ConvTrunk), its own seed, trained
 on the other half of the store's train partition (`scorer.train_half`), so it never saw a face
 the classifier learnt from. It is cached with orbax like the classifier and has its interface
 (`AttributeScorer`), so success-rate code takes either.
@@ -23,7 +23,7 @@ import numpy as np
 from gan_arith.data.store import FaceStore
 from gan_arith.evaluation.scorer import AttributeScorer, classifier_attributes, load_or_train_scorer
 from gan_arith.evaluation.success_rate import attribute_success, probability_success, rate_of, success_readings
-from gan_arith.models.judge import JudgeClassifier
+from gan_arith.evaluation.judge_network import JudgeClassifier
 
 JUDGE_SEED = 1  # the project classifier trains with seed 0
 

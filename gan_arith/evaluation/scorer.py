@@ -29,7 +29,7 @@ from gan_arith.evaluation.classifier_train import (
 )
 from gan_arith.evaluation.frechet import FeatureExtractor
 from gan_arith.files import write_json
-from gan_arith.models.classifier import MIN_IMAGE_SIZE, AttributeClassifier
+from gan_arith.evaluation.classifier_network import MIN_IMAGE_SIZE, AttributeClassifier
 
 # The attributes the classifier learns on CelebA: the seeds' (Smiling, Male) and other visible ones.
 CELEBA_CLASSIFIER_ATTRIBUTES = (

@@ -10,7 +10,7 @@ from gan_arith.evaluation.classifier_train import (
     fit_classifier,
     predict_probabilities,
 )
-from gan_arith.models.classifier import AttributeClassifier
+from gan_arith.evaluation.classifier_network import AttributeClassifier
 
 
 def test_loss_and_accuracy_by_hand():

@@ -12,8 +12,8 @@ from gan_arith.evaluation.judge import (
     judge_hit_rate, judged_success, load_or_train_judge, reconstruction_hit_rates, sample_attribute_rates,
 )
 from gan_arith.evaluation.scorer import CLASSIFIER_FILE, load_or_train_classifier, train_half
-from gan_arith.models.classifier import AttributeClassifier
-from gan_arith.models.judge import JudgeClassifier
+from gan_arith.evaluation.classifier_network import AttributeClassifier
+from gan_arith.evaluation.judge_network import JudgeClassifier
 
 SIZE = 32
 

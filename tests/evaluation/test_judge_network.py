@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from gan_arith.evaluation.classifier_train import create_classifier_state
-from gan_arith.models.judge import JudgeClassifier
+from gan_arith.evaluation.judge_network import JudgeClassifier
 
 MODEL = JudgeClassifier(num_attributes=3, width=4)
 

@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from gan_arith.evaluation.classifier_train import create_classifier_state
-from gan_arith.models.classifier import AttributeClassifier
+from gan_arith.evaluation.classifier_network import AttributeClassifier
 
 MODEL = AttributeClassifier(num_attributes=3, width=8)
 

@@ -1,6 +1,6 @@
 """A second attribute classifier of another design, the judge of arithmetic results.
 
-The project's `AttributeClassifier` (models/classifier.py) picks concept members and scores the
+The project's `AttributeClassifier` (evaluation/classifier_network.py) picks concept members and scores the
 results; a judge that shares its architecture could share its blind spots and its quirks on
 generated faces. `JudgeClassifier` is a plain VGG-style stack instead: unstrided 3×3 convolutions
 with ReLU, 2×2 max-pooling to downsample, no normalisation layer, He-initialised, and a hidden
@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gan_arith.models.classifier import check_images, check_sizes
+from gan_arith.evaluation.classifier_network import check_images, check_sizes
 
 NUM_STAGES = 4
 _HE = nn.initializers.he_normal()
