@@ -1,38 +1,13 @@
-"""Tiny trained runs shared by the experiment tests: one DCGAN and one VAE on 160 synthetic faces at 40px."""
+"""The experiment tests' settings on the tiny trained runs (`tiny_runs`, in tests/conftest.py): one DCGAN and one VAE
+on 160 synthetic faces at 40px, with a tiny classifier and judge."""
 
 from pathlib import Path
 
 import ml_collections
 import pytest
 
-from experiments import dcgan_celeba, vae_celeba
-from gan_arith import artifacts
-
-TINY_SIZE = 40  # the attribute classifier needs >= 32px; the DCGAN 5·2^k
-
-
-def tiny_train_config(module, root: Path) -> ml_collections.ConfigDict:
-    config = module.get_config()
-    config.scale_for_cpu = False
-    config.model.update(image_size=TINY_SIZE, width=8, latent_dim=8)
-    config.data.update(default_store=str(root / "no_store"), synthetic_dir=str(root / "synthetic"), synthetic_faces=160)
-    config.update(batch_size=16, num_epochs=1, eval_every_epochs=1, steps_per_dispatch=0, num_samples=8, tensorboard=False)
-    if config.model.kind == "dcgan":
-        config.best_metric = "g_loss"  # the Fréchet metric has its own test (test_quality_experiments)
-    return config
-
-
-@pytest.fixture(scope="session")
-def tiny_runs(tmp_path_factory) -> dict[str, tuple[Path, ml_collections.ConfigDict]]:
-    """{kind: (trained workdir, its train config)} for 'dcgan' and 'vae', trained once per session."""
-    root = tmp_path_factory.mktemp("tiny_runs")
-    runs = {}
-    for module in (dcgan_celeba, vae_celeba):
-        config = tiny_train_config(module, root)
-        workdir = root / config.model.kind
-        artifacts.train(config, workdir)
-        runs[config.model.kind] = (workdir, config)
-    return runs
+# `tiny_runs` itself is in tests/conftest.py, shared with the explorer's tests: one fixture definition, so each
+# pytest-xdist worker trains the runs once however its tests are spread over the two directories.
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ has attribute directions."""
 import pytest
 
 from gan_arith.evaluation.scorer import load_or_train_classifier
-from tests.experiments.conftest import tiny_runs  # noqa: F401  (the session fixture of the experiment tests)
 
 SETTINGS = {"grid_size": 24, "classifier_steps": 30, "judge_steps": 30, "direction_faces": 200}
 
@@ -20,7 +19,7 @@ def settings(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def explorers(tiny_runs, settings):  # noqa: F811
+def explorers(tiny_runs, settings):
     """{kind: Explorer} on the tiny 'dcgan' and 'vae' runs, sharing one saved 30-step classifier."""
     from gan_arith.explore.explorer import Explorer
 

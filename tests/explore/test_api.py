@@ -33,6 +33,7 @@ from gan_arith.latent.directions import edit  # noqa: E402
 from gan_arith.latent.interpolate import interpolate_path  # noqa: E402
 from gan_arith.latent.sweeps import attribute_directions, encoded_faces  # noqa: E402
 
+pytestmark = pytest.mark.slow  # trains tiny runs end to end (the explorers fixture), and one test serves from a subprocess
 EXPRESSION = "smiling_woman - neutral_woman + neutral_man"
 PICKED = {"smiling_woman": [1, 5, 7], "neutral_woman": [2, 3], "neutral_man": [11]}
 

@@ -21,10 +21,13 @@ sync_api = pytest.importorskip("playwright.sync_api")
 from gan_arith.explore.server import create_app, decode_png  # noqa: E402
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no system Chromium found (chromium, chromium-browser or google-chrome on PATH): "
-    "install it with `apt-get install -y chromium` to run the browser tests"
-)
+pytestmark = [
+    pytest.mark.slow,  # trains tiny runs end to end (the explorers fixture) and drives a real browser
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="no system Chromium found (chromium, chromium-browser or google-chrome on PATH): "
+        "install it with `apt-get install -y chromium` to run the browser tests"
+    ),
+]
 EXPRESSION = "smiling_woman - neutral_woman + neutral_man"
 PICKED = {"smiling_woman": [1, 5, 7], "neutral_woman": [2, 3], "neutral_man": [11]}
 
