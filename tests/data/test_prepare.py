@@ -110,6 +110,12 @@ def let_go(pipe: Path, original: Path) -> None:
     pipe.write_bytes(original.read_bytes())
 
 
+def as_from_a_terminal() -> None:
+    """Ctrl-C as a shell gives it to a command: pytest-xdist's workers ignore SIGINT, and a child inherits that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def prepare_command(*args: str, **popen: object) -> subprocess.Popen:
     """`python -m gan_arith.data.prepare ARGS` in a fresh process (one TensorFlow thread, as in real runs)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
@@ -263,7 +269,8 @@ def test_ctrl_c_stops_workers_at_once_and_resumes(tmp_path):
     # Its own process group, which a terminal's Ctrl-C signals as a whole (parent and workers). Shard 2 holds
     # the pipe: one worker blocks on it for good, so the run ends only if Ctrl-C stops that worker.
     child = prepare_command(
-        *folder_command(tmp_path / "held", store, *args, "--processes", "2"), start_new_session=True, **pipes
+        *folder_command(tmp_path / "held", store, *args, "--processes", "2"), start_new_session=True,
+        preexec_fn=as_from_a_terminal, **pipes
     )
     try:
         wait_for_file(store / meta_file(0), child)
