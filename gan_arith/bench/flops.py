@@ -1,6 +1,6 @@
 """Model FLOPs of one train step, counted from the layer shapes, and XLA's own count to check it.
 
-What is counted: every application of ``nn.Dense``, ``nn.Conv``, ``ConvFromPhases``,
+What is counted: every application of ``nn.Dense``, ``nn.Conv``, ``Conv2x``, ``ConvFromPhases``,
 ``nn.ConvTranspose`` and ``ConvTranspose2x``, and the fast ``Discriminator``'s convolutions (computed
 outside flax layers; from its ``convolution_layers``), as multiply-accumulates (MACs), one FLOP
 pair each (FLOPs = 2·MACs):
@@ -40,7 +40,7 @@ import jax.numpy as jnp
 
 from gan_arith.models.fast.dcgan import DISCRIMINATOR_KERNEL, Discriminator
 from gan_arith.models.fast.phases import ConvFromPhases
-from gan_arith.models.layers import CONV_TRANSPOSE_IMPLS, ConvTranspose2x
+from gan_arith.models.layers import CONV_TRANSPOSE_IMPLS, Conv2x, ConvTranspose2x
 from gan_arith.train.steps import AutoencoderSteps, GANSteps, Steps, VAESteps
 
 
@@ -60,6 +60,8 @@ def _layer_macs(module: nn.Module, x_shape: tuple[int, ...], y_shape: tuple[int,
         return "Dense", math.prod(x_shape[:-1]) * x_shape[-1] * y_shape[-1]
     if isinstance(module, ConvTranspose2x):
         return "ConvTranspose", math.prod(x_shape[:-1]) * module.kernel_size**2 * x_shape[-1] * y_shape[-1]
+    if isinstance(module, Conv2x):
+        return "Conv", math.prod(y_shape[:-1]) * module.kernel_size**2 * x_shape[-1] * y_shape[-1]
     if isinstance(module, ConvFromPhases):  # a 'SAME' conv of the image the phases hold (shape: the image's)
         return "Conv", math.prod(y_shape[:-1]) * module.kernel_size**2 * x_shape[-1] * y_shape[-1]
     kernel = (module.kernel_size,) if isinstance(module.kernel_size, int) else tuple(module.kernel_size)
@@ -69,7 +71,7 @@ def _layer_macs(module: nn.Module, x_shape: tuple[int, ...], y_shape: tuple[int,
     return "Conv", math.prod(y_shape[:-1]) * math.prod(kernel) * (x_shape[-1] // groups) * y_shape[-1]
 
 
-_COUNTED = (nn.Dense, nn.Conv, ConvFromPhases, nn.ConvTranspose, ConvTranspose2x)
+_COUNTED = (nn.Dense, nn.Conv, Conv2x, ConvFromPhases, nn.ConvTranspose, ConvTranspose2x)
 
 
 def _discriminator_convolutions(module: Discriminator, images_shape: tuple[int, ...]) -> list[Layer]:

@@ -12,7 +12,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gan_arith.models.layers import BIAS_INIT, KERNEL_INIT, ConvTransposeImpl, ConvTranspose2x, num_doublings
+from gan_arith.models.layers import (
+    BIAS_INIT, KERNEL_INIT, Conv2x, Conv2xImpl, ConvTransposeImpl, ConvTranspose2x, num_doublings,
+)
 
 LEAKY_SLOPE = 0.2
 BASE_SIZE = 5
@@ -53,6 +55,7 @@ class Discriminator(nn.Module):
     `padding` of the stride-2 5×5 layers, both giving the seed's table (S -> S/2, same parameters):
     'same' is Keras' (the seed's code), 1 row/column before and 2 after; 'symmetric' is 2 and 2
     (PyTorch's padding=2), every window one pixel further up and left: a different function.
+    `conv_2x` is how those layers are computed (`Conv2x`: the same function and parameters either way).
     """
 
     width: int = 128
@@ -60,6 +63,7 @@ class Discriminator(nn.Module):
     dropout_rate: float = 0.4
     dtype: Any = jnp.float32
     padding: DiscriminatorPadding = "same"
+    conv_2x: Conv2xImpl = "phase"
 
     def check_images(self, images_bhwc: jax.Array) -> None:
         size = self.image_size
@@ -74,8 +78,9 @@ class Discriminator(nn.Module):
         layer = dict(kernel_init=KERNEL_INIT, bias_init=BIAS_INIT, dtype=self.dtype)
         strided = "SAME" if self.padding == "same" else SYMMETRIC_PADDING
         x = leaky_relu(nn.Conv(self.width, (5, 5), padding="SAME", **layer)(images_bhwc))  # conv2d, leaky_re_lu
-        for _ in range(num_doublings(self.image_size, BASE_SIZE)):  # conv2d_1 .. conv2d_4, each with its leaky_re_lu
-            x = leaky_relu(nn.Conv(self.width, (5, 5), strides=(2, 2), padding=strided, **layer)(x))
+        for index in range(1, num_doublings(self.image_size, BASE_SIZE) + 1):  # conv2d_1 .. conv2d_4, each with its leaky_re_lu
+            conv = Conv2x(self.width, 5, padding=strided, impl=self.conv_2x, dtype=self.dtype, name=f"Conv_{index}")
+            x = leaky_relu(conv(x))
         x = x.reshape(x.shape[0], -1)  # flatten
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)  # dropout
         return nn.Dense(1, **layer)(x)[:, 0].astype(jnp.float32)  # dense

@@ -1,10 +1,11 @@
-"""What the seeds' models share: Keras' initialisers, the image range, the stride-2 transposed
-convolution in the form XLA runs fast on CPUs, and parameter counting."""
+"""What the seeds' models share: Keras' initialisers, the image range, the stride-2 convolution and
+transposed convolution in the forms XLA runs fast on CPUs, and parameter counting."""
 
 from __future__ import annotations
 
+import functools
 import typing
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Sequence
 
 import flax.linen as nn
 import jax
@@ -17,6 +18,8 @@ BIAS_INIT = nn.initializers.zeros
 
 ConvTransposeImpl = Literal["phase", "dilated"]
 CONV_TRANSPOSE_IMPLS: tuple[str, ...] = typing.get_args(ConvTransposeImpl)
+Conv2xImpl = ConvTransposeImpl  # the same two forms: four phase convolutions, or lax's dilated one
+Pads = tuple[tuple[int, int], tuple[int, int]]  # (before, after) of the rows, then of the columns
 Phase = tuple[tuple[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]  # [a][b]: image[:, a::2, b::2]
 
 
@@ -112,6 +115,108 @@ class ConvTranspose2x(nn.Module):
         if self.activation is None:
             return interleave(phase) + bias
         return interleave(tuple(tuple(self.activated(y, bias) for y in row) for row in phase))
+
+
+def stride_2_pads(spatial_shape: Sequence[int], kernel_size: int, padding: str | Sequence[tuple[int, int]]) -> Pads:
+    """The explicit (before, after) padding of the rows and the columns of a stride-2 `nn.Conv` with this padding."""
+    if isinstance(padding, str):
+        pads = jax.lax.padtype_to_pads(tuple(spatial_shape), (kernel_size, kernel_size), (2, 2), padding)
+    else:
+        pads = padding
+    (before_h, after_h), (before_w, after_w) = pads
+    return (int(before_h), int(after_h)), (int(before_w), int(after_w))
+
+
+def strided_convolution(x: jax.Array, kernel: jax.Array, pads: Pads) -> jax.Array:
+    """The stride-2 convolution `nn.Conv` computes (its bias aside)."""
+    return jax.lax.conv_general_dilated(x, kernel, (2, 2), pads, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def input_phase_padding(kernel_size: int, before: int, size: int, out_size: int, phase: int) -> tuple[int, int, int]:
+    """First tap, padding before and padding after of the stride-1 convolution that gives the input
+    gradient of a stride-2 convolution at the input pixels 2m + phase, along one axis.
+
+    Output o reads input pixel 2o + i - before through tap i, so pixel 2m + phase meets the
+    cotangent only through taps i = first_tap + 2t, at output m + shift - t: a correlation of the
+    cotangent with those taps reversed. Every phase gets ceil(size / 2) pixels (the last one of an
+    odd size is cropped after the interleave).
+    """
+    first_tap = (phase + before) % 2
+    num_taps = len(range(first_tap, kernel_size, 2))
+    shift = (phase + before - first_tap) // 2
+    pad_before = num_taps - 1 - shift
+    return first_tap, pad_before, (size + 1) // 2 - out_size - pad_before + num_taps - 1
+
+
+def input_gradient_phases(cotangent: jax.Array, kernel: jax.Array, pads: Pads, input_shape: Sequence[int]) -> jax.Array:
+    """The input gradient of `strided_convolution(x, kernel, pads)` for this cotangent: each of its four
+    phases a stride-1 convolution (`input_phase_padding`), interleaved."""
+    k = kernel.shape[0]
+    axes = [
+        [input_phase_padding(k, before, size, out_size, phase) for phase in (0, 1)]
+        for (before, _), size, out_size in zip(pads, input_shape[1:3], cotangent.shape[1:3], strict=True)
+    ]
+    phase = tuple(
+        tuple(
+            # HWOI: the kernel's input channels are the cotangent's, its outputs the input's
+            jax.lax.conv_general_dilated(
+                cotangent, kernel[tap_h::2, tap_w::2][::-1, ::-1], (1, 1), ((before_h, after_h), (before_w, after_w)),
+                dimension_numbers=("NHWC", "HWOI", "NHWC"),
+            )
+            for tap_w, before_w, after_w in axes[1]
+        )
+        for tap_h, before_h, after_h in axes[0]
+    )
+    return interleave(phase)[:, : input_shape[1], : input_shape[2]]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def phase_gradient_convolution(x: jax.Array, kernel: jax.Array, pads: Pads) -> jax.Array:
+    """`strided_convolution`, its input gradient computed by `input_gradient_phases`."""
+    return strided_convolution(x, kernel, pads)
+
+
+def _phase_gradient_forward(x: jax.Array, kernel: jax.Array, pads: Pads) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    return strided_convolution(x, kernel, pads), (x, kernel)
+
+
+def _phase_gradient_backward(
+    pads: Pads, residuals: tuple[jax.Array, jax.Array], cotangent: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    x, kernel = residuals
+    _, kernel_vjp = jax.vjp(lambda kernel: strided_convolution(x, kernel, pads), kernel)
+    return input_gradient_phases(cotangent, kernel, pads, x.shape), kernel_vjp(cotangent)[0]
+
+
+phase_gradient_convolution.defvjp(_phase_gradient_forward, _phase_gradient_backward)
+
+
+class Conv2x(nn.Module):
+    """`nn.Conv(features, (k, k), strides=(2, 2), padding=padding)`: the same parameters and outputs.
+
+    impl="phase" gives it an input gradient computed as four stride-1 convolutions, one per phase of
+    the input, interleaved. lax's own input gradient is a convolution over the zero-dilated
+    cotangent, which XLA:CPU runs on a slow path outside YNNPACK (measured in docs/benchmarks.md).
+    The forward and the weight gradient are lax's. impl="dilated" is lax's throughout, the reference.
+    """
+
+    features: int
+    kernel_size: int
+    padding: str | Sequence[tuple[int, int]] = "SAME"
+    impl: Conv2xImpl = "phase"
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if self.impl not in CONV_TRANSPOSE_IMPLS:
+            raise ValueError(f"Conv2x impl must be one of {', '.join(CONV_TRANSPOSE_IMPLS)}, got {self.impl!r}")
+        k = self.kernel_size
+        kernel = self.param("kernel", KERNEL_INIT, (k, k, x.shape[-1], self.features), jnp.float32)
+        bias = self.param("bias", BIAS_INIT, (self.features,), jnp.float32)
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        pads = stride_2_pads(x.shape[1:3], k, self.padding)
+        convolution = phase_gradient_convolution if self.impl == "phase" else strided_convolution
+        return convolution(x, kernel, pads) + bias
 
 
 def count_parameters(variables: Any) -> int:

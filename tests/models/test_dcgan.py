@@ -3,6 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax.traverse_util import flatten_dict
 
 from gan_arith.models.dcgan import Discriminator, Generator
 from gan_arith.models.layers import count_parameters
@@ -16,6 +17,12 @@ def test_seed_parameter_counts_and_shapes():
     assert count_parameters(g_vars) == 1_381_891
     assert count_parameters(d_vars) == 1_651_841
     assert count_parameters(g_vars) + count_parameters(d_vars) == 3_033_732
+    # The seed's checkpoints name these (Conv2x computes the stride-2 layers under nn.Conv's names)
+    assert {path: leaf.shape for path, leaf in flatten_dict(d_vars["params"], sep="/").items()} == {
+        "Conv_0/kernel": (5, 5, 3, 128), "Conv_0/bias": (128,),
+        **{f"Conv_{i}/{name}": shape for i in range(1, 5) for name, shape in (("kernel", (5, 5, 128, 128)), ("bias", (128,)))},
+        "Dense_0/kernel": (3200, 1), "Dense_0/bias": (1,),
+    }
     images = jax.eval_shape(generator.apply, g_vars, jnp.zeros((2, 100)))
     assert images.shape == (2, 80, 80, 3) and images.dtype == jnp.float32
     assert jax.eval_shape(discriminator.apply, d_vars, images).shape == (2,)
@@ -53,8 +60,9 @@ def test_generator_is_the_keras_layer_stack_in_value_and_gradient(conv_transpose
 
 
 @pytest.mark.usefixtures("exact_products")
+@pytest.mark.parametrize("conv_2x", ["phase", "dilated"])
 @pytest.mark.parametrize("padding,strided_padding", [("same", "SAME"), ("symmetric", ((2, 2), (2, 2)))])
-def test_discriminator_padding_is_keras_same_or_symmetric(padding, strided_padding):
+def test_discriminator_padding_is_keras_same_or_symmetric(padding, strided_padding, conv_2x):
     # Both give the seed's table (80 -> 40 -> ... -> 5, same parameters); they differ in where each
     # stride-2 window sits, so on the same parameters they are different functions.
     class Reference(nn.Module):
@@ -66,7 +74,7 @@ def test_discriminator_padding_is_keras_same_or_symmetric(padding, strided_paddi
             return nn.Dense(1, name="Dense_0")(x.reshape(x.shape[0], -1))[:, 0]
 
     images = jax.random.uniform(jax.random.key(0), (3, 20, 20, 3), minval=-1, maxval=1)
-    ours = Discriminator(width=8, image_size=20, padding=padding)
+    ours = Discriminator(width=8, image_size=20, padding=padding, conv_2x=conv_2x)
     variables = jax.jit(ours.init)(jax.random.key(1), images)
     assert jax.tree.map(jnp.shape, jax.jit(Reference().init)(jax.random.key(1), images)) == jax.tree.map(jnp.shape, variables)
     np.testing.assert_allclose(jax.jit(ours.apply)(variables, images), Reference().apply(variables, images), atol=1e-5)

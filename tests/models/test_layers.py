@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from gan_arith.models.layers import (
-    ConvTranspose2x, as_model_range, count_parameters, from_model_range, num_doublings, to_model_range,
+    Conv2x, ConvTranspose2x, as_model_range, count_parameters, from_model_range, num_doublings, to_model_range,
 )
 
 
@@ -48,6 +48,32 @@ def test_conv_transpose_2x_names_a_bad_impl():
     x = jnp.ones((1, 5, 5, 4))
     with pytest.raises(ValueError, match="impl must be one of phase, dilated"):
         ConvTranspose2x(2, 4, impl="bogus").init(jax.random.key(1), x)
+
+
+@pytest.mark.usefixtures("exact_products")
+@pytest.mark.parametrize("kernel_size,size,padding,impl", [
+    (5, 8, "SAME", "phase"), (5, 8, ((2, 2), (2, 2)), "phase"), (5, 7, "SAME", "phase"), (5, 9, ((2, 2), (2, 2)), "phase"),
+    (3, 6, "SAME", "phase"), (4, 6, "SAME", "phase"), (4, 7, ((1, 2), (0, 1)), "phase"), (5, 8, ((0, 0), (3, 1)), "phase"),
+    (5, 8, "SAME", "dilated"),
+])
+def test_conv_2x_is_flax_strided_conv_in_value_and_gradient(kernel_size, size, padding, impl):
+    x = jax.random.normal(jax.random.key(0), (2, size, size + 1, 3))  # not square: paddings per axis
+    reference = nn.Conv(7, (kernel_size, kernel_size), strides=(2, 2), padding=padding)
+    variables = jax.jit(reference.init)(jax.random.key(1), x)
+    ours = Conv2x(7, kernel_size, padding=padding, impl=impl)
+    assert jax.tree.map(jnp.shape, jax.jit(ours.init)(jax.random.key(1), x)) == jax.tree.map(jnp.shape, variables)
+
+    expected, expected_grads = _value_and_grads(reference.apply, variables, x)
+    got, grads = _value_and_grads(ours.apply, variables, x)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    for g, e in zip(jax.tree.leaves(grads), jax.tree.leaves(expected_grads), strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_2x_names_a_bad_impl():
+    with pytest.raises(ValueError, match="Conv2x impl must be one of phase, dilated"):
+        Conv2x(2, 5, impl="bogus").init(jax.random.key(1), jnp.ones((1, 6, 6, 4)))
 
 
 def test_range_round_trip_and_count():
