@@ -202,7 +202,7 @@ def _check_vae_filters(filters: Any, image_size: int) -> None:
     if not valid or len(filters) != doublings:
         raise InputError(
             f"config.model.vae_filters must be {doublings} positive integers at image_size {image_size} "
-            f"(one per stride-2 conv), or () for the seed's; got {filters!r}"
+            f"(one per stride-2 conv), or () for the seed's; got {filters!r} (set it along with the image size)"
         )
 
 
