@@ -13,7 +13,7 @@ ceiling). Directions: the Smiling direction (class-mean difference, or the logis
 normal with --config.direction_method=linear) fitted on encoded training faces, alone and with
 the Male direction projected out, added with strengths --config.edit_alphas to encoded neutral
 test faces.
-Needs a trained VAE in --config.run; the default one is trained first when missing (CPU-scaled: 40px, about 4 minutes
+Needs a trained VAE in --config.run; the default one is trained first when missing (CPU-scaled: 40px, about 10 minutes
 on 2 cores; the 40px attribute classifier trains once per store, shared with the DCGAN's tools when
 both runs read the same store).
 Runtime (CPU, trained VAE): 38 s including the classifier's first training (300 steps), plus the
@@ -23,10 +23,10 @@ male-presenting faces (blurry, as VAE decodes are); figures/vae_edits.png shows 
 with alpha while the conditional row keeps the face's Male reading; summary.json has the success
 rates vs the baseline (classifier and judge; members 'encoded'), both readers' test accuracy, and
 the classifier's P(Smiling), P(Male) per alpha for both directions, and how much of the target the
-reconstructions of real target faces keep in the judge's eyes. On the CelebA subset a 40px VAE
-(β 0.1, 20 epochs) kept 28% of it (17% of reconstructions against 59% of the faces), and the
-judge read 5% of the results as smiling men against 14% of random decodes while the classifier
-read 42% against 25% (docs/results.md): at this size the decodes lose the smile first.
+reconstructions of real target faces keep in the judge's eyes. On the CelebA subset the default
+40px VAE kept 64% of it (37% of reconstructions against 59% of the faces), and the judge read 16%
+of the results as smiling men against 34% of random decodes while the classifier read 49% against
+17% (docs/results.md): averaging three encodings blurs the decode further, and the smile goes first.
 """
 
 import sys

@@ -45,6 +45,10 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
             # padding=2, a different function); impl 'fast' runs both padded symmetrically (models/fast/dcgan.py)
             "discriminator_padding": "same",
             "beta": 1.0,  # VAE: weight of the KL term
+            # VAE: filters of the encoder's stride-2 convs, one per doubling from 5×5 to image_size, mirrored
+            # by the decoder, whose 5×5 map has the last one's channels; (): the seed's 128-64-32-16, shortened
+            # from the front below 80×80 (models/vae.py)
+            "vae_filters": (),
         }
     )
     # discriminator_learning_rate: the GAN's discriminator's own rate (0: learning_rate, as in the seed);
@@ -107,6 +111,7 @@ ADDED_FIELDS: dict[tuple[str, ...], Any] = {
     ("r1_gamma",): 0.0,
     ("optimizer", "discriminator_learning_rate"): 0.0,
     ("optimizer", "schedule"): "constant",
+    ("model", "vae_filters"): (),
 }
 # Fields no longer read, dropped from saved configs so those runs still resume: the experimental
 # `model.fused_discriminator` computed the plain discriminator's function.
@@ -175,6 +180,8 @@ def check_model_config(config: ml_collections.ConfigDict) -> None:
     model = config.model
     if model.kind == "vae" and (isinstance(model.beta, bool) or not isinstance(model.beta, (int, float)) or model.beta < 0):
         raise InputError(f"config.model.beta (the KL term's weight) must be a number >= 0, got {model.beta!r}")
+    if model.kind == "vae" and model.vae_filters:
+        _check_vae_filters(model.vae_filters, model.image_size)
     if model.kind == "ae":
         if model.image_size % 8:
             raise InputError(f"config.model.image_size must be a multiple of 8 for the accordion autoencoder, got {model.image_size}")
@@ -183,6 +190,20 @@ def check_model_config(config: ml_collections.ConfigDict) -> None:
         num_doublings(model.image_size, 5)
     except ValueError as error:
         raise InputError(f"config.model.{error}") from None
+
+
+def _check_vae_filters(filters: Any, image_size: int) -> None:
+    """An InputError unless `filters` holds one positive integer per doubling from 5×5 to `image_size`."""
+    try:
+        doublings = num_doublings(image_size, 5)
+    except ValueError as error:
+        raise InputError(f"config.model.{error}") from None
+    valid = isinstance(filters, (tuple, list)) and all(isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in filters)
+    if not valid or len(filters) != doublings:
+        raise InputError(
+            f"config.model.vae_filters must be {doublings} positive integers at image_size {image_size} "
+            f"(one per stride-2 conv), or () for the seed's; got {filters!r} (set it along with the image size)"
+        )
 
 
 def check_ranges(

@@ -5,8 +5,8 @@ import pytest
 
 from experiments import dcgan_celeba
 from gan_arith.config import (
-    ADDED_FIELDS, REMOVED_FIELDS, apply_overrides, base_config, check_field_names, check_train_config, field,
-    scale_for_host, selected_kinds, with_added_fields,
+    ADDED_FIELDS, REMOVED_FIELDS, apply_overrides, base_config, check_field_names, check_model_config, check_train_config,
+    field, scale_for_host, selected_kinds, with_added_fields,
 )
 
 
@@ -95,3 +95,17 @@ def test_selected_kinds_names_the_choices():
     config.kinds = "gan"
     with pytest.raises(ValueError, match="subset of dcgan,vae, got 'gan'"):
         selected_kinds(config)
+
+
+def test_vae_filters_are_checked_and_absent_in_old_runs_means_the_seeds():
+    config = base_config("vae")
+    with config.unlocked():
+        del config.model["vae_filters"]  # a VAE saved before the field existed
+    assert with_added_fields(config).model.vae_filters == ()
+    config.model.image_size = 40
+    config.model.vae_filters = (32, 64, 128)
+    check_model_config(config)
+    for bad in ((32, 64), (32, 0, 128), (32, 64, 128.0)):
+        config.model.vae_filters = bad
+        with pytest.raises(ValueError, match=r"config\.model\.vae_filters must be 3 positive integers at image_size 40"):
+            check_model_config(config)

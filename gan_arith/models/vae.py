@@ -24,8 +24,10 @@ def reparameterize(mean_bl: jax.Array, logvar_bl: jax.Array, rng: jax.Array) -> 
     return mean_bl + jnp.exp(0.5 * logvar_bl) * eps
 
 
-def _filters(image_size: int) -> tuple[int, ...]:
-    """The seed's filter sequence, shortened from the front for images smaller than 80×80."""
+def _filters(image_size: int, filters: tuple[int, ...] = ()) -> tuple[int, ...]:
+    """`filters` when given, else the seed's sequence, shortened from the front for images smaller than 80×80."""
+    if filters:
+        return tuple(filters)
     return ENCODER_FILTERS[-num_doublings(image_size, BASE_SIZE) :] if image_size <= 80 else ENCODER_FILTERS
 
 
@@ -35,6 +37,7 @@ class Encoder(nn.Module):
     latent_dim: int = 256
     image_size: int = 80
     dtype: Any = jnp.float32
+    filters: tuple[int, ...] = ()
 
     @nn.compact
     def __call__(self, images_bhwc: jax.Array, *, train: bool = False) -> tuple[jax.Array, jax.Array]:
@@ -42,7 +45,7 @@ class Encoder(nn.Module):
             raise ValueError(f"Encoder expects images [B, {self.image_size}, {self.image_size}, 3], got {images_bhwc.shape}")
         layer = dict(kernel_init=KERNEL_INIT, bias_init=BIAS_INIT, dtype=self.dtype)
         x = images_bhwc
-        for filters in _filters(self.image_size):  # conv2d .. conv2d_3
+        for filters in _filters(self.image_size, self.filters):  # conv2d .. conv2d_3
             x = nn.relu(nn.Conv(filters, (3, 3), strides=(2, 2), padding="SAME", **layer)(x))
         # batch_normalization, with Keras' defaults: momentum 0.99, epsilon 1e-3.
         x = nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3, dtype=self.dtype)(x)
@@ -58,10 +61,11 @@ class Decoder(nn.Module):
     image_size: int = 80
     dtype: Any = jnp.float32
     conv_transpose: ConvTransposeImpl = "phase"
+    filters: tuple[int, ...] = ()
 
     @nn.compact
     def __call__(self, z_bl: jax.Array) -> jax.Array:
-        filters = _filters(self.image_size)
+        filters = _filters(self.image_size, self.filters)
         x = nn.Dense(BASE_SIZE * BASE_SIZE * filters[-1], kernel_init=KERNEL_INIT, bias_init=BIAS_INIT, dtype=self.dtype)(z_bl)
         x = nn.relu(x).reshape(-1, BASE_SIZE, BASE_SIZE, filters[-1])  # intermediate_decoder, reshape
         for features in (*reversed(filters[:-1]), 3):  # conv2d_transpose .. conv2d_transpose_3
@@ -77,10 +81,11 @@ class VAE(nn.Module):
     image_size: int = 80
     dtype: Any = jnp.float32
     conv_transpose: ConvTransposeImpl = "phase"
+    filters: tuple[int, ...] = ()
 
     def setup(self) -> None:
-        self.encoder = Encoder(self.latent_dim, self.image_size, self.dtype)
-        self.decoder = Decoder(self.image_size, self.dtype, self.conv_transpose)
+        self.encoder = Encoder(self.latent_dim, self.image_size, self.dtype, self.filters)
+        self.decoder = Decoder(self.image_size, self.dtype, self.conv_transpose, self.filters)
 
     def encode(self, images_bhwc: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
         return self.encoder(images_bhwc, train=train)

@@ -386,7 +386,8 @@ def build_steps(config: Any, batch_sharding: jax.sharding.Sharding | None = None
             generator, discriminator, optimizer, batch_sharding, config.ema_decay, discriminator_optimizer, config.r1_gamma
         )
     if model.kind == "vae":
-        return VAESteps(VAE(model.latent_dim, model.image_size, dtype, model.conv_transpose), optimizer, model.beta)
+        vae = VAE(model.latent_dim, model.image_size, dtype, model.conv_transpose, tuple(model.vae_filters))
+        return VAESteps(vae, optimizer, model.beta)
     if model.kind == "ae":
         return AutoencoderSteps(AccordionAE(model.image_size, dtype, model.conv_transpose), optimizer)
     raise ValueError(f"config.model.kind must be 'dcgan', 'vae' or 'ae', got {model.kind!r}")
