@@ -52,6 +52,11 @@ def _implementation(rows: list[dict[str, Any]], name: str) -> str:
     return f"{name}=" + "/".join(f"{row.get(name)} ({row['model']} {row['dtype']})" for row in rows)
 
 
+# Seen in XLA:CPU's compiled HLO (jax 0.10.2): each bfloat16 convolution is converted to float32, run, and converted back.
+BFLOAT16_ON_CPU = ("bfloat16 on CPU: XLA:CPU runs each bfloat16 convolution in float32 between two conversions, so it "
+                   "only adds work; CPU runs compute in float32.")
+
+
 def format_report(results: dict[str, Any]) -> str:
     """The human-readable tables of a results dict."""
     env = results["environment"]
@@ -89,6 +94,8 @@ def format_report(results: dict[str, Any]) -> str:
         "shapes (gan_arith.bench.flops), XLA GFLOP from the one-step computation's cost_analysis (on GPU it leaves out",
         "convolutions run as cuDNN custom calls, not those in conv_fusion's cuDNN graphs); compile s: 1/call[/k/call].",
     ]
+    if env["backend"] == "cpu" and any(row["dtype"] == "bfloat16" for row in results["steps"]):
+        lines.append(BFLOAT16_ON_CPU)
     for row in results["steps"]:
         if row.get("kernel_time"):
             lines += [""] + format_kernel_time(row)

@@ -177,7 +177,8 @@ def phase_gradient_convolution(x: jax.Array, kernel: jax.Array, pads: Pads) -> j
 
 
 def _phase_gradient_forward(x: jax.Array, kernel: jax.Array, pads: Pads) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-    return strided_convolution(x, kernel, pads), (x, kernel)
+    # Itself, not lax's: a gradient of this gradient (the R1 penalty's) differentiates the forward again
+    return phase_gradient_convolution(x, kernel, pads), (x, kernel)
 
 
 def _phase_gradient_backward(

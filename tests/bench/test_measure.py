@@ -55,6 +55,7 @@ def test_bench_smoke_writes_complete_json(tmp_path, capsys, monkeypatch):
     assert env["source_digest"] == bench.source_digest() and len(env["source_digest"]) == 12
     assert "unknown" in printed  # no peak is known for a CPU
     assert "implementation: conv_transpose=phase, discriminator_padding=same, conv_fusion=on" in printed
+    assert "bfloat16 on CPU: XLA:CPU runs each bfloat16 convolution in float32" in printed
 
     rows = {row["model"]: row for row in results["steps"]}
     assert sorted(rows) == ["dcgan", "vae"]

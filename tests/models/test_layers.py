@@ -71,6 +71,27 @@ def test_conv_2x_is_flax_strided_conv_in_value_and_gradient(kernel_size, size, p
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.usefixtures("exact_products")
+@pytest.mark.parametrize("padding", ["SAME", ((2, 2), (2, 2))])
+def test_conv_2x_second_order_is_flax_strided_conv(padding):
+    # The R1 penalty differentiates an input gradient with respect to the parameters.
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+    reference = nn.Conv(5, (5, 5), strides=(2, 2), padding=padding)
+    variables = jax.jit(reference.init)(jax.random.key(1), x)
+
+    def penalty_gradient(apply):
+        def penalty(variables, x):
+            input_gradient = jax.grad(lambda x: jnp.sum(jnp.sin(apply(variables, x))))(x)
+            return jnp.sum(input_gradient**2)
+
+        return jax.jit(jax.grad(penalty, argnums=(0, 1)))(variables, x)
+
+    expected = penalty_gradient(reference.apply)
+    got = penalty_gradient(Conv2x(5, 5, padding=padding).apply)
+    for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
+
+
 def test_conv_2x_names_a_bad_impl():
     with pytest.raises(ValueError, match="Conv2x impl must be one of phase, dilated"):
         Conv2x(2, 5, impl="bogus").init(jax.random.key(1), jnp.ones((1, 6, 6, 4)))
