@@ -13,12 +13,12 @@ counts 390 steps of 64 random faces, so its 100 epochs are about --config.num_ep
 CPU default (no accelerator): the same layers at 40×40 and width 32, batch 32, 10,000 faces
 (8,000 train), 6 epochs of 500 steps, Adam 1e-3 with a cosine decay, a 0.999 moving average of
 the generator's weights for samples and checkpoints, and the R1 penalty (γ 1) on the discriminator.
-Runtime: CPU default about 14 minutes on 2 cores (the 3,000 steps ~12.5 minutes of it); seed
+Runtime: CPU default about 7.5 minutes on 2 idle cores (the 3,000 steps ~6.5 minutes of it); seed
 configuration in bfloat16 on one H100 about 6 minutes for the seed's count of steps
 (docs/benchmarks.md).
 Expected result: workdir/figures/samples_epochNNNN.png grids from a fixed latent batch that turn
 from noise into varied synthetic faces (the CPU default: Fréchet distance, in the attribute
-classifier's features, about 7-8 after 6 epochs for seeds 0-2, against a real-vs-real floor of
+classifier's features, about 5-9 after 6 epochs for seeds 0-2, against a real-vs-real floor of
 1.3; docs/results.md); checkpoints in workdir/checkpoints (best: lowest Fréchet distance);
 metrics.jsonl; rerunning the same command resumes from the last checkpoint.
 """

@@ -15,7 +15,7 @@ independent judge (evaluation/judge.py: another architecture, trained on the oth
 store's train faces, kept in --config.judge_dir) each score against random samples; the judge's
 hit rate on real test faces with the target says how high its reading can go.
 Needs a trained GAN in --config.run; the default one is trained first when missing (CPU-scaled:
-about 14 minutes on 2 cores; --config.train.cpu.num_epochs=N changes the CPU-scaled length).
+about 7.5 minutes on 2 idle cores; --config.train.cpu.num_epochs=N changes the CPU-scaled length).
 Runtime (CPU, 2 cores, trained GAN): about 1.5 minutes, most of it the judge's first training
 (600 steps); with both readers trained, seconds; inversion adds several minutes. GPU: not measured.
 Expected result: figures/gan_scored_arithmetic.png (each concept's k faces and their average,
