@@ -76,6 +76,15 @@ def interleave(phase: Phase) -> jax.Array:
     return jnp.stack(rows, axis=2).reshape(batch, 2 * height, 2 * width, channels)
 
 
+def kernel_and_bias(layer: nn.Module, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """An `nn.Conv`'s parameters for `layer` (its `kernel_size`, `features` and `dtype`; float32, the
+    same names, shapes and initialisers) and its input, all promoted to the compute dtype."""
+    k = layer.kernel_size
+    kernel = layer.param("kernel", KERNEL_INIT, (k, k, x.shape[-1], layer.features), jnp.float32)
+    bias = layer.param("bias", BIAS_INIT, (layer.features,), jnp.float32)
+    return nn.dtypes.promote_dtype(x, kernel, bias, dtype=layer.dtype)
+
+
 class ConvTranspose2x(nn.Module):
     """`nn.ConvTranspose(features, (k, k), strides=(2, 2), padding='SAME')` then `activation`: the same
     parameters and outputs.
@@ -94,11 +103,7 @@ class ConvTranspose2x(nn.Module):
     activation: Callable[[jax.Array], jax.Array] | None = None
 
     def kernel_and_bias(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """The layer's parameters (float32) and its input, promoted to the compute dtype."""
-        k = self.kernel_size
-        kernel = self.param("kernel", KERNEL_INIT, (k, k, x.shape[-1], self.features), jnp.float32)
-        bias = self.param("bias", BIAS_INIT, (self.features,), jnp.float32)
-        return nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        return kernel_and_bias(self, x)
 
     def activated(self, y: jax.Array, bias: jax.Array) -> jax.Array:
         return y + bias if self.activation is None else self.activation(y + bias)
@@ -211,11 +216,8 @@ class Conv2x(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.impl not in CONV_TRANSPOSE_IMPLS:
             raise ValueError(f"Conv2x impl must be one of {', '.join(CONV_TRANSPOSE_IMPLS)}, got {self.impl!r}")
-        k = self.kernel_size
-        kernel = self.param("kernel", KERNEL_INIT, (k, k, x.shape[-1], self.features), jnp.float32)
-        bias = self.param("bias", BIAS_INIT, (self.features,), jnp.float32)
-        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        pads = stride_2_pads(x.shape[1:3], k, self.padding)
+        x, kernel, bias = kernel_and_bias(self, x)
+        pads = stride_2_pads(x.shape[1:3], self.kernel_size, self.padding)
         convolution = phase_gradient_convolution if self.impl == "phase" else strided_convolution
         return convolution(x, kernel, pads) + bias
 
